@@ -1,0 +1,41 @@
+// Two projects: the same suite runs against the embedded database (PGlite) and
+// against PostgreSQL (TEST_DATABASE_URL, default the local "test" database).
+const swc = [
+  "@swc/jest",
+  {
+    jsc: {
+      target: "es2022",
+      parser: { syntax: "typescript", decorators: true },
+      transform: { legacyDecorator: true, decoratorMetadata: true },
+    },
+    module: { type: "es6" },
+  },
+];
+
+const base = {
+  extensionsToTreatAsEsm: [".ts"],
+  moduleNameMapper: { "^(\\.{1,2}/.*)\\.js$": "$1" },
+  transform: { "^.+\\.ts$": swc },
+  testEnvironment: "node",
+  setupFiles: ["<rootDir>/test/setup-env.ts"],
+};
+
+export default {
+  testTimeout: 60_000,
+  projects: [
+    { ...base, displayName: "unit", testMatch: ["<rootDir>/test/unit/**/*.test.ts"] },
+    {
+      ...base,
+      displayName: "pglite",
+      testMatch: ["<rootDir>/test/integration/**/*.test.ts"],
+      globalSetup: "<rootDir>/test/global-setup.ts",
+      setupFiles: [...base.setupFiles, "<rootDir>/test/setup-pglite.ts"],
+    },
+    {
+      ...base,
+      displayName: "postgres",
+      testMatch: ["<rootDir>/test/integration/**/*.test.ts"],
+      setupFiles: [...base.setupFiles, "<rootDir>/test/setup-postgres.ts"],
+    },
+  ],
+};

@@ -1,0 +1,150 @@
+// Configuration is read and validated once, here, at boot. Every variable is
+// declared in SPEC with its documentation (the README table is generated from it
+// by `npm run docs:config`); a bad value stops the server with a message naming it.
+import path from "node:path";
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`Invalid configuration: ${variable} ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+type Parser<T> = (raw: string, name: string) => T;
+
+interface VarSpec<T> {
+  doc: string;
+  /** Shown in the docs; also the value used when the variable is unset (unless `defaultFn`). */
+  default?: string;
+  parse: Parser<T>;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "30m", "15s", "2h", "7d", "500ms", or a bare number of seconds. Returns milliseconds. */
+export function parseDuration(raw: string, name = "duration"): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(raw);
+  if (!m) throw new ConfigError(name, `must be a duration such as 30s, 15m, 2h or 7d (got "${raw}")`);
+  const ms = Number(m[1]) * DURATION_UNITS[m[2] ?? "s"];
+  if (!Number.isFinite(ms) || ms <= 0) throw new ConfigError(name, `must be a positive duration (got "${raw}")`);
+  return Math.round(ms);
+}
+
+const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1000, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3 };
+
+/** "10MiB", "512KiB", "1000000" (bytes). */
+export function parseBytes(raw: string, name = "size"): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(raw);
+  const unit = BYTE_UNITS[(m?.[2] || "b").toLowerCase()];
+  if (!m || unit === undefined) throw new ConfigError(name, `must be a size such as 10MiB or 1048576 (got "${raw}")`);
+  const n = Math.floor(Number(m[1]) * unit);
+  if (n <= 0) throw new ConfigError(name, `must be positive (got "${raw}")`);
+  return n;
+}
+
+const str: Parser<string> = (raw) => raw;
+const optionalStr: Parser<string | undefined> = (raw) => (raw === "" ? undefined : raw);
+const duration: Parser<number> = (raw, name) => parseDuration(raw, name);
+const bytes: Parser<number> = (raw, name) => parseBytes(raw, name);
+const bool: Parser<boolean> = (raw, name) => {
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(name, `must be true or false (got "${raw}")`);
+};
+const int =
+  (min: number, max: number): Parser<number> =>
+  (raw, name) => {
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw.trim()) || n < min || n > max)
+      throw new ConfigError(name, `must be a whole number from ${min} to ${max} (got "${raw}")`);
+    return n;
+  };
+const oneOf =
+  <T extends string>(...values: T[]): Parser<T> =>
+  (raw, name) => {
+    if (!(values as string[]).includes(raw)) throw new ConfigError(name, `must be one of ${values.join(", ")} (got "${raw}")`);
+    return raw as T;
+  };
+const url =
+  (...protocols: string[]): Parser<string | undefined> =>
+  (raw, name) => {
+    if (raw === "") return undefined;
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      throw new ConfigError(name, `must be a URL (got a value that does not parse)`);
+    }
+    if (!protocols.includes(u.protocol)) throw new ConfigError(name, `must start with ${protocols.join(" or ")}`);
+    return raw.replace(/\/+$/, "");
+  };
+const secret =
+  (minLength: number): Parser<string | undefined> =>
+  (raw, name) => {
+    if (raw === "") return undefined;
+    if (raw.length < minLength) throw new ConfigError(name, `must be at least ${minLength} characters long`);
+    return raw;
+  };
+
+export const SPEC = {
+  NODE_ENV: { doc: "`development`, `production` or `test`. Production turns off the Sandbox landing page and, unless `INTROSPECTION` says otherwise, introspection.", default: "development", parse: oneOf("development", "production", "test") },
+  HOST: { doc: "Interface to listen on.", default: "0.0.0.0", parse: str },
+  PORT: { doc: "HTTP and WebSocket port (GraphQL at `/graphql`).", default: "4000", parse: int(0, 65535) },
+  PUBLIC_URL: { doc: "The server's address as users' browsers reach it; consent links are `<PUBLIC_URL>/consent/<code>`. Default `http://localhost:<PORT>`.", default: "", parse: url("http:", "https:") },
+  DATA_DIR: { doc: "Folder for the embedded database (`<DATA_DIR>/db`) and server files (the generated admin token and server secret).", default: "./data", parse: (raw) => path.resolve(raw) },
+  DATABASE_URL: { doc: "Unset: the embedded database. A `postgresql://` URL: that PostgreSQL server (needed to run several instances).", default: "", parse: url("postgresql:", "postgres:") },
+  DATABASE_POOL_SIZE: { doc: "PostgreSQL connections per instance.", default: "10", parse: int(1, 200) },
+  REDIS_URL: { doc: "Unset: subscriptions are delivered in-process. A `redis://` URL: events cross instances through Redis.", default: "", parse: url("redis:", "rediss:") },
+  ADMIN_TOKEN: { doc: "Bearer token of the admin API the CLI uses (32+ characters). Unset: generated on first start into `<DATA_DIR>/admin-token` (mode 0600).", default: "", parse: secret(32) },
+  SERVER_SECRET: { doc: "Key for the server's keyed hashes (idempotency fingerprints), 32+ characters. Unset: generated into `<DATA_DIR>/server-secret`. Several instances must share one.", default: "", parse: secret(32) },
+  LOG_LEVEL: { doc: "`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.", default: "info", parse: oneOf("fatal", "error", "warn", "info", "debug", "trace", "silent") },
+  INTROSPECTION: { doc: "Allow schema introspection. Default: on, except when `NODE_ENV=production`.", default: "", parse: (raw, name) => (raw === "" ? undefined : bool(raw, name)) },
+  TRUST_PROXY: { doc: "Trust `X-Forwarded-*` headers (behind a reverse proxy).", default: "false", parse: bool },
+  SESSION_TTL: { doc: "Lifetime of a session key.", default: "30m", parse: duration },
+  ASSERTION_MAX_SKEW: { doc: "How far a session assertion's `timestamp` may be from the server clock, either way.", default: "5m", parse: duration },
+  CONSENT_TTL: { doc: "Lifetime of a postbox consent code.", default: "15m", parse: duration },
+  POSTBOX_TTL_ONE_OFF: { doc: "Default lifetime of a postbox on a one-off contract.", default: "7d", parse: duration },
+  POSTBOX_TTL_ONGOING: { doc: "Default lifetime of a postbox on an ongoing contract.", default: "365d", parse: duration },
+  POSTBOX_MAX_TTL: { doc: "Longest lifetime an application may ask for.", default: "730d", parse: duration },
+  USER_ACCESS_TTL: { doc: "Lifetime of a user's access token (refresh tokens live as long as the postbox).", default: "1h", parse: duration },
+  MAX_PUSH_BYTES: { doc: "Largest file a push may carry (decoded size; ciphertext may be slightly larger). The HTTP body limit follows from it.", default: "10MiB", parse: bytes },
+  PUSH_RETENTION: { doc: "How long pushed content is kept after the user acknowledged it (postbox expiry still applies first).", default: "7d", parse: duration },
+  AUDIT_RETENTION: { doc: "How long push metadata and audit events are kept.", default: "400d", parse: duration },
+  SWEEP_INTERVAL: { doc: "How often expiry, purge and webhook work runs.", default: "5s", parse: duration },
+  WEBHOOK_TIMEOUT: { doc: "Time a webhook receiver has to answer.", default: "15s", parse: duration },
+  ALLOW_PRIVATE_URLS: { doc: "Allow webhook and callback URLs on loopback and private networks (development and tests only).", default: "false", parse: bool },
+  GRAPHQL_MAX_DEPTH: { doc: "Largest query depth.", default: "8", parse: int(1, 100) },
+  GRAPHQL_MAX_COST: { doc: "Largest query cost (graphql-armor cost analysis).", default: "5000", parse: int(1, 1_000_000) },
+  GRAPHQL_MAX_ALIASES: { doc: "Most aliases in one operation.", default: "15", parse: int(0, 1000) },
+  GRAPHQL_MAX_TOKENS: { doc: "Most tokens in one document.", default: "2000", parse: int(10, 100_000) },
+  RATE_LIMIT_PER_MINUTE: { doc: "Requests per minute per client address on the unauthenticated entry points (createSession, consent); 0 turns it off.", default: "600", parse: int(0, 1_000_000) },
+} satisfies Record<string, VarSpec<unknown>>;
+
+type Spec = typeof SPEC;
+type Parsed = { [K in keyof Spec]: ReturnType<Spec[K]["parse"]> };
+
+export interface Config extends Omit<Parsed, "PUBLIC_URL" | "INTROSPECTION"> {
+  PUBLIC_URL: string;
+  INTROSPECTION: boolean;
+  /** Largest HTTP request body, derived from MAX_PUSH_BYTES (base64 adds a third). */
+  BODY_LIMIT_BYTES: number;
+}
+
+export type Env = Record<string, string | undefined>;
+
+/** Parses and validates the environment; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const out: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(SPEC) as [string, VarSpec<unknown>][]) {
+    const raw = env[name];
+    out[name] = spec.parse(raw === undefined || raw.trim() === "" ? (spec.default ?? "") : raw.trim(), name);
+  }
+  const parsed = out as Parsed;
+  const publicUrl = parsed.PUBLIC_URL ?? `http://localhost:${parsed.PORT}`;
+  return {
+    ...parsed,
+    PUBLIC_URL: publicUrl,
+    INTROSPECTION: parsed.INTROSPECTION ?? parsed.NODE_ENV !== "production",
+    BODY_LIMIT_BYTES: Math.ceil((parsed.MAX_PUSH_BYTES * 4) / 3) + 256 * 1024,
+  };
+}

@@ -1,0 +1,110 @@
+// The database: embedded PostgreSQL (PGlite) in DATA_DIR by default, or a
+// PostgreSQL server when DATABASE_URL is set. Same schema, migrations and Prisma
+// client on both; only the driver adapter differs.
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import { PrismaPGlite } from "pglite-prisma-adapter";
+import { PrismaPg } from "@prisma/adapter-pg";
+import pg from "pg";
+import { PrismaClient } from "../../generated/prisma/client.js";
+import { migrate, type MigrateResult, type SqlRunner } from "./migrate.js";
+
+export type { PrismaClient };
+export type Tx = Omit<PrismaClient, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends">;
+
+export interface Database {
+  readonly kind: "pglite" | "postgres";
+  readonly prisma: PrismaClient;
+  migrate(): Promise<MigrateResult>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** postgresql:// URL; unset means embedded. */
+  url?: string;
+  /** Embedded database folder, or "memory://" (tests). */
+  dataDir?: string;
+  poolSize?: number;
+  /** A PGlite data-dir dump to start from (tests restore a migrated database this way). */
+  loadDataDir?: Blob;
+}
+
+export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
+  return opts.url ? openPostgres(opts.url, opts.poolSize ?? 10) : openPglite(opts.dataDir ?? "memory://", opts.loadDataDir);
+}
+
+async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database> {
+  if (!dataDir.startsWith("memory://")) await mkdir(path.dirname(dataDir), { recursive: true });
+  const pglite = await PGlite.create(dataDir, loadDataDir ? { loadDataDir } : {});
+  const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
+  const runner: SqlRunner = {
+    query: async <T>(sql: string, params?: unknown[]) => (await pglite.query<T>(sql, params)).rows,
+    execInTransaction: (script, after) =>
+      pglite.transaction(async (tx) => {
+        await tx.exec(script);
+        await after(async <T>(sql: string, params?: unknown[]) => (await tx.query<T>(sql, params)).rows);
+      }),
+    withLock: (fn) => fn(), // one process owns an embedded database
+  };
+  return {
+    kind: "pglite",
+    prisma,
+    migrate: () => migrate(runner),
+    ping: async () => {
+      await pglite.query("SELECT 1");
+    },
+    close: async () => {
+      await prisma.$disconnect();
+      await pglite.close();
+    },
+  };
+}
+
+async function openPostgres(url: string, poolSize: number): Promise<Database> {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  // An idle client error (server restart) must not crash the process; the pool replaces it.
+  pool.on("error", () => {});
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  const runner: SqlRunner = {
+    query: async <T>(sql: string, params?: unknown[]) => (await pool.query(sql, params)).rows as T[],
+    execInTransaction: async (script, after) => {
+      const client = await pool.connect();
+      try {
+        await client.query("BEGIN");
+        await client.query(script);
+        await after(async <T>(sql: string, params?: unknown[]) => (await client.query(sql, params)).rows as T[]);
+        await client.query("COMMIT");
+      } catch (e) {
+        await client.query("ROLLBACK").catch(() => {});
+        throw e;
+      } finally {
+        client.release();
+      }
+    },
+    withLock: async (fn) => {
+      // Several instances may start at once: one migrates, the others wait and find nothing to do.
+      const client = await pool.connect();
+      try {
+        await client.query("SELECT pg_advisory_lock(727274)");
+        return await fn();
+      } finally {
+        await client.query("SELECT pg_advisory_unlock(727274)").catch(() => {});
+        client.release();
+      }
+    },
+  };
+  return {
+    kind: "postgres",
+    prisma,
+    migrate: () => migrate(runner),
+    ping: async () => {
+      await pool.query("SELECT 1");
+    },
+    close: async () => {
+      await prisma.$disconnect();
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,32 @@
+// Query limits (depth, cost, aliases, directives, tokens) from graphql-armor.
+// Apollo gets them as plugins/validation rules; graphql-ws does not run Apollo's
+// pipeline, so ws.ts applies the same rules to WebSocket operations.
+import { ApolloArmor } from "@escape.tech/graphql-armor";
+import type { ApolloServerPlugin } from "@apollo/server";
+import type { ValidationRule } from "graphql";
+import type { Config } from "../config.js";
+
+export interface Limits {
+  plugins: ApolloServerPlugin[];
+  validationRules: ValidationRule[];
+  maxTokens: number;
+}
+
+export function createLimits(config: Config): Limits {
+  const production = config.NODE_ENV === "production";
+  const armor = new ApolloArmor({
+    maxDepth: { n: config.GRAPHQL_MAX_DEPTH, exposeLimits: !production },
+    costLimit: { maxCost: config.GRAPHQL_MAX_COST, exposeLimits: !production },
+    maxAliases: { n: config.GRAPHQL_MAX_ALIASES, exposeLimits: !production },
+    maxDirectives: { n: 50, exposeLimits: !production },
+    maxTokens: { n: config.GRAPHQL_MAX_TOKENS, exposeLimits: !production },
+    blockFieldSuggestion: { enabled: production },
+  });
+  const p = armor.protect();
+  return {
+    // graphql-armor's plugin types clash with Apollo's ESM typings; they are the same shape.
+    plugins: p.plugins as unknown as ApolloServerPlugin[],
+    validationRules: p.validationRules as unknown as ValidationRule[],
+    maxTokens: config.GRAPHQL_MAX_TOKENS,
+  };
+}

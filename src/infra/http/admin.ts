@@ -1,0 +1,56 @@
+// The operator's admin API (JSON over HTTP under /admin), used by the CLI so that
+// it never opens the embedded database itself. Authenticated by the admin token.
+import { Router, json, type NextFunction, type Request, type Response } from "express";
+import { safeEqual } from "../crypto.js";
+import { AppError, ErrorCode, isAppError } from "../errors.js";
+import { mapPrismaError } from "../db/prisma-errors.js";
+import type { Logger } from "../logger.js";
+
+export type AdminHandler = (req: Request) => Promise<unknown>;
+
+/** Wraps a handler: JSON result, or `{ error: { code, message } }` with a matching status. */
+export function adminRoute(handler: AdminHandler, status = 200) {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      res.status(status).json(await handler(req));
+    } catch (e) {
+      next(e);
+    }
+  };
+}
+
+export function createAdminRouter(adminToken: string, log: Logger, register: ((r: Router) => void)[]): Router {
+  const router = Router();
+  router.use(json({ limit: "1mb" }));
+  router.use((req, res, next) => {
+    const header = req.get("authorization") ?? "";
+    const token = header.startsWith("Bearer ") ? header.slice(7) : "";
+    if (!token || !safeEqual(token, adminToken)) {
+      res.status(401).json({ error: { code: ErrorCode.UNAUTHENTICATED, message: "Admin API: send Authorization: Bearer <admin token> (ADMIN_TOKEN, or the file admin-token in the data directory)." } });
+      return;
+    }
+    next();
+  });
+  for (const r of register) r(router);
+  router.use((req, res) => {
+    res.status(404).json({ error: { code: ErrorCode.NOT_FOUND, message: `No admin route ${req.method} ${req.path}.` } });
+  });
+  router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const e = mapPrismaError(err);
+    if (isAppError(e)) {
+      res.status(e.httpStatus).json({ error: { code: e.code, message: e.message, ...(e.extensions.field ? { field: e.extensions.field } : {}) } });
+      return;
+    }
+    if ((err as { type?: string }).type === "entity.parse.failed") {
+      res.status(400).json({ error: { code: ErrorCode.BAD_USER_INPUT, message: "The request body is not valid JSON." } });
+      return;
+    }
+    log.error({ err }, "admin request failed");
+    res.status(500).json({ error: { code: ErrorCode.INTERNAL_SERVER_ERROR, message: "Internal server error." } });
+  });
+  return router;
+}
+
+export function asAppError(code: ErrorCode, message: string) {
+  return new AppError(code, message);
+}

@@ -1,0 +1,146 @@
+// HTTP server: Express 5 with Apollo Server at /graphql, graphql-ws on the same
+// port and path, health endpoints, the admin API and the user's web app.
+import http from "node:http";
+import { randomUUID } from "node:crypto";
+import express, { type Request, type RequestHandler, type Router } from "express";
+import { ApolloServer, type ApolloServerPlugin } from "@apollo/server";
+import { expressMiddleware } from "@as-integrations/express5";
+import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
+import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from "@apollo/server/plugin/landingPage/default";
+import type { GraphQLSchema } from "graphql";
+import type { Config } from "../config.js";
+import { ErrorCode } from "../errors.js";
+import type { Limits } from "../graphql/armor.js";
+import { createContext, type Authenticators, type GraphQLContext } from "../graphql/context.js";
+import { makeFormatError } from "../graphql/errors.js";
+import type { Logger } from "../logger.js";
+import { createWsServer } from "./ws.js";
+
+export interface HttpServerDeps {
+  config: Config;
+  schema: GraphQLSchema;
+  limits: Limits;
+  auth: Authenticators;
+  log: Logger;
+  ready: () => Promise<void>;
+  adminRouter: Router;
+  /** Extra routes mounted before GraphQL (the user's web app). */
+  mounts?: { path: string; handler: RequestHandler | Router }[];
+}
+
+export interface RunningHttpServer {
+  server: http.Server;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Logs one line per operation with its request id, name, duration and error codes (never variables). */
+function loggingPlugin(): ApolloServerPlugin<GraphQLContext> {
+  return {
+    async requestDidStart({ contextValue }) {
+      const start = process.hrtime.bigint();
+      return {
+        async willSendResponse({ contextValue: ctx, operationName, errors, response }) {
+          const ms = Number(process.hrtime.bigint() - start) / 1e6;
+          const codes = errors?.map((e) => e.extensions?.code ?? "INTERNAL_SERVER_ERROR");
+          ctx.log.info({ requestId: ctx.requestId, operation: operationName ?? null, ms: Math.round(ms * 10) / 10, errors: codes?.length ? codes : undefined, status: response.http.status }, "graphql");
+        },
+      };
+      void contextValue;
+    },
+  };
+}
+
+export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttpServer> {
+  const { config, log } = deps;
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("trust proxy", config.TRUST_PROXY);
+  const server = http.createServer(app);
+  const formatError = makeFormatError(log);
+  const clientIp = (req: http.IncomingMessage) => (config.TRUST_PROXY ? ((req as Request).ip ?? req.socket.remoteAddress) : req.socket.remoteAddress) ?? "unknown";
+
+  const ws = createWsServer({ server, schema: deps.schema, limits: deps.limits, auth: deps.auth, log, maxPayload: config.BODY_LIMIT_BYTES, formatError, clientIp });
+
+  const apollo = new ApolloServer<GraphQLContext>({
+    schema: deps.schema,
+    introspection: config.INTROSPECTION,
+    includeStacktraceInErrorResponses: false,
+    formatError,
+    validationRules: deps.limits.validationRules,
+    logger: { debug: (m) => log.debug(m), info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+    plugins: [
+      ApolloServerPluginDrainHttpServer({ httpServer: server, stopGracePeriodMillis: 5000 }),
+      { async serverWillStart() { return { async drainServer() { await ws.dispose(); } }; } },
+      config.NODE_ENV === "production"
+        ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
+        : ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }),
+      loggingPlugin(),
+      ...deps.limits.plugins,
+    ],
+  });
+  await apollo.start();
+
+  app.use((req, res, next) => {
+    const id = (req.get("x-request-id") ?? "").slice(0, 100) || randomUUID();
+    res.setHeader("x-request-id", id);
+    (req as Request & { requestId: string }).requestId = id;
+    next();
+  });
+  app.get("/healthz", (_req, res) => {
+    res.json({ status: "ok" });
+  });
+  app.get("/readyz", async (_req, res) => {
+    try {
+      await deps.ready();
+      res.json({ status: "ready" });
+    } catch (err) {
+      log.warn({ err }, "readiness check failed");
+      res.status(503).json({ status: "unavailable", reason: "database unreachable" });
+    }
+  });
+  app.use("/admin", deps.adminRouter);
+  for (const m of deps.mounts ?? []) app.use(m.path, m.handler);
+
+  app.use(
+    "/graphql",
+    express.json({ limit: config.BODY_LIMIT_BYTES }),
+    expressMiddleware(apollo, {
+      context: async ({ req }) =>
+        createContext({
+          requestId: (req as Request & { requestId: string }).requestId,
+          ip: clientIp(req),
+          log,
+          authorization: req.get("authorization"),
+          auth: deps.auth,
+        }),
+    }),
+  );
+  // Body-parser errors (oversized or malformed JSON) in GraphQL's response shape.
+  app.use((err: { type?: string; status?: number; limit?: number }, _req: Request, res: express.Response, next: express.NextFunction) => {
+    if (err?.type === "entity.too.large") {
+      res.status(413).json({ errors: [{ message: `The request body is larger than this server accepts (${err.limit} bytes; MAX_PUSH_BYTES sets it).`, extensions: { code: ErrorCode.PAYLOAD_TOO_LARGE } }] });
+      return;
+    }
+    if (err?.type === "entity.parse.failed") {
+      res.status(400).json({ errors: [{ message: "The request body is not valid JSON.", extensions: { code: "BAD_REQUEST" } }] });
+      return;
+    }
+    next(err);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.PORT, config.HOST, () => resolve());
+  });
+  const addr = server.address();
+  const port = typeof addr === "object" && addr ? addr.port : config.PORT;
+  const host = config.HOST === "0.0.0.0" || config.HOST === "::" ? "localhost" : config.HOST;
+  return {
+    server,
+    url: `http://${host}:${port}`,
+    async stop() {
+      await apollo.stop(); // drains HTTP and disposes the WebSocket server
+    },
+  };
+}

@@ -1,0 +1,75 @@
+// graphql-ws on the same port and path as HTTP GraphQL. Applies the same limits
+// as the HTTP pipeline (graphql-armor rules, token limit), authenticates the
+// connection at connect time, and formats errors the same way.
+import type http from "node:http";
+import { randomUUID } from "node:crypto";
+import { parse, specifiedRules, validate, GraphQLError, type GraphQLSchema, type GraphQLFormattedError } from "graphql";
+import { WebSocketServer } from "ws";
+import { useServer } from "graphql-ws/use/ws";
+import type { Limits } from "../graphql/armor.js";
+import { bearerToken, createContext, SESSION_KEY_PREFIX, USER_TOKEN_PREFIX, type Authenticators } from "../graphql/context.js";
+import type { Logger } from "../logger.js";
+
+export interface WsOptions {
+  server: http.Server;
+  schema: GraphQLSchema;
+  limits: Limits;
+  auth: Authenticators;
+  log: Logger;
+  maxPayload: number;
+  formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
+  clientIp: (req: http.IncomingMessage) => string;
+}
+
+function authorizationOf(params: Record<string, unknown> | undefined): string | undefined {
+  const v = params?.authorization ?? params?.Authorization;
+  return typeof v === "string" ? v : undefined;
+}
+
+export function createWsServer(opts: WsOptions) {
+  const wss = new WebSocketServer({ server: opts.server, path: "/graphql", maxPayload: opts.maxPayload });
+  const rules = [...specifiedRules, ...opts.limits.validationRules];
+  const formatAll = (errors: readonly GraphQLError[]) => errors.map((e) => opts.formatError(e.toJSON(), e));
+
+  const serverCleanup = useServer(
+    {
+      schema: opts.schema,
+      parse: (source) => parse(source, { maxTokens: opts.limits.maxTokens }),
+      validate: (schema, document) => validate(schema, document, rules),
+      onConnect: async (ctx) => {
+        const authorization = authorizationOf(ctx.connectionParams);
+        if (authorization === undefined) return true; // operations that need credentials refuse on their own
+        const token = bearerToken(authorization);
+        try {
+          if (token?.startsWith(`${SESSION_KEY_PREFIX}_`)) await opts.auth.session(token);
+          else if (token?.startsWith(`${USER_TOKEN_PREFIX}_`)) await opts.auth.user(token);
+          else return false;
+          return true;
+        } catch {
+          return false; // closes with 4403 Forbidden
+        }
+      },
+      context: (ctx) =>
+        createContext({
+          requestId: randomUUID(),
+          ip: opts.clientIp(ctx.extra.request),
+          log: opts.log,
+          authorization: authorizationOf(ctx.connectionParams),
+          auth: opts.auth,
+        }),
+      onError: (_ctx, _id, _payload, errors) => formatAll(errors),
+      onNext: (_ctx, _id, _payload, _args, result) => {
+        if (!result.errors?.length) return result;
+        return { ...result, errors: result.errors.map((e) => (e instanceof GraphQLError ? opts.formatError(e.toJSON(), e) : e)) };
+      },
+    },
+    wss,
+  );
+  return {
+    wss,
+    async dispose() {
+      await serverCleanup.dispose();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
