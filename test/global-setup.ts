@@ -4,7 +4,11 @@ import { writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
-import { migrate, type SqlRunner } from "../src/infra/db/migrate";
+import type { SqlRunner } from "../src/infra/db/migrate.js";
+
+// jest loads globalSetup with require(), where its ".js" → ".ts" module mapping does
+// not apply: load the migrator by its CommonJS path, typed from the ESM one.
+const { migrate } = require("../src/infra/db/migrate") as typeof import("../src/infra/db/migrate.js");
 
 export default async function globalSetup() {
   const pglite = await PGlite.create("memory://");

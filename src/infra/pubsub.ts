@@ -4,6 +4,8 @@
 import { createPubSub, type PubSub } from "@graphql-yoga/subscription";
 import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
 import { Redis } from "ioredis";
+import { setMaxListeners } from "node:events";
+import type { Logger } from "./logger.js";
 
 /** Topic → payload. Every payload names the contract it belongs to, for scoping. */
 export interface PubSubEvents {
@@ -17,10 +19,25 @@ export interface PubSubHandle {
   close(): Promise<void>;
 }
 
-export function createAppPubSub(redisUrl?: string): PubSubHandle {
-  if (!redisUrl) return { pubSub: createPubSub<PubSubEvents>(), close: async () => {} };
+export function createAppPubSub(redisUrl?: string, log?: Logger): PubSubHandle {
+  if (!redisUrl) {
+    // One listener per open subscription: thousands are normal, not a leak.
+    const eventTarget = new EventTarget();
+    setMaxListeners(0, eventTarget);
+    return { pubSub: createPubSub<PubSubEvents>({ eventTarget: eventTarget as never }), close: async () => {} };
+  }
   const publishClient = new Redis(redisUrl, { maxRetriesPerRequest: 3, lazyConnect: false });
   const subscribeClient = new Redis(redisUrl, { maxRetriesPerRequest: 3, lazyConnect: false });
+  // ioredis reconnects by itself; without listeners its errors would be printed unstructured.
+  for (const c of [publishClient, subscribeClient]) c.on("error", (err) => log?.warn({ err: err.message }, "redis connection error"));
+  // The adapter does not catch a failed PUBLISH; an unhandled rejection would end the
+  // process. A lost event is logged: the state change itself is already committed.
+  const publish = publishClient.publish.bind(publishClient);
+  publishClient.publish = ((...args: Parameters<typeof publish>) =>
+    publish(...args).catch((err: Error) => {
+      log?.error({ err: err.message, channel: String(args[0]) }, "redis publish failed; subscribers on other instances missed an event");
+      return 0;
+    })) as typeof publishClient.publish;
   const eventTarget = createRedisEventTarget({ publishClient, subscribeClient });
   return {
     pubSub: createPubSub<PubSubEvents>({ eventTarget }),

@@ -31,8 +31,14 @@ export function isPrivateAddress(ip: string): boolean {
   }
   if (kind === 6) {
     const lower = ip.toLowerCase();
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
+    const mapped = /^::(?:ffff:)?(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
     if (mapped) return isPrivateAddress(mapped[1]);
+    // new URL() rewrites [::ffff:127.0.0.1] as [::ffff:7f00:1]: judge the embedded IPv4 address.
+    const hexMapped = /^::(?:ffff:)?([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
+    if (hexMapped) {
+      const [hi, lo] = [parseInt(hexMapped[1], 16), parseInt(hexMapped[2], 16)];
+      return isPrivateAddress(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+    }
     return (
       lower === "::" ||
       lower === "::1" ||

@@ -2,14 +2,15 @@
 // (project "pglite") or on a fresh PostgreSQL database (project "postgres").
 // Clients talk to it over HTTP (undici) and WebSocket (graphql-ws) like any client.
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import pg from "pg";
 import { request } from "undici";
-import { createApp, type App } from "../../src/app";
-import { loadConfig, type Env } from "../../src/infra/config";
+import { createApp, type App } from "../../src/app.js";
+import { loadConfig, type Env } from "../../src/infra/config.js";
 
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 
@@ -58,10 +59,15 @@ export interface StartOptions {
   /** Reuse a database (several instances on one PostgreSQL database). */
   databaseUrl?: string;
   scheduler?: boolean;
+  /**
+   * Use this DATA_DIR instead of a fresh one, e.g. to restart on the same embedded
+   * database. The caller owns it: stop() leaves it in place.
+   */
+  dataDir?: string;
 }
 
 export async function startTestServer(opts: StartOptions = {}): Promise<TestServer> {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), "postbox-test-"));
+  const dataDir = opts.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), "postbox-test-")));
   const adminToken = `test-admin-${randomBytes(16).toString("hex")}`;
   let dropDb: (() => Promise<void>) | undefined;
   let databaseUrl = opts.databaseUrl;
@@ -72,7 +78,7 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
       databaseUrl = db.url;
       dropDb = db.drop;
     }
-  } else if (process.env.TEST_PGLITE_DUMP) {
+  } else if (process.env.TEST_PGLITE_DUMP && !(opts.dataDir && existsSync(path.join(opts.dataDir, "db")))) {
     loadDataDir = new Blob([await readFile(process.env.TEST_PGLITE_DUMP)]);
   }
   const config = loadConfig({
@@ -131,7 +137,7 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
     async stop() {
       await app.stop();
       await dropDb?.();
-      await rm(dataDir, { recursive: true, force: true });
+      if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -3,8 +3,8 @@
 // its audit event.
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { SignJWT, base64url } from "jose";
-import { CREATE_SESSION, createSession, makeKeyPair, newNonce, registerApp, signAssertion, type TestApp } from "../helpers/factories";
-import { errorCode, startTestServer, type TestServer } from "../helpers/server";
+import { CREATE_SESSION, createSession, makeKeyPair, newNonce, registerApp, signAssertion, type TestApp } from "../helpers/factories.js";
+import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
 
 let t: TestServer;
 let app: TestApp;

@@ -8,6 +8,7 @@ import { PrismaPGlite } from "pglite-prisma-adapter";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaClient } from "../../generated/prisma/client.js";
+import { acquireDbLock, type DbLock } from "./lock.js";
 import { migrate, type MigrateResult, type SqlRunner } from "./migrate.js";
 
 export type { PrismaClient };
@@ -18,6 +19,7 @@ export interface Database {
   readonly prisma: PrismaClient;
   migrate(): Promise<MigrateResult>;
   ping(): Promise<void>;
+  /** Idempotent: a second call waits for the first. */
   close(): Promise<void>;
 }
 
@@ -35,9 +37,29 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   return opts.url ? openPostgres(opts.url, opts.poolSize ?? 10) : openPglite(opts.dataDir ?? "memory://", opts.loadDataDir);
 }
 
+/** `<DATA_DIR>/db` is locked by `<DATA_DIR>/db.lock` (see lock.ts). */
+export function pgliteLockFile(dataDir: string): string {
+  return `${dataDir.replace(/[\\/]+$/, "")}.lock`;
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let p: Promise<void> | undefined;
+  return () => (p ??= fn());
+}
+
 async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database> {
-  if (!dataDir.startsWith("memory://")) await mkdir(path.dirname(dataDir), { recursive: true });
-  const pglite = await PGlite.create(dataDir, loadDataDir ? { loadDataDir } : {});
+  let lock: DbLock | undefined;
+  if (!dataDir.startsWith("memory://")) {
+    await mkdir(path.dirname(dataDir), { recursive: true });
+    lock = await acquireDbLock(pgliteLockFile(dataDir));
+  }
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create(dataDir, loadDataDir ? { loadDataDir } : {});
+  } catch (e) {
+    await lock?.release();
+    throw e;
+  }
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
   const runner: SqlRunner = {
     query: async <T>(sql: string, params?: unknown[]) => (await pglite.query<T>(sql, params)).rows,
@@ -55,10 +77,14 @@ async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database
     ping: async () => {
       await pglite.query("SELECT 1");
     },
-    close: async () => {
-      await prisma.$disconnect();
-      await pglite.close();
-    },
+    close: once(async () => {
+      try {
+        await prisma.$disconnect();
+        await pglite.close();
+      } finally {
+        await lock?.release();
+      }
+    }),
   };
 }
 
@@ -102,9 +128,9 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     ping: async () => {
       await pool.query("SELECT 1");
     },
-    close: async () => {
+    close: once(async () => {
       await prisma.$disconnect();
       await pool.end();
-    },
+    }),
   };
 }

@@ -13,7 +13,10 @@ function prismaCode(e: unknown): string | undefined {
 }
 
 export function isUniqueViolation(e: unknown): boolean {
-  return prismaCode(e) === "P2002";
+  if (prismaCode(e) === "P2002") return true;
+  // Raw queries ($queryRaw) report it as P2010 with the driver adapter's error attached.
+  const cause = (e as { meta?: { driverAdapterError?: { cause?: { kind?: string } } } }).meta?.driverAdapterError?.cause;
+  return prismaCode(e) === "P2010" && cause?.kind === "UniqueConstraintViolation";
 }
 
 /** Maps known Prisma errors; returns other errors unchanged (they are masked later). */

@@ -60,12 +60,16 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   const formatError = makeFormatError(log);
   const clientIp = (req: http.IncomingMessage) => (config.TRUST_PROXY ? ((req as Request).ip ?? req.socket.remoteAddress) : req.socket.remoteAddress) ?? "unknown";
 
-  const ws = createWsServer({ server, schema: deps.schema, limits: deps.limits, auth: deps.auth, log, maxPayload: config.BODY_LIMIT_BYTES, formatError, clientIp });
+  const ws = createWsServer({ server, schema: deps.schema, limits: deps.limits, auth: deps.auth, log, maxPayload: config.BODY_LIMIT_BYTES, formatError, clientIp, introspection: config.INTROSPECTION });
 
   const apollo = new ApolloServer<GraphQLContext>({
     schema: deps.schema,
     introspection: config.INTROSPECTION,
     includeStacktraceInErrorResponses: false,
+    // main.ts owns SIGTERM/SIGINT (it stops the scheduler and the database too). Apollo's
+    // own handler would stop only Apollo and then re-send the signal, which main.ts
+    // counts as a second signal and exits 1.
+    stopOnTerminationSignals: false,
     formatError,
     validationRules: deps.limits.validationRules,
     logger: { debug: (m) => log.debug(m), info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },

@@ -3,7 +3,7 @@
 // connection at connect time, and formats errors the same way.
 import type http from "node:http";
 import { randomUUID } from "node:crypto";
-import { parse, specifiedRules, validate, GraphQLError, type GraphQLSchema, type GraphQLFormattedError } from "graphql";
+import { parse, specifiedRules, validate, GraphQLError, NoSchemaIntrospectionCustomRule, type DocumentNode, type GraphQLSchema, type GraphQLFormattedError } from "graphql";
 import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
 import type { Limits } from "../graphql/armor.js";
@@ -19,6 +19,8 @@ export interface WsOptions {
   maxPayload: number;
   formatError: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError;
   clientIp: (req: http.IncomingMessage) => string;
+  /** INTROSPECTION: Apollo enforces it on HTTP; here it is a validation rule. */
+  introspection: boolean;
 }
 
 function authorizationOf(params: Record<string, unknown> | undefined): string | undefined {
@@ -28,14 +30,27 @@ function authorizationOf(params: Record<string, unknown> | undefined): string | 
 
 export function createWsServer(opts: WsOptions) {
   const wss = new WebSocketServer({ server: opts.server, path: "/graphql", maxPayload: opts.maxPayload });
-  const rules = [...specifiedRules, ...opts.limits.validationRules];
+  const rules = [...specifiedRules, ...opts.limits.validationRules, ...(opts.introspection ? [] : [NoSchemaIntrospectionCustomRule])];
   const formatAll = (errors: readonly GraphQLError[]) => errors.map((e) => opts.formatError(e.toJSON(), e));
 
   const serverCleanup = useServer(
     {
       schema: opts.schema,
-      parse: (source) => parse(source, { maxTokens: opts.limits.maxTokens }),
-      validate: (schema, document) => validate(schema, document, rules),
+      // Parse and validate here rather than through graphql-ws's parse/validate options:
+      // a parse error (syntax, token limit) thrown from those closes the whole socket
+      // with 4500, while errors returned from onSubscribe answer just this operation.
+      onSubscribe: (_ctx, _id, payload) => {
+        let document: DocumentNode;
+        try {
+          document = parse(payload.query, { maxTokens: opts.limits.maxTokens });
+        } catch (e) {
+          if (e instanceof GraphQLError) return [e];
+          throw e;
+        }
+        const errors = validate(opts.schema, document, rules);
+        if (errors.length) return errors;
+        return { schema: opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
+      },
       onConnect: async (ctx) => {
         const authorization = authorizationOf(ctx.connectionParams);
         if (authorization === undefined) return true; // operations that need credentials refuse on their own
@@ -65,6 +80,16 @@ export function createWsServer(opts: WsOptions) {
     },
     wss,
   );
+  // graphql-ws reports a socket's errors (e.g. a message over maxPayload, which ws
+  // answers by closing with 1009) with console.error and a stack trace. Replace its
+  // listener, attached just before this one, with one JSON log line.
+  wss.on("connection", (socket) => {
+    socket.removeAllListeners("error");
+    socket.on("error", (err: Error & { code?: string }) => {
+      opts.log.warn({ code: err.code, reason: err.message }, "websocket connection error");
+      if (socket.readyState === socket.OPEN) socket.close(1011, "Internal server error");
+    });
+  });
   return {
     wss,
     async dispose() {

@@ -1,0 +1,352 @@
+// Server behaviour users expect: health and readiness, graceful shutdown (in
+// process and of the real entry point on SIGTERM), graphql-armor limits on HTTP
+// and WebSocket, body size limit, masked internal errors, introspection by
+// configuration, CSRF prevention, the Sandbox landing page, and JSON logs with a
+// request id and no credentials.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import type { Client } from "graphql-ws";
+import { request } from "undici";
+import WebSocket from "ws";
+import { operation } from "../documents/index.js";
+import type { CreateSessionMutation } from "../generated/graphql.js";
+import { registerApp, signAssertion } from "../helpers/factories.js";
+import { createTestDatabase, startTestServer, type TestServer } from "../helpers/server.js";
+import { wsClient } from "../helpers/ws.js";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+interface WsResult {
+  data?: Record<string, unknown> | null;
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+}
+
+/** Runs one operation over graphql-ws; validation refusals arrive as an error array. */
+function wsExecute(client: Client, query: string): Promise<WsResult> {
+  return new Promise((resolve, reject) => {
+    let result: WsResult = {};
+    client.subscribe(
+      { query },
+      {
+        next: (v) => {
+          result = v as WsResult;
+        },
+        error: (e) => (Array.isArray(e) ? resolve({ errors: e }) : reject(e)),
+        complete: () => resolve(result),
+      },
+    );
+  });
+}
+
+/** A raw graphql-transport-ws connection, acknowledged. */
+async function rawWs(url: string): Promise<{ ws: WebSocket; closed: Promise<{ code: number; reason: string }> }> {
+  const ws = new WebSocket(url, "graphql-transport-ws");
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  await new Promise<void>((resolve, reject) => {
+    ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init" })));
+    ws.on("message", (m) => {
+      if (JSON.parse(m.toString()).type === "connection_ack") resolve();
+    });
+    ws.on("error", reject);
+  });
+  return { ws, closed };
+}
+
+async function get(url: string, headers: Record<string, string> = {}) {
+  const res = await request(url, { method: "GET", headers });
+  return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+}
+
+// 9 levels: __type > fields > type > ofType ×5 > name.
+const DEEP = `{ __type(name: "Query") { fields { type { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } }`;
+// graphql-armor does not count aliases of __typename.
+const aliases = (n: number) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: currentSession { appId }`).join(" ")} }`;
+const ALIASES = aliases(16);
+const TOKENS = `{ ${Array.from({ length: 2100 }, () => "__typename").join(" ")} }`;
+const INTROSPECTION = `{ __schema { queryType { name } } }`;
+
+describe("a development server", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({ env: { NODE_ENV: "development", MAX_PUSH_BYTES: "1KiB" } });
+  });
+  afterAll(async () => t?.stop());
+
+  it("answers /healthz and /readyz", async () => {
+    const health = await get(`${t.url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(JSON.parse(health.text)).toEqual({ status: "ok" });
+    const ready = await get(`${t.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(JSON.parse(ready.text)).toEqual({ status: "ready" });
+  });
+
+  it("serves the Apollo Sandbox on GET /graphql for a browser", async () => {
+    const r = await get(`${t.url}/graphql`, { accept: "text/html" });
+    expect(r.status).toBe(200);
+    expect(r.headers["content-type"]).toMatch(/text\/html/);
+    expect(r.text).toContain("embeddable-sandbox");
+    expect(r.text).toContain("EmbeddedSandbox");
+  });
+
+  it("refuses a GET operation without a CSRF preflight header, and runs it with one", async () => {
+    const q = `${t.url}/graphql?query=${encodeURIComponent("{ __typename }")}`;
+    const blocked = await get(q);
+    expect(blocked.status).toBe(400);
+    expect(blocked.text).toMatch(/Cross-Site Request Forgery/);
+    const allowed = await get(q, { "apollo-require-preflight": "true" });
+    expect(allowed.status).toBe(200);
+    expect(JSON.parse(allowed.text)).toEqual({ data: { __typename: "Query" } });
+  });
+
+  it("refuses a POST whose content type a browser form could send", async () => {
+    const res = await request(`${t.url}/graphql`, { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify({ query: "{ __typename }" }) });
+    const text = await res.body.text();
+    expect(res.statusCode).toBe(400);
+    expect(text).toMatch(/Cross-Site Request Forgery/);
+  });
+
+  it("allows introspection by default outside production", async () => {
+    const r = await t.gql(INTROSPECTION);
+    expect(r.data).toEqual({ __schema: { queryType: { name: "Query" } } });
+  });
+
+  describe("graphql-armor limits", () => {
+    it.each([
+      ["depth", DEEP, /depth limit of 8 exceeded, found 9/],
+      ["aliases", ALIASES, /Aliases limit of 15 exceeded, found 16/],
+      ["tokens", TOKENS, /Token limit of 2000 exceeded|contains more th\w+ 2000 tokens/],
+    ])("refuses an operation over the %s limit over HTTP", async (_n, query, message) => {
+      const r = await t.gql(query);
+      expect(r.data).toBeUndefined();
+      expect(r.errors?.[0].message).toMatch(message);
+      expect(r.errors?.[0].extensions?.code).toMatch(/GRAPHQL_(VALIDATION|PARSE)_FAILED|BAD_USER_INPUT/);
+    });
+
+    it.each([
+      ["depth", DEEP, /depth limit of 8 exceeded, found 9/],
+      ["aliases", ALIASES, /Aliases limit of 15 exceeded, found 16/],
+      ["tokens", TOKENS, /Token limit of 2000 exceeded|contains more th\w+ 2000 tokens/],
+    ])("refuses an operation over the %s limit over WebSocket", async (_n, query, message) => {
+      const client = wsClient(t.wsUrl);
+      try {
+        const r = await wsExecute(client, query);
+        expect(r.data).toBeUndefined();
+        expect(r.errors?.[0].message).toMatch(message);
+      } finally {
+        await client.dispose();
+      }
+    });
+
+    it("runs operations within the limits on both transports (refused only for lack of a session)", async () => {
+      const ok = aliases(15);
+      const http = await t.gql(ok);
+      expect(http.errors?.[0].extensions?.code).toBe("UNAUTHENTICATED");
+      const client = wsClient(t.wsUrl);
+      try {
+        const ws = await wsExecute(client, ok);
+        expect(ws.errors?.[0].extensions?.code).toBe("UNAUTHENTICATED");
+        // A refused operation leaves the connection usable.
+        expect((await wsExecute(client, TOKENS)).errors?.[0].message).toMatch(/2000 tokens/);
+        expect((await wsExecute(client, `{ __typename }`)).data).toEqual({ __typename: "Query" });
+      } finally {
+        await client.dispose();
+      }
+    });
+  });
+
+  it("refuses an oversized body with 413 PAYLOAD_TOO_LARGE", async () => {
+    const body = JSON.stringify({ query: "{ __typename }", variables: { pad: "x".repeat(t.app.config.BODY_LIMIT_BYTES + 1024) } });
+    const res = await request(`${t.url}/graphql`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    const json = (await res.body.json()) as { errors: { message: string; extensions: { code: string } }[] };
+    expect(res.statusCode).toBe(413);
+    expect(json.errors[0].extensions.code).toBe("PAYLOAD_TOO_LARGE");
+    expect(json.errors[0].message).toMatch(/MAX_PUSH_BYTES/);
+  });
+
+  it("closes a WebSocket that sends an oversized message (1009)", async () => {
+    const { ws, closed } = await rawWs(t.wsUrl);
+    ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: "{ __typename }", variables: { pad: "x".repeat(t.app.config.BODY_LIMIT_BYTES + 1024) } } }));
+    expect((await closed).code).toBe(1009);
+    expect(t.logs.some((l) => JSON.parse(l).msg === "websocket connection error" && /Max payload size exceeded/.test(JSON.parse(l).reason))).toBe(true);
+  });
+
+  it("answers malformed JSON with a coded 400", async () => {
+    const res = await request(`${t.url}/graphql`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
+    expect(res.statusCode).toBe(400);
+    expect(((await res.body.json()) as { errors: { extensions: { code: string } }[] }).errors[0].extensions.code).toBe("BAD_REQUEST");
+  });
+
+  it("logs JSON lines with the request id and never the Authorization value", async () => {
+    const secret = `pbs_${"S".repeat(43)}`;
+    const requestId = `req-${Date.now()}`;
+    const r = await t.gql(`query Probe { currentSession { appId } }`, {}, { headers: { authorization: `Bearer ${secret}`, "x-request-id": requestId } });
+    expect(r.errors?.[0].extensions?.code).toBe("UNAUTHENTICATED");
+    expect(r.headers["x-request-id"]).toBe(requestId);
+    const lines = t.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const line = lines.find((l) => l.requestId === requestId);
+    expect(line).toMatchObject({ msg: "graphql", operation: "Probe", errors: ["UNAUTHENTICATED"] });
+    expect(t.logs.join("\n")).not.toContain(secret);
+    expect(t.logs.join("\n")).not.toMatch(/Bearer /);
+
+    // Without a client-supplied id, the server makes one, returns it and logs it.
+    const r2 = await t.gql(`query Probe2 { __typename }`);
+    const generated = r2.headers["x-request-id"] as string;
+    expect(generated).toMatch(/^[0-9a-f-]{36}$/);
+    expect(t.logs.map((l) => JSON.parse(l)).some((l) => l.requestId === generated && l.operation === "Probe2")).toBe(true);
+  });
+
+  it("keeps the assertion and session key out of the logs", async () => {
+    const app = await registerApp(t);
+    const assertion = await signAssertion(app);
+    const r = await t.gql<CreateSessionMutation>(operation("CreateSession"), { input: { appId: app.appId, contractId: app.contractId, assertion } });
+    const key = r.data!.createSession.key;
+    const all = t.logs.join("\n");
+    expect(all).not.toContain(assertion.split(".")[2]);
+    expect(all).not.toContain(key);
+  });
+});
+
+describe("introspection off by configuration", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({ env: { NODE_ENV: "development", INTROSPECTION: "false" } });
+  });
+  afterAll(async () => t?.stop());
+
+  it("refuses introspection over HTTP and still runs other operations", async () => {
+    const r = await t.gql(INTROSPECTION);
+    expect(r.data).toBeUndefined();
+    expect(r.errors?.[0].extensions?.code).toBe("GRAPHQL_VALIDATION_FAILED");
+    expect(r.errors?.[0].message).toMatch(/introspection/i);
+    expect((await t.gql(`{ __typename }`)).data).toEqual({ __typename: "Query" });
+  });
+
+  it("refuses introspection over WebSocket too", async () => {
+    const client = wsClient(t.wsUrl);
+    try {
+      const r = await wsExecute(client, INTROSPECTION);
+      expect(r.data).toBeUndefined();
+      expect(r.errors?.[0].message).toMatch(/introspection/i);
+      expect((await wsExecute(client, `{ __typename }`)).data).toEqual({ __typename: "Query" });
+    } finally {
+      await client.dispose();
+    }
+  });
+});
+
+describe("a production server", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({ env: { NODE_ENV: "production" } });
+  });
+  afterAll(async () => t?.stop());
+
+  it("serves no Sandbox and no introspection, and does not reveal its limits", async () => {
+    const page = await get(`${t.url}/graphql`, { accept: "text/html" });
+    expect(page.text).not.toContain("EmbeddedSandbox");
+    expect(page.text).toContain("%22isProd%22%3Atrue"); // Apollo's production landing page
+    expect((await t.gql(INTROSPECTION)).errors?.[0].extensions?.code).toBe("GRAPHQL_VALIDATION_FAILED");
+    const aliases = await t.gql(ALIASES);
+    expect(aliases.data).toBeUndefined();
+    expect(aliases.errors?.[0].message).not.toMatch(/15|16/);
+  });
+});
+
+describe("database outage and in-process shutdown", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer();
+  });
+  afterAll(async () => t?.stop());
+
+  it("reports 503 on /readyz and masks internal errors when the database is gone", async () => {
+    const app = await registerApp(t);
+    expect((await get(`${t.url}/readyz`)).status).toBe(200);
+    await t.app.db.close();
+
+    const ready = await get(`${t.url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(JSON.parse(ready.text)).toEqual({ status: "unavailable", reason: "database unreachable" });
+    expect((await get(`${t.url}/healthz`)).status).toBe(200);
+
+    const r = await t.gql(operation("CreateSession"), { input: { appId: app.appId, contractId: app.contractId, assertion: await signAssertion(app) } });
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors![0]).toEqual({ message: "Internal server error.", path: ["createSession"], extensions: { code: "INTERNAL_SERVER_ERROR" } });
+    expect(JSON.stringify(r)).not.toMatch(/pglite|pool|prisma|stack|at /i);
+    expect(t.logs.some((l) => JSON.parse(l).msg === "internal error in GraphQL operation")).toBe(true);
+  });
+
+  it("closes HTTP and WebSocket connections on stop()", async () => {
+    const { closed } = await rawWs(t.wsUrl);
+    await t.app.stop();
+    const close = await closed;
+    expect(close.code).toBe(1001);
+    await expect(request(`${t.url}/healthz`)).rejects.toMatchObject({ code: "ECONNREFUSED" });
+  });
+});
+
+describe("the real entry point", () => {
+  let child: ChildProcess | undefined;
+  let dataDir: string;
+  let dropDb: (() => Promise<void>) | undefined;
+
+  afterAll(async () => {
+    if (child && child.exitCode === null) child.kill("SIGKILL");
+    await dropDb?.();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it("drains HTTP and WebSocket, closes the database and exits 0 on SIGTERM", async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), "postbox-main-"));
+    let databaseUrl: string | undefined;
+    if (process.env.TEST_DB === "postgres") {
+      const db = await createTestDatabase();
+      databaseUrl = db.url;
+      dropDb = db.drop;
+    }
+    const proc = spawn(process.execPath, ["--import", "./test/helpers/swc-register.mjs", "src/main.ts"], {
+      cwd: root,
+      env: { PATH: process.env.PATH, NODE_ENV: "production", HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child = proc;
+    const lines: string[] = [];
+    let stderr = "";
+    proc.stderr!.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
+    const url = await new Promise<string>((resolve, reject) => {
+      let buf = "";
+      proc.stdout!.on("data", (d: Buffer) => {
+        buf += d.toString();
+        let i;
+        while ((i = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          lines.push(line);
+          const parsed = JSON.parse(line) as { msg?: string; url?: string };
+          if (parsed.msg === "postbox listening") resolve(parsed.url!);
+        }
+      });
+      exited.then((code) => reject(new Error(`server exited early (${code}): ${stderr}`)));
+    });
+
+    expect(JSON.parse((await get(`${url}/readyz`)).text)).toEqual({ status: "ready" });
+    if (!databaseUrl) expect(existsSync(path.join(dataDir, "db.lock"))).toBe(true);
+    const { closed } = await rawWs(`${url.replace(/^http/, "ws")}/graphql`);
+
+    proc.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect((await closed).code).toBe(1001);
+    const msgs = lines.map((l) => JSON.parse(l).msg);
+    expect(msgs).toEqual(expect.arrayContaining(["shutting down", "postbox stopped"]));
+    expect(stderr).toBe("");
+    expect(existsSync(path.join(dataDir, "db.lock"))).toBe(false);
+    await expect(request(`${url}/healthz`)).rejects.toMatchObject({ code: "ECONNREFUSED" });
+  });
+});

@@ -1,0 +1,125 @@
+// The audit log's hash chain: canonical form, chaining, and verify() noticing an
+// edited event and a deleted one (on a real embedded database).
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import { openDatabase, type Database } from "../../src/infra/db/database.js";
+import { AuditRepository } from "../../src/modules/audit/audit.repository.js";
+import { AuditService, canonicalEvent, chainHash, GENESIS_HASH } from "../../src/modules/audit/audit.service.js";
+
+const base = {
+  id: "evt_1",
+  at: new Date("2026-11-28T12:00:00.000Z"),
+  actorType: "APP" as const,
+  actorId: "app_1",
+  action: "session.create",
+  outcome: "SUCCESS" as const,
+  applicationId: "app_1",
+  contractId: "ctr_1",
+  detail: { b: 2, a: "x" },
+};
+
+describe("canonical form and chain hash", () => {
+  it("is independent of detail key order and of undefined vs null", () => {
+    const reordered = { ...base, detail: { a: "x", b: 2 }, reason: null, postboxId: undefined };
+    expect(canonicalEvent(reordered)).toBe(canonicalEvent(base));
+    expect(chainHash(GENESIS_HASH, reordered)).toBe(chainHash(GENESIS_HASH, base));
+  });
+
+  it("writes fields in a fixed order with explicit nulls and ISO time", () => {
+    expect(JSON.parse(canonicalEvent(base))).toEqual(["evt_1", "2026-11-28T12:00:00.000Z", "APP", "app_1", "session.create", "SUCCESS", null, "app_1", "ctr_1", null, null, { a: "x", b: 2 }]);
+  });
+
+  it("is a sha256 hex digest that depends on the previous hash", () => {
+    const h = chainHash(GENESIS_HASH, base);
+    expect(h).toMatch(/^[0-9a-f]{64}$/);
+    expect(chainHash("1".repeat(64), base)).not.toBe(h);
+  });
+
+  it.each([
+    ["id", { id: "evt_2" }],
+    ["time", { at: new Date("2026-11-28T12:00:00.001Z") }],
+    ["actor", { actorId: "app_2" }],
+    ["action", { action: "session.end" }],
+    ["outcome", { outcome: "REFUSED" as const }],
+    ["reason", { reason: "UNAUTHENTICATED:bad_signature" }],
+    ["contract", { contractId: "ctr_2" }],
+    ["postbox", { postboxId: "pbx_1" }],
+    ["target", { targetId: "psh_1" }],
+    ["detail", { detail: { a: "x", b: 3 } }],
+  ])("changes when the %s changes", (_n, change) => {
+    expect(chainHash(GENESIS_HASH, { ...base, ...change })).not.toBe(chainHash(GENESIS_HASH, base));
+  });
+});
+
+describe("verify() on a real database", () => {
+  let db: Database;
+  let audit: AuditService;
+
+  beforeAll(async () => {
+    db = await openDatabase({ dataDir: "memory://" });
+    await db.migrate();
+    audit = new AuditService(new AuditRepository(db.prisma));
+  });
+  afterAll(async () => db?.close());
+
+  async function rows() {
+    return db.prisma.auditEvent.findMany({ orderBy: { seq: "asc" } });
+  }
+
+  async function resetWith(n: number) {
+    await db.prisma.auditEvent.deleteMany({});
+    for (let i = 0; i < n; i++) {
+      await audit.record({ actorType: "ADMIN", action: "application.create", outcome: "SUCCESS", applicationId: `app_${i}`, detail: { i } });
+    }
+    return rows();
+  }
+
+  it("links each event to the one before it, starting from the genesis hash", async () => {
+    const events = await resetWith(4);
+    expect(events[0].prevHash).toBe(GENESIS_HASH);
+    for (let i = 1; i < events.length; i++) expect(events[i].prevHash).toBe(events[i - 1].hash);
+    expect(await audit.verify()).toMatchObject({ ok: true, checked: 4 });
+  });
+
+  it("detects an edited event and names it", async () => {
+    const events = await resetWith(4);
+    await db.prisma.auditEvent.update({ where: { id: events[2].id }, data: { outcome: "REFUSED" } });
+    const r = await audit.verify();
+    expect(r.ok).toBe(false);
+    expect(r.firstBroken).toMatchObject({ id: events[2].id, seq: events[2].seq.toString() });
+    expect(r.firstBroken!.problem).toMatch(/edited/);
+  });
+
+  it("detects an edited detail", async () => {
+    const events = await resetWith(3);
+    await db.prisma.auditEvent.update({ where: { id: events[0].id }, data: { detail: { i: 99 } } });
+    const r = await audit.verify();
+    expect(r.ok).toBe(false);
+    expect(r.firstBroken?.id).toBe(events[0].id);
+  });
+
+  it("detects an event deleted from the middle, at the event after the gap", async () => {
+    const events = await resetWith(5);
+    await db.prisma.auditEvent.delete({ where: { id: events[2].id } });
+    const r = await audit.verify();
+    expect(r.ok).toBe(false);
+    expect(r.firstBroken?.id).toBe(events[3].id);
+    expect(r.firstBroken!.problem).toMatch(/deleted/);
+  });
+
+  it("detects the first events deleted", async () => {
+    const events = await resetWith(3);
+    await db.prisma.auditEvent.delete({ where: { id: events[0].id } });
+    const r = await audit.verify();
+    expect(r.ok).toBe(false);
+    expect(r.firstBroken?.id).toBe(events[1].id);
+  });
+
+  it("detects a rewritten hash (an event replaced along with its own hash)", async () => {
+    const events = await resetWith(3);
+    const forged = chainHash(events[1].prevHash, { ...events[1], actorType: "ADMIN", outcome: "REFUSED", detail: { i: 1 } } as never);
+    await db.prisma.auditEvent.update({ where: { id: events[1].id }, data: { outcome: "REFUSED", hash: forged } });
+    const r = await audit.verify();
+    expect(r.ok).toBe(false);
+    expect(r.firstBroken?.id).toBe(events[2].id);
+  });
+});
