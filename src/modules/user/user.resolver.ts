@@ -1,0 +1,32 @@
+import { Arg, Ctx, Mutation, Query, Resolver } from "type-graphql";
+import type { GraphQLContext } from "../../infra/graphql/context.js";
+import type { RateLimiter } from "../../infra/rate-limit.js";
+import type { PostboxService } from "../postbox/postbox.service.js";
+import { UserCredential } from "../postbox/postbox.types.js";
+import type { UserService } from "./user.service.js";
+import { UserPostbox } from "./user.types.js";
+
+@Resolver()
+export class UserResolver {
+  constructor(
+    private readonly users: UserService,
+    private readonly postboxes: PostboxService,
+    private readonly limiter: RateLimiter,
+  ) {}
+
+  @Mutation(() => UserCredential, { description: "Exchange a refresh token (pbr_…) for a new access token and refresh token. The old refresh token stops working." })
+  async refreshUserToken(@Arg("refreshToken") refreshToken: string, @Ctx() ctx: GraphQLContext): Promise<UserCredential> {
+    this.limiter.check(`user:${ctx.ip}`);
+    return this.users.refresh(refreshToken);
+  }
+
+  @Query(() => UserPostbox, { description: "The postbox of the user's access token (Authorization: Bearer pbu_…)." })
+  async myPostbox(@Ctx() ctx: GraphQLContext): Promise<UserPostbox> {
+    return this.postboxes.getForUser(await ctx.user());
+  }
+
+  @Mutation(() => UserPostbox, { description: "The user closes their postbox: the application can push no more, and this credential stops working." })
+  async closeMyPostbox(@Ctx() ctx: GraphQLContext): Promise<UserPostbox> {
+    return this.postboxes.closeByUser(await ctx.user());
+  }
+}

@@ -1,0 +1,129 @@
+// Two Postbox instances on one PostgreSQL database with Redis pub/sub: a
+// subscriber on one instance sees a postbox accepted through the other; racing
+// acceptances and sweepers on both instances change each postbox once, with one
+// audit event, one webhook delivery and one status event per transition.
+// PostgreSQL only: the embedded database belongs to a single process.
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import { createSession, makeUserKeyPair, registerApp, type TestApp } from "../helpers/factories.js";
+import { createTestDatabase, startTestServer, type TestServer } from "../helpers/server.js";
+import { collect, wsClient } from "../helpers/ws.js";
+import { ACCEPT, GET, STATUS_CHANGED, accept, codeOf, createPostbox, type StatusEvent } from "./postbox.helpers.js";
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+const onPostgres = process.env.TEST_DB === "postgres";
+
+// The pglite project runs the same files; two processes cannot share an embedded database.
+const describeTwo = onPostgres ? describe : describe.skip;
+
+describeTwo("two instances on PostgreSQL + Redis", () => {
+  let db: { url: string; drop(): Promise<void> };
+  let a: TestServer;
+  let b: TestServer;
+  let app: TestApp;
+  let session: string;
+  const clients: { dispose(): Promise<void> | void }[] = [];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    a = await startTestServer({ databaseUrl: db.url, env: { REDIS_URL } });
+    b = await startTestServer({ databaseUrl: db.url, env: { REDIS_URL } });
+    app = await registerApp(a, { name: "Two-instance app" });
+    session = await createSession(a, app);
+  });
+  afterAll(async () => {
+    for (const c of clients) await c.dispose();
+    await a?.stop();
+    await b?.stop();
+    await db?.drop();
+  });
+
+  function subscribe(server: TestServer, postboxId?: string) {
+    const c = wsClient(server.wsUrl, `Bearer ${session}`);
+    clients.push(c);
+    return collect<StatusEvent>(c, STATUS_CHANGED, postboxId ? { postboxId } : {});
+  }
+
+  it("a subscriber on instance B sees READY when the user accepts through instance A", async () => {
+    const pb = await createPostbox(a, session);
+    const onB = subscribe(b, pb.id);
+    expect((await onB.next(1)).postboxStatusChanged).toMatchObject({ postboxId: pb.id, status: "PENDING" });
+    const res = await accept(a, pb.consentUrl, (await makeUserKeyPair("RSA")).publicJwk);
+    expect(res.status).toBe("READY");
+    expect((await onB.next(2)).postboxStatusChanged).toMatchObject({ postboxId: pb.id, status: "READY", previousStatus: "PENDING" });
+    // And the other way round: a session made on A works on B, and B's writes reach A's subscribers.
+    const onA = subscribe(a, pb.id);
+    expect((await onA.next(1)).postboxStatusChanged.status).toBe("READY");
+    const closed = await b.gql(`mutation($id: ID!) { closePostbox(id: $id) { status } }`, { id: pb.id }, { token: session });
+    expect(closed.data?.closePostbox.status).toBe("CLOSED");
+    expect((await onA.next(2)).postboxStatusChanged).toMatchObject({ status: "CLOSED", previousStatus: "READY" });
+    expect((await onB.next(3)).postboxStatusChanged).toMatchObject({ status: "CLOSED", previousStatus: "READY" });
+  });
+
+  it("two acceptances of one code racing on both instances: exactly one wins", async () => {
+    const pb = await createPostbox(a, session);
+    const [k1, k2] = await Promise.all([makeUserKeyPair("RSA"), makeUserKeyPair("P-256")]);
+    const results = await Promise.all([
+      a.gql(ACCEPT, { input: { code: codeOf(pb.consentUrl), publicKey: k1.publicJwk } }),
+      b.gql(ACCEPT, { input: { code: codeOf(pb.consentUrl), publicKey: k2.publicJwk } }),
+    ]);
+    const won = results.filter((r) => r.data?.acceptPostbox?.status === "READY");
+    const lost = results.filter((r) => r.errors);
+    expect(won).toHaveLength(1);
+    expect(lost).toHaveLength(1);
+    expect(lost[0].errors![0].extensions?.code).toBe("CONFLICT");
+    const prisma = a.app.db.prisma;
+    expect(await prisma.userGrant.count({ where: { postboxId: pb.id } })).toBe(1);
+    expect(await prisma.auditEvent.count({ where: { postboxId: pb.id, action: "postbox.accept", outcome: "SUCCESS" } })).toBe(1);
+    const row = (await a.gql(GET, { id: pb.id }, { token: session })).data!.postbox;
+    expect(row.publicKey.kid).toBe(won[0].data!.acceptPostbox.publicKeyThumbprint);
+  });
+
+  it("sweepers running on both instances expire each postbox once: one audit event, one webhook, one status event", async () => {
+    const hook = await a.gql(`mutation($url: String!) { setWebhook(url: $url) { secret } }`, { url: "http://127.0.0.1:9/unused" }, { token: session });
+    expect(hook.errors).toBeUndefined();
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) ids.push((await createPostbox(a, session)).id);
+    const onA = subscribe(a);
+    const onB = subscribe(b);
+    const markers = [await createPostbox(a, session), await createPostbox(a, session)];
+    // Wait until both contract-wide streams are live: each instance delivers its own marker.
+    await a.gql(`mutation($input: DeclinePostboxInput!) { declinePostbox(input: $input) { status } }`, { input: { code: codeOf(markers[0].consentUrl) } });
+    await waitFor(onA, (e) => e.postboxId === markers[0].id);
+    await waitFor(onB, (e) => e.postboxId === markers[0].id);
+
+    await a.app.db.prisma.postbox.updateMany({ where: { id: { in: ids } }, data: { consentExpiresAt: new Date(Date.now() - 1000) } });
+    await Promise.all([a.app.scheduler.tick(), b.app.scheduler.tick(), a.app.services.postboxes.sweep(), b.app.services.postboxes.sweep()]);
+
+    const prisma = a.app.db.prisma;
+    const rows = await prisma.postbox.findMany({ where: { id: { in: ids } } });
+    expect(rows.map((r) => r.status)).toEqual(ids.map(() => "EXPIRED"));
+    for (const id of ids) {
+      expect(await prisma.auditEvent.count({ where: { postboxId: id, action: "postbox.expire" } })).toBe(1);
+      expect(await prisma.webhookDelivery.count({ where: { eventType: "postbox.expired", payload: { contains: id } } })).toBe(1);
+    }
+
+    // A second marker from each instance: anything either instance published before it has arrived.
+    await a.gql(`mutation($input: DeclinePostboxInput!) { declinePostbox(input: $input) { status } }`, { input: { code: codeOf(markers[1].consentUrl) } });
+    const late = await createPostbox(b, session);
+    await b.gql(`mutation($input: DeclinePostboxInput!) { declinePostbox(input: $input) { status } }`, { input: { code: codeOf(late.consentUrl) } });
+    for (const sub of [onA, onB]) {
+      await waitFor(sub, (e) => e.postboxId === markers[1].id);
+      await waitFor(sub, (e) => e.postboxId === late.id);
+      const expiredEvents = sub.events.map((e) => e.postboxStatusChanged).filter((e) => ids.includes(e.postboxId));
+      expect(expiredEvents.map((e) => e.status)).toEqual(ids.map(() => "EXPIRED"));
+      expect(new Set(expiredEvents.map((e) => e.postboxId)).size).toBe(ids.length);
+    }
+  });
+});
+
+if (!onPostgres) {
+  // Keeps the reason visible in the pglite project's output.
+  it.skip("two instances need PostgreSQL (run with --selectProjects postgres)", () => {});
+}
+
+async function waitFor(sub: ReturnType<typeof collect<StatusEvent>>, match: (e: StatusEvent["postboxStatusChanged"]) => boolean) {
+  for (let n = 1; ; n++) {
+    const e = await sub.next(n);
+    if (match(e.postboxStatusChanged)) return;
+  }
+}
