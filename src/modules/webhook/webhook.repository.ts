@@ -1,0 +1,150 @@
+import type { Prisma, WebhookDeliveryStatus } from "../../generated/prisma/client.js";
+import type { PrismaClient, Tx } from "../../infra/db/database.js";
+
+export type EndpointRow = Prisma.WebhookEndpointGetPayload<object>;
+export type DeliveryWithAttempts = Prisma.WebhookDeliveryGetPayload<{ include: { attempts: true } }>;
+
+/** A delivery claimed for one attempt, with what is needed to send it. */
+export interface ClaimedDelivery {
+  id: string;
+  endpointId: string;
+  contractId: string;
+  eventType: string;
+  payload: string;
+  attemptCount: number;
+  /** The claim's expiry; also its fencing token: only the holder of this claim may record the outcome. */
+  lockedUntil: Date;
+  url: string;
+  secret: string;
+}
+
+export interface AttemptRow {
+  id: string;
+  number: number;
+  at: Date;
+  statusCode: number | null;
+  error: string | null;
+  durationMs: number;
+}
+
+export class WebhookRepository {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.prisma.$transaction(fn);
+  }
+
+  findContract(contractId: string) {
+    return this.prisma.contract.findUnique({ where: { id: contractId }, select: { id: true, applicationId: true } });
+  }
+
+  findEndpoint(contractId: string): Promise<EndpointRow | null> {
+    return this.prisma.webhookEndpoint.findUnique({ where: { contractId } });
+  }
+
+  /** Registers or replaces the contract's one endpoint: new URL and secret, enabled again. */
+  upsertEndpoint(tx: Tx, data: { id: string; contractId: string; url: string; secret: string; at: Date }): Promise<EndpointRow> {
+    return tx.webhookEndpoint.upsert({
+      where: { contractId: data.contractId },
+      create: { id: data.id, contractId: data.contractId, url: data.url, secret: data.secret, createdAt: data.at },
+      update: { url: data.url, secret: data.secret, createdAt: data.at, disabledAt: null, disabledReason: null },
+    });
+  }
+
+  async setSecret(tx: Tx, contractId: string, secret: string): Promise<EndpointRow | null> {
+    const { count } = await tx.webhookEndpoint.updateMany({ where: { contractId }, data: { secret } });
+    return count ? tx.webhookEndpoint.findUnique({ where: { contractId } }) : null;
+  }
+
+  /** Deletes the endpoint and (by cascade) its deliveries and attempts. */
+  async deleteEndpoint(tx: Tx, contractId: string): Promise<EndpointRow | null> {
+    const row = await tx.webhookEndpoint.findUnique({ where: { contractId } });
+    if (row) await tx.webhookEndpoint.delete({ where: { id: row.id } });
+    return row;
+  }
+
+  /** The contract's endpoint if it can receive deliveries (registered and not disabled). */
+  activeEndpoint(tx: Tx, contractId: string) {
+    return tx.webhookEndpoint.findFirst({ where: { contractId, disabledAt: null }, select: { id: true } });
+  }
+
+  insertDelivery(tx: Tx, data: { id: string; endpointId: string; contractId: string; eventType: string; payload: string; nextAttemptAt: Date; createdAt: Date }) {
+    return tx.webhookDelivery.create({ data, select: { id: true } });
+  }
+
+  /**
+   * Claims up to `limit` due deliveries of enabled endpoints until `lockUntil`.
+   * One statement; FOR UPDATE SKIP LOCKED makes concurrent claimers (other
+   * instances) take disjoint rows, and the lockedUntil filter keeps a claim
+   * exclusive after commit. A claim whose holder died expires at lockUntil.
+   */
+  claimDue(now: Date, lockUntil: Date, limit: number): Promise<ClaimedDelivery[]> {
+    return this.prisma.$queryRaw<ClaimedDelivery[]>`
+      UPDATE "WebhookDelivery" AS d SET "lockedUntil" = ${lockUntil}
+      FROM "WebhookEndpoint" AS e
+      WHERE e."id" = d."endpointId" AND d."id" IN (
+        SELECT d2."id" FROM "WebhookDelivery" AS d2
+        JOIN "WebhookEndpoint" AS e2 ON e2."id" = d2."endpointId"
+        WHERE d2."status" = 'PENDING' AND d2."nextAttemptAt" <= ${now}
+          AND (d2."lockedUntil" IS NULL OR d2."lockedUntil" < ${now})
+          AND e2."disabledAt" IS NULL
+        ORDER BY d2."nextAttemptAt"
+        LIMIT ${limit}
+        FOR UPDATE OF d2 SKIP LOCKED)
+      RETURNING d."id", d."endpointId", d."contractId", d."eventType", d."payload", d."attemptCount", d."lockedUntil", e."url", e."secret"`;
+  }
+
+  /** Which of `ids` are visible (committed) now. */
+  async existing(ids: string[]): Promise<string[]> {
+    const rows = await this.prisma.webhookDelivery.findMany({ where: { id: { in: ids } }, select: { id: true } });
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * Records an attempt's outcome if the claim is still ours (same lockedUntil);
+   * returns false when it is not (the claim expired and someone else took it).
+   */
+  async finishAttempt(
+    tx: Tx,
+    claim: Pick<ClaimedDelivery, "id" | "lockedUntil">,
+    outcome: { status: WebhookDeliveryStatus; attemptCount: number; nextAttemptAt?: Date; completedAt?: Date },
+    attempt: Omit<AttemptRow, "number"> & { number: number },
+  ): Promise<boolean> {
+    const { count } = await tx.webhookDelivery.updateMany({
+      where: { id: claim.id, status: "PENDING", lockedUntil: claim.lockedUntil },
+      data: {
+        status: outcome.status,
+        attemptCount: outcome.attemptCount,
+        lockedUntil: null,
+        ...(outcome.nextAttemptAt ? { nextAttemptAt: outcome.nextAttemptAt } : {}),
+        ...(outcome.completedAt ? { completedAt: outcome.completedAt } : {}),
+      },
+    });
+    if (!count) return false;
+    await tx.webhookAttempt.create({ data: { ...attempt, deliveryId: claim.id } });
+    return true;
+  }
+
+  /** Disables an endpoint (once) and fails its other pending deliveries; true if this call disabled it. */
+  async disableEndpoint(tx: Tx, endpointId: string, reason: string, at: Date): Promise<boolean> {
+    const { count } = await tx.webhookEndpoint.updateMany({ where: { id: endpointId, disabledAt: null }, data: { disabledAt: at, disabledReason: reason } });
+    if (!count) return false;
+    await tx.webhookDelivery.updateMany({ where: { endpointId, status: "PENDING" }, data: { status: "FAILED", completedAt: at, lockedUntil: null } });
+    return true;
+  }
+
+  /** One contract's deliveries, newest first, keyset-paginated on (createdAt, id). */
+  listDeliveries(contractId: string, opts: { status?: WebhookDeliveryStatus; take: number; after?: { createdAt: Date; id: string } }): Promise<DeliveryWithAttempts[]> {
+    const after = opts.after;
+    return this.prisma.webhookDelivery.findMany({
+      where: {
+        contractId,
+        ...(opts.status ? { status: opts.status } : {}),
+        ...(after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {}),
+      },
+      orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+      take: opts.take,
+      include: { attempts: { orderBy: { number: "asc" } } },
+    });
+  }
+}

@@ -1,0 +1,211 @@
+// Delivers the outbox. Claims due deliveries (safe across instances, see
+// WebhookRepository.claimDue), signs and sends each, and records the attempt.
+// Runs from the scheduler every SWEEP_INTERVAL and, so that an event usually goes
+// out within milliseconds, whenever an enqueued delivery becomes visible (commits).
+import { newId } from "../../infra/ids.js";
+import type { Logger } from "../../infra/logger.js";
+import type { AuditService } from "../audit/audit.service.js";
+import type { ClaimedDelivery, WebhookRepository } from "./webhook.repository.js";
+import type { SendResult, WebhookSender } from "./webhook.sender.js";
+import { MAX_ATTEMPTS, retryDelayMs, signWebhook } from "./webhook.signature.js";
+
+export interface DispatcherOptions {
+  /** Parallel sends per instance. */
+  concurrency: number;
+  /** How long a claim lasts: longer than one attempt can take, so it never lapses mid-send. */
+  lockMs: number;
+}
+
+/** When to look for a just-enqueued delivery: its transaction has usually committed by the second try. */
+const WATCH_DELAYS_MS = [1, 10, 50, 250, 1000, 3000];
+
+export class WebhookDispatcher {
+  private draining?: Promise<number>;
+  private followUp?: Promise<number>;
+  private stopped = false;
+  private readonly abort = new AbortController();
+  private readonly watched = new Map<string, number>();
+  private watchTimer?: NodeJS.Timeout;
+  private watchDueAt = 0;
+  private watching?: Promise<void>;
+
+  constructor(
+    private readonly repo: WebhookRepository,
+    private readonly sender: WebhookSender,
+    private readonly audit: AuditService,
+    private readonly log: Logger,
+    private readonly opts: DispatcherOptions,
+  ) {}
+
+  /** Sends everything due now; resolves when nothing due is left (scheduler task and tests). */
+  run(): Promise<number> {
+    if (this.stopped) return Promise.resolve(0);
+    if (!this.draining) {
+      this.draining = this.drain().finally(() => {
+        this.draining = undefined;
+      });
+      return this.draining;
+    }
+    // A drain is under way and may already have looked: callers share one more
+    // drain after it, which sees everything that was due when they called.
+    this.followUp ??= this.draining
+      .catch(() => 0)
+      .then(() => {
+        this.followUp = undefined;
+        return this.run();
+      });
+    return this.followUp;
+  }
+
+  /** Fire-and-forget run, e.g. right after a transaction that enqueued deliveries committed. */
+  notify(): void {
+    void this.run().catch((err) => this.log.error({ err }, "webhook delivery failed"));
+  }
+
+  /**
+   * Called by enqueue, inside the caller's still-open transaction: once the
+   * delivery is visible (committed) run at once. If it never shows up (rolled
+   * back, or a very long transaction), the periodic run covers it.
+   */
+  watch(deliveryId: string): void {
+    if (this.stopped) return;
+    this.watched.set(deliveryId, 0);
+    this.scheduleWatch(0);
+  }
+
+  private scheduleWatch(step: number) {
+    // A check under way reschedules itself for whatever is still watched when it ends.
+    if (this.watching || this.stopped) return;
+    const delay = WATCH_DELAYS_MS[Math.min(step, WATCH_DELAYS_MS.length - 1)];
+    const dueAt = Date.now() + delay;
+    if (this.watchTimer) {
+      // A new delivery must not wait behind a long-delayed look for an old one.
+      if (this.watchDueAt <= dueAt) return;
+      clearTimeout(this.watchTimer);
+    }
+    this.watchDueAt = dueAt;
+    this.watchTimer = setTimeout(() => {
+      this.watchTimer = undefined;
+      this.watching = this.checkWatched().finally(() => {
+        this.watching = undefined;
+        if (this.watched.size) this.scheduleWatch(Math.min(...this.watched.values()));
+      });
+    }, delay);
+    this.watchTimer.unref();
+  }
+
+  private async checkWatched() {
+    const ids = [...this.watched.keys()];
+    let visible: string[];
+    try {
+      visible = await this.repo.existing(ids);
+    } catch (err) {
+      if (!this.stopped) this.log.warn({ err }, "webhook outbox check failed");
+      visible = [];
+    }
+    for (const id of ids) {
+      if (visible.includes(id)) this.watched.delete(id);
+      else {
+        const step = (this.watched.get(id) ?? 0) + 1;
+        if (step >= WATCH_DELAYS_MS.length) this.watched.delete(id);
+        else this.watched.set(id, step);
+      }
+    }
+    if (visible.length) this.notify();
+  }
+
+  private async drain(): Promise<number> {
+    let sent = 0;
+    // Each lane keeps claiming one at a time until nothing is due, so one slow
+    // receiver holds up only its own lane.
+    const first = await this.claim(this.opts.concurrency);
+    const lanes = first.map(async (row) => {
+      let next: ClaimedDelivery | undefined = row;
+      while (next && !this.stopped) {
+        await this.attempt(next);
+        sent++;
+        [next] = await this.claim(1);
+      }
+    });
+    // Wait for every lane (so at most `concurrency` run at once) before reporting a failure.
+    const failed = (await Promise.allSettled(lanes)).find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    return sent;
+  }
+
+  private claim(limit: number): Promise<ClaimedDelivery[]> {
+    if (this.stopped) return Promise.resolve([]);
+    const now = new Date();
+    return this.repo.claimDue(now, new Date(now.getTime() + this.opts.lockMs), limit);
+  }
+
+  private async attempt(d: ClaimedDelivery): Promise<void> {
+    try {
+      const timestamp = Math.floor(Date.now() / 1000);
+      const result = await this.sender.send(
+        d.url,
+        {
+          "content-type": "application/json",
+          "webhook-id": d.id,
+          "webhook-timestamp": String(timestamp),
+          "webhook-signature": signWebhook(d.secret, d.id, timestamp, d.payload),
+        },
+        d.payload,
+        this.abort.signal,
+      );
+      await this.record(d, d.attemptCount + 1, result);
+    } catch (err) {
+      // The claim lapses at lockedUntil and the delivery is tried again then.
+      this.log.error({ err, deliveryId: d.id }, "could not attempt a webhook delivery");
+    }
+  }
+
+  private async record(d: ClaimedDelivery, number: number, result: SendResult) {
+    const at = new Date();
+    const attempt = { id: newId("wha"), number, at, statusCode: result.statusCode ?? null, error: result.error ?? null, durationMs: result.durationMs };
+    const ok = result.statusCode !== undefined && result.statusCode >= 200 && result.statusCode < 300;
+    const log = { deliveryId: d.id, contractId: d.contractId, eventType: d.eventType, attempt: number, statusCode: result.statusCode, durationMs: result.durationMs };
+
+    if (ok) {
+      await this.repo.transaction((tx) => this.repo.finishAttempt(tx, d, { status: "SUCCEEDED", attemptCount: number, completedAt: at }, attempt));
+      this.log.info(log, "webhook delivered");
+      return;
+    }
+    if (result.statusCode === 410) {
+      // Standard Webhooks: 410 Gone means "stop sending"; the endpoint is disabled until registered again.
+      const reason = "The endpoint answered 410 Gone.";
+      await this.repo.transaction(async (tx) => {
+        if (!(await this.repo.finishAttempt(tx, d, { status: "FAILED", attemptCount: number, completedAt: at }, attempt))) return;
+        if (await this.repo.disableEndpoint(tx, d.endpointId, reason, at)) {
+          await this.audit.record(
+            { actorType: "SYSTEM", action: "webhook.disable", outcome: "SUCCESS", reason: "HTTP_410", contractId: d.contractId, targetId: d.endpointId, detail: { deliveryId: d.id } },
+            tx,
+          );
+        }
+      });
+      this.log.warn({ ...log, endpointId: d.endpointId }, "webhook endpoint answered 410 Gone; disabled");
+      return;
+    }
+    // Shutting down is not the receiver's fault: try again as soon as an instance is up, without a backoff step.
+    const interrupted = this.stopped && result.error?.startsWith("aborted");
+    const delay = interrupted ? 0 : retryDelayMs(number);
+    if (delay === null) {
+      await this.repo.transaction((tx) => this.repo.finishAttempt(tx, d, { status: "FAILED", attemptCount: number, completedAt: at }, attempt));
+      this.log.warn({ ...log, error: result.error }, `webhook delivery failed after ${MAX_ATTEMPTS} attempts`);
+      return;
+    }
+    const nextAttemptAt = new Date(at.getTime() + delay);
+    await this.repo.transaction((tx) => this.repo.finishAttempt(tx, d, { status: "PENDING", attemptCount: number, nextAttemptAt }, attempt));
+    this.log.info({ ...log, error: result.error, nextAttemptAt }, "webhook attempt failed; will retry");
+  }
+
+  /** Stops claiming, aborts sends in flight (they are retried later) and waits for their bookkeeping. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.watchTimer) clearTimeout(this.watchTimer);
+    this.watched.clear();
+    this.abort.abort();
+    await Promise.allSettled([this.draining, this.followUp, this.watching]);
+    await this.sender.close().catch(() => {});
+  }
+}
