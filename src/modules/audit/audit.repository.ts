@@ -1,7 +1,25 @@
-import type { Prisma } from "../../generated/prisma/client.js";
+import { Prisma } from "../../generated/prisma/client.js";
 import type { PrismaClient, Tx } from "../../infra/db/database.js";
 
 export type AuditRow = Prisma.AuditEventGetPayload<object>;
+
+/** An event as appended: every column but seq (assigned by the database). */
+export interface NewAuditRow {
+  id: string;
+  at: Date;
+  actorType: string;
+  actorId: string | null;
+  action: string;
+  outcome: string;
+  reason: string | null;
+  applicationId: string | null;
+  contractId: string | null;
+  postboxId: string | null;
+  targetId: string | null;
+  detail: Record<string, string | number | boolean | null> | undefined;
+  prevHash: string;
+  hash: string;
+}
 
 // A transaction-scoped advisory lock serialises appends, so each event sees the
 // true previous hash even with several instances writing.
@@ -21,6 +39,21 @@ export class AuditRepository {
     return tx.auditEvent.create({ data });
   }
 
+  /**
+   * Several chained events in one INSERT; rows get their seq in the order given,
+   * which is the chain's order. (Raw SQL: Prisma's createMany costs several times
+   * a single create on the embedded database.)
+   */
+  async insertMany(tx: Tx, rows: NewAuditRow[]): Promise<void> {
+    const values = Prisma.join(
+      rows.map(
+        (r) => Prisma.sql`(${r.id}, ${r.at.toISOString()}::timestamp(3), ${r.actorType}, ${r.actorId}, ${r.action}, ${r.outcome}, ${r.reason}, ${r.applicationId},
+          ${r.contractId}, ${r.postboxId}, ${r.targetId}, ${r.detail === undefined ? null : JSON.stringify(r.detail)}::jsonb, ${r.prevHash}, ${r.hash})`,
+      ),
+    );
+    await tx.$executeRaw`INSERT INTO "AuditEvent" (id, at, "actorType", "actorId", action, outcome, reason, "applicationId", "contractId", "postboxId", "targetId", detail, "prevHash", hash) VALUES ${values}`;
+  }
+
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     return this.prisma.$transaction(fn);
   }
@@ -32,6 +65,39 @@ export class AuditRepository {
       orderBy: { seq: "desc" },
       take,
     });
+  }
+
+  /** The seq of one of the contract's events (to continue a page after it), or null. */
+  async seqOf(id: string, contractId: string): Promise<bigint | null> {
+    const row = await this.prisma.auditEvent.findFirst({ where: { id, contractId }, select: { seq: true } });
+    return row?.seq ?? null;
+  }
+
+  postboxExists(postboxId: string, contractId: string): Promise<boolean> {
+    return this.prisma.postbox.count({ where: { id: postboxId, contractId } }).then((n) => n > 0);
+  }
+
+  /**
+   * Deletes the oldest events, as a prefix of the chain: everything before the
+   * first event at or after `cutoff` (so a clock that stepped back cannot leave a
+   * hole in the middle). Returns what was removed, or null if nothing was.
+   * Must run inside the transaction that holds the chain lock.
+   */
+  async deletePrefixBefore(tx: Tx, cutoff: Date): Promise<{ count: number; lastSeq: bigint; lastHash: string } | null> {
+    const firstKept = await tx.auditEvent.findFirst({ where: { at: { gte: cutoff } }, orderBy: { seq: "asc" }, select: { seq: true } });
+    const last = await tx.auditEvent.findFirst({
+      where: firstKept ? { seq: { lt: firstKept.seq } } : {},
+      orderBy: { seq: "desc" },
+      select: { seq: true, hash: true },
+    });
+    if (!last) return null;
+    const { count } = await tx.auditEvent.deleteMany({ where: { seq: { lte: last.seq } } });
+    return { count, lastSeq: last.seq, lastHash: last.hash };
+  }
+
+  /** The audit.prune events still in the chain (few: one per pruning run that removed something). */
+  pruneEvents(): Promise<AuditRow[]> {
+    return this.prisma.auditEvent.findMany({ where: { action: "audit.prune" }, orderBy: { seq: "asc" } });
   }
 
   /** The whole chain in order, a page at a time (for verification). */

@@ -2,6 +2,8 @@
 // before it, so editing or deleting a row is detectable (verify()). Events carry
 // ids, outcomes and reasons only: never payloads, keys or tokens.
 import { sha256Hex } from "../../infra/crypto.js";
+import { badInput, notFound } from "../../infra/errors.js";
+import { pageRequest, toConnection, type Connection } from "../../infra/graphql/pagination.js";
 import { newId } from "../../infra/ids.js";
 import type { Tx } from "../../infra/db/database.js";
 import type { AuditRepository, AuditRow } from "./audit.repository.js";
@@ -57,7 +59,14 @@ export function chainHash(prevHash: string, e: HashedFields): string {
 export interface VerifyResult {
   ok: boolean;
   checked: number;
+  /** Set when older events were pruned (AUDIT_RETENTION): the event the kept chain starts from. */
+  anchor?: { seq: string; id: string; prunedBy: string };
   firstBroken?: { seq: string; id: string; problem: string };
+}
+
+export interface PruneResult {
+  deleted: number;
+  throughSeq?: string;
 }
 
 export class AuditService {
@@ -67,8 +76,31 @@ export class AuditService {
   async record(input: AuditInput, tx?: Tx): Promise<void> {
     if (!tx) return this.repo.transaction((t) => this.record(input, t));
     const prevHash = (await this.repo.lockChainAndGetHead(tx)) ?? GENESIS_HASH;
+    await this.append(tx, prevHash, input);
+  }
+
+  /**
+   * Appends several events in order inside `tx` with one lock, one read of the
+   * chain's head and one insert (for writes made in batches, e.g. pushes).
+   */
+  async recordMany(inputs: AuditInput[], tx: Tx): Promise<void> {
+    if (inputs.length === 0) return;
+    let prevHash = (await this.repo.lockChainAndGetHead(tx)) ?? GENESIS_HASH;
+    const rows = inputs.map((input) => {
+      const row = this.row(prevHash, input);
+      prevHash = row.hash;
+      return row;
+    });
+    await this.repo.insertMany(tx, rows);
+  }
+
+  private async append(tx: Tx, prevHash: string, input: AuditInput): Promise<void> {
+    await this.repo.insert(tx, this.row(prevHash, input));
+  }
+
+  private row(prevHash: string, input: AuditInput) {
     const fields: HashedFields = { ...input, id: newId("evt"), at: new Date() };
-    await this.repo.insert(tx, {
+    return {
       id: fields.id,
       at: fields.at,
       actorType: input.actorType,
@@ -83,11 +115,47 @@ export class AuditService {
       detail: input.detail ?? undefined,
       prevHash,
       hash: chainHash(prevHash, fields),
-    });
+    };
   }
 
   list(filter: { contractId: string; postboxId?: string }, take: number, beforeSeq?: bigint): Promise<AuditRow[]> {
     return this.repo.list(filter, take, beforeSeq);
+  }
+
+  /** auditLog: the contract's events (optionally one postbox's), newest first, cursor-paginated. */
+  async page(contractId: string, postboxId: string | null | undefined, first?: number | null, after?: string | null): Promise<Connection<AuditRow>> {
+    const page = pageRequest(first, after);
+    if (postboxId && !(await this.repo.postboxExists(postboxId, contractId))) throw notFound("Postbox", postboxId);
+    let beforeSeq: bigint | undefined;
+    if (page.after) {
+      const seq = await this.repo.seqOf(page.after.id, contractId);
+      if (seq === null) throw badInput("after is not a cursor of this audit log (or its event was pruned); start again without it.", "after");
+      beforeSeq = seq;
+    }
+    const rows = await this.repo.list({ contractId, ...(postboxId ? { postboxId } : {}) }, page.take, beforeSeq);
+    return toConnection(rows.map((r) => ({ ...r, createdAt: r.at })), page, (r) => r);
+  }
+
+  /**
+   * Deletes events older than `retentionMs` as a prefix of the chain and records
+   * an audit.prune event naming the hash of the last deleted event, so verify()
+   * can tell this pruning from someone deleting the start of the log. Runs under
+   * the chain lock: safe with several instances (the second finds nothing).
+   */
+  async prune(now: Date, retentionMs: number): Promise<PruneResult> {
+    const cutoff = new Date(now.getTime() - retentionMs);
+    return this.repo.transaction(async (tx) => {
+      const prevHash = (await this.repo.lockChainAndGetHead(tx)) ?? GENESIS_HASH;
+      const removed = await this.repo.deletePrefixBefore(tx, cutoff);
+      if (!removed) return { deleted: 0 };
+      await this.append(tx, prevHash, {
+        actorType: "SYSTEM",
+        action: "audit.prune",
+        outcome: "SUCCESS",
+        detail: { deleted: removed.count, throughSeq: removed.lastSeq.toString(), lastHash: removed.lastHash, before: cutoff.toISOString() },
+      });
+      return { deleted: removed.count, throughSeq: removed.lastSeq.toString() };
+    });
   }
 
   /** Walks the chain from the start; names the first event whose link or content does not check out. */
@@ -95,11 +163,24 @@ export class AuditService {
     let prev: string | null = null;
     let afterSeq: bigint | null = null;
     let checked = 0;
+    let anchor: VerifyResult["anchor"];
     for (;;) {
       const rows = await this.repo.page(afterSeq, 1000);
-      if (rows.length === 0) return { ok: true, checked };
+      if (rows.length === 0) return { ok: true, checked, ...(anchor ? { anchor } : {}) };
       for (const row of rows) {
-        // The oldest kept event anchors the chain (older ones may have been pruned by retention).
+        if (prev === null && row.prevHash !== GENESIS_HASH) {
+          // The oldest kept event anchors the chain, but only where retention pruned
+          // what came before it: an audit.prune event must name the hash it follows.
+          const pruned = (await this.repo.pruneEvents()).find((p) => (p.detail as Record<string, unknown> | null)?.lastHash === row.prevHash);
+          if (!pruned) {
+            return {
+              ok: false,
+              checked,
+              firstBroken: { seq: row.seq.toString(), id: row.id, problem: "the events before it are missing and no audit.prune event records their removal (the start of the log was deleted)" },
+            };
+          }
+          anchor = { seq: row.seq.toString(), id: row.id, prunedBy: pruned.id };
+        }
         const expectedPrev = prev ?? row.prevHash;
         if (row.prevHash !== expectedPrev) {
           return { ok: false, checked, firstBroken: { seq: row.seq.toString(), id: row.id, problem: "prevHash does not match the previous event's hash (an event before it was deleted or altered)" } };

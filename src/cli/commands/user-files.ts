@@ -1,0 +1,299 @@
+// `npm run cli -- user files|fetch|ack`: the user's side of pushes, for a user
+// without a browser. Everything runs with the key file `user accept --key-out`
+// wrote: the server's address, the access/refresh tokens and the private key.
+// Files are decrypted here, on the user's machine; the server only ever hands out
+// ciphertext. An expired access token is renewed with the refresh token, and the
+// key file is rewritten with the new pair (refresh tokens are single use).
+import { createHash } from "node:crypto";
+import { open, readFile, rename, stat, unlink } from "node:fs/promises";
+import path from "node:path";
+import { compactDecrypt, importJWK, type JWK } from "jose";
+import { errors as undiciErrors, request } from "undici";
+import { ApiError, CliError, UsageError, table, type Command, type CommandGroup, type Ctx } from "../lib.js";
+
+interface Credential {
+  accessToken: string;
+  accessTokenExpiresAt: string;
+  refreshToken: string;
+  refreshTokenExpiresAt: string;
+  tokenType?: string;
+}
+
+interface KeyFile {
+  postboxId: string;
+  graphqlUrl: string;
+  privateKey: JWK;
+  credential: Credential;
+  [other: string]: unknown;
+}
+
+interface FileNode {
+  id: string;
+  status: string;
+  size: number;
+  sha256: string;
+  receivedAt: string;
+  expiresAt: string;
+  deliveredAt: string | null;
+  purgedAt: string | null;
+}
+
+interface Descriptor {
+  fileName: string;
+  mimeType: string;
+  accounts: { accountId: string }[];
+  reference: string[];
+  tags: string[];
+}
+
+const FILES = /* GraphQL */ `
+  query PostboxFiles($first: Int, $after: String) {
+    postboxFiles(first: $first, after: $after) {
+      edges { node { id status size sha256 receivedAt expiresAt deliveredAt purgedAt } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+`;
+const FILE = /* GraphQL */ `
+  query PostboxFile($id: ID!) { postboxFile(id: $id) { id ciphertext descriptor sha256 size } }
+`;
+const ACK = /* GraphQL */ `
+  mutation AcknowledgeFiles($ids: [ID!]!) { acknowledgeFiles(ids: $ids) { id status deliveredAt expiresAt } }
+`;
+const REFRESH = /* GraphQL */ `
+  mutation RefreshUserToken($refreshToken: String!) {
+    refreshUserToken(refreshToken: $refreshToken) { accessToken accessTokenExpiresAt refreshToken refreshTokenExpiresAt tokenType }
+  }
+`;
+
+// Renew a little early, so that a token does not expire between the check and the request.
+const EARLY_REFRESH_MS = 60_000;
+
+/** The key file and a GraphQL client that renews the access token when it has expired. */
+class UserClient {
+  private constructor(
+    private readonly file: string,
+    private key: KeyFile,
+  ) {}
+
+  static async load(ctx: Ctx): Promise<UserClient> {
+    const file = path.resolve(ctx.requireString("key-file"));
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new CliError(code === "ENOENT" ? `No key file ${file}. It is written by \`user accept <consentUrl> --key-out <file>\`.` : `Cannot read ${file}: ${(e as Error).message}`);
+    }
+    let key: KeyFile;
+    try {
+      key = JSON.parse(text) as KeyFile;
+    } catch {
+      throw new CliError(`${file} is not a key file (not JSON). Use the file \`user accept --key-out\` wrote.`);
+    }
+    if (!key?.graphqlUrl || !key.privateKey || !key.credential?.accessToken || !key.credential.refreshToken) {
+      throw new CliError(`${file} is not a key file written by \`user accept --key-out\` (graphqlUrl, privateKey or credential missing).`);
+    }
+    return new UserClient(file, key);
+  }
+
+  get postboxId(): string {
+    return this.key.postboxId;
+  }
+
+  async decrypt(jwe: string): Promise<Uint8Array> {
+    const alg = this.key.privateKey.alg ?? (this.key.privateKey.kty === "RSA" ? "RSA-OAEP-256" : "ECDH-ES+A256KW");
+    const key = await importJWK(this.key.privateKey, alg);
+    try {
+      return (await compactDecrypt(jwe, key)).plaintext;
+    } catch (e) {
+      throw new CliError(`Decryption failed (${(e as Error).message}): the file was not encrypted to this key file's key, or it was altered.`);
+    }
+  }
+
+  async gql<T>(query: string, variables: Record<string, unknown> = {}, note?: (m: string) => void): Promise<T> {
+    if (Date.parse(this.key.credential.accessTokenExpiresAt) - Date.now() < EARLY_REFRESH_MS) await this.refresh(note);
+    try {
+      return await this.post<T>(query, variables, this.key.credential.accessToken);
+    } catch (e) {
+      // The server may consider the token expired before our clock does.
+      if (e instanceof ApiError && e.code === "UNAUTHENTICATED" && /expired/i.test(e.message) && !/postbox/i.test(e.message)) {
+        await this.refresh(note);
+        return this.post<T>(query, variables, this.key.credential.accessToken);
+      }
+      throw e;
+    }
+  }
+
+  private async refresh(note?: (m: string) => void): Promise<void> {
+    if (Date.parse(this.key.credential.refreshTokenExpiresAt) <= Date.now()) {
+      throw new CliError("Both tokens in the key file have expired (the refresh token lives as long as the postbox): the postbox is over.");
+    }
+    const { refreshUserToken } = await this.post<{ refreshUserToken: Credential }>(REFRESH, { refreshToken: this.key.credential.refreshToken });
+    this.key = { ...this.key, credential: refreshUserToken };
+    await this.save();
+    note?.(`Access token renewed; ${this.file} updated with the new tokens.`);
+  }
+
+  /** Rewrites the key file atomically (same directory, mode 0600), since the old refresh token no longer works. */
+  private async save(): Promise<void> {
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    const fh = await open(tmp, "wx", 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(this.key, null, 2) + "\n");
+    } finally {
+      await fh.close();
+    }
+    try {
+      await rename(tmp, this.file);
+    } catch (e) {
+      await unlink(tmp).catch(() => {});
+      throw new CliError(`Renewed the access token but could not update ${this.file}: ${(e as Error).message}. The new tokens were not saved.`);
+    }
+  }
+
+  private async post<T>(query: string, variables: Record<string, unknown>, token?: string): Promise<T> {
+    const url = this.key.graphqlUrl;
+    let res;
+    try {
+      res = await request(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify({ query, variables }),
+        headersTimeout: 60_000,
+        bodyTimeout: 300_000,
+      });
+    } catch (e) {
+      if (e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError) throw new CliError(`The server at ${url} did not answer in time.`);
+      const code = (e as NodeJS.ErrnoException).code ?? (e as { cause?: NodeJS.ErrnoException }).cause?.code;
+      throw new CliError(`Cannot reach the Postbox server at ${url}${code ? ` (${code})` : ""}.`);
+    }
+    const text = await res.body.text();
+    let body: { data?: T | null; errors?: { message: string; extensions?: { code?: string; field?: string } }[] };
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new CliError(`The server at ${url} answered HTTP ${res.statusCode} with a body that is not JSON.`);
+    }
+    const err = body.errors?.[0];
+    if (err) throw new ApiError(res.statusCode, err.extensions?.code ?? "ERROR", err.message, err.extensions?.field);
+    if (!body.data) throw new CliError(`The server at ${url} answered HTTP ${res.statusCode} without data.`);
+    return body.data;
+  }
+}
+
+const keyFileOption = { type: "string", value: "<file>", description: "The key file written by `user accept --key-out` (private key and tokens)." } as const;
+
+/** A name safe to create inside a directory: the descriptor's fileName without any path, or a fallback. */
+function safeFileName(name: string | undefined, id: string): string {
+  const base = path.basename(String(name ?? "")).replace(/[\u0000-\u001f\u007f/\\:*?"<>|]/g, "_").trim();
+  return base && base !== "." && base !== ".." ? base : `${id}.bin`;
+}
+
+async function writeNew(target: string, bytes: Uint8Array): Promise<void> {
+  let fh;
+  try {
+    fh = await open(target, "wx", 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new CliError(`${target} already exists; choose another --out (nothing was overwritten).`);
+    throw new CliError(`Cannot create ${target}: ${(e as Error).message}`);
+  }
+  try {
+    await fh.writeFile(bytes);
+  } finally {
+    await fh.close();
+  }
+}
+
+const filesCmd: Command = {
+  summary: "List the files in your postbox (newest first): id, status, size, times.",
+  options: { "key-file": keyFileOption },
+  async run(ctx) {
+    const client = await UserClient.load(ctx);
+    const all: FileNode[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const { postboxFiles }: { postboxFiles: { edges: { node: FileNode }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } } } = await client.gql(
+        FILES,
+        { first: 100, after },
+        ctx.note,
+      );
+      all.push(...postboxFiles.edges.map((e) => e.node));
+      if (!postboxFiles.pageInfo.hasNextPage) break;
+      after = postboxFiles.pageInfo.endCursor;
+    }
+    ctx.print({ postboxId: client.postboxId, files: all }, (v) =>
+      v.files.length === 0
+        ? `No files in postbox ${v.postboxId}.`
+        : table(
+            ["ID", "STATUS", "SIZE", "RECEIVED", "DELETED AT"],
+            v.files.map((f) => [f.id, f.status, String(f.size), f.receivedAt, f.purgedAt ? `${f.purgedAt} (gone)` : f.expiresAt]),
+          ),
+    );
+  },
+};
+
+const fetchCmd: Command = {
+  summary: "Download one file, decrypt it here with your private key, write it, print its descriptor, and acknowledge it.",
+  args: ["pushId"],
+  options: {
+    "key-file": keyFileOption,
+    out: { type: "string", value: "<path>", description: "Where to write the decrypted file (mode 0600, never overwritten). An existing directory: the file's own name inside it." },
+    "no-ack": { type: "boolean", description: "Do not acknowledge: the file stays PENDING for the application (fetch it again later)." },
+  },
+  help: [
+    "By default the file is acknowledged once it is written and decrypted: the application then sees it DELIVERED,",
+    "and the server deletes it PUSH_RETENTION later. With --no-ack nothing changes on the server except the audit log;",
+    "acknowledge later with `user ack <pushId> --key-file <file>`.",
+  ].join("\n"),
+  async run(ctx) {
+    const client = await UserClient.load(ctx);
+    const outArg = path.resolve(ctx.requireString("out"));
+    const id = ctx.args.pushId;
+    const { postboxFile: f } = await client.gql<{ postboxFile: { id: string; ciphertext: string; descriptor: string; sha256: string; size: number } }>(FILE, { id }, ctx.note);
+    if (createHash("sha256").update(f.ciphertext).digest("hex") !== f.sha256) {
+      throw new CliError(`The ciphertext of ${id} does not match its sha256 ${f.sha256}: it was corrupted on the way. Try again.`);
+    }
+    const descriptor = JSON.parse(Buffer.from(await client.decrypt(f.descriptor)).toString("utf8")) as Descriptor;
+    const bytes = await client.decrypt(f.ciphertext);
+    const isDir = await stat(outArg).then((s) => s.isDirectory(), () => false);
+    const target = isDir ? path.join(outArg, safeFileName(descriptor.fileName, id)) : outArg;
+    await writeNew(target, bytes);
+    let acknowledged = false;
+    if (!ctx.flag("no-ack")) {
+      await client.gql(ACK, { ids: [id] }, ctx.note);
+      acknowledged = true;
+    }
+    ctx.print({ pushId: id, out: target, bytes: bytes.length, descriptor, acknowledged }, (v) =>
+      [
+        `Wrote ${v.bytes} bytes to ${v.out}.`,
+        `fileName:  ${v.descriptor.fileName}`,
+        `mimeType:  ${v.descriptor.mimeType}`,
+        `accounts:  ${v.descriptor.accounts.map((a) => a.accountId).join(", ")}`,
+        `reference: ${v.descriptor.reference.join(", ") || "-"}`,
+        `tags:      ${v.descriptor.tags.join(", ") || "-"}`,
+        v.acknowledged ? "Acknowledged: the application sees it DELIVERED." : "Not acknowledged (--no-ack): it stays PENDING.",
+      ].join("\n"),
+    );
+  },
+};
+
+const ackCmd: Command = {
+  summary: "Acknowledge files you have received: the application sees them DELIVERED. Repeating it changes nothing.",
+  args: ["pushId..."],
+  options: { "key-file": keyFileOption },
+  async run(ctx) {
+    const client = await UserClient.load(ctx);
+    if (ctx.rest.length > 100) throw new UsageError("Acknowledge at most 100 files at once.");
+    const { acknowledgeFiles } = await client.gql<{ acknowledgeFiles: { id: string; status: string; deliveredAt: string; expiresAt: string }[] }>(ACK, { ids: ctx.rest }, ctx.note);
+    ctx.print({ files: acknowledgeFiles }, (v) => v.files.map((f) => `${f.id} ${f.status} (delivered ${f.deliveredAt}; deleted by ${f.expiresAt})`).join("\n"));
+  },
+};
+
+/** The `user` group from user.ts, with these commands added. */
+export function withFileCommands(group: CommandGroup): CommandGroup {
+  return {
+    summary: `${group.summary.replace(/\.$/, "")}; list, fetch (decrypting locally) and acknowledge pushed files.`,
+    commands: { ...group.commands, files: filesCmd, fetch: fetchCmd, ack: ackCmd },
+  };
+}

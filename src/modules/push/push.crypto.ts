@@ -1,0 +1,319 @@
+// Push cryptography: checking JWEs that applications encrypted themselves, and
+// encrypting `data` (and every descriptor) to the user's public key on arrival.
+//
+// The server writes compact JWEs (RFC 7516) itself with node:crypto rather than
+// jose's CompactEncrypt: a 10 MiB file is decoded, encrypted and base64url-encoded
+// in 48 KiB slices, so neither the whole plaintext nor a second copy of the
+// ciphertext is ever held in memory (jose on Node 20 goes through btoa and several
+// full-size string copies). Interoperability with jose's compactDecrypt is what the
+// unit tests check. Key management: RSA-OAEP-256 for RSA keys, ECDH-ES+A256KW for
+// P-256 and X25519 keys (RFC 7518 §4.3, §4.6); content: A256GCM.
+import {
+  createCipheriv,
+  createHash,
+  createHmac,
+  createPublicKey,
+  constants,
+  diffieHellman,
+  generateKeyPairSync,
+  randomBytes,
+  publicEncrypt,
+  type KeyObject,
+} from "node:crypto";
+import { AppError, ErrorCode } from "../../infra/errors.js";
+
+export const CONTENT_ENC = "A256GCM";
+export type KeyManagementAlg = "RSA-OAEP-256" | "ECDH-ES" | "ECDH-ES+A256KW";
+
+/** The postbox's public key as stored at acceptance (never a private key). */
+export interface RecipientKey {
+  jwk: Record<string, unknown>;
+  /** RFC 7638 thumbprint; every JWE to this key carries it as `kid`. */
+  kid: string;
+}
+
+/** A refusal with the short machine-readable reason that goes into the audit log. */
+export class PushRefusal extends Error {
+  constructor(readonly error: AppError, readonly reason: string) {
+    super(error.message);
+    this.name = "PushRefusal";
+  }
+}
+
+const refuse = (code: ErrorCode, reason: string, message: string, field?: string) =>
+  new PushRefusal(new AppError(code, message, field ? { field } : {}), reason);
+
+type KeyKind = "RSA" | "P-256" | "X25519";
+
+function keyKind(jwk: Record<string, unknown>): KeyKind {
+  if (jwk.kty === "RSA") return "RSA";
+  if (jwk.kty === "EC" && jwk.crv === "P-256") return "P-256";
+  if (jwk.kty === "OKP" && jwk.crv === "X25519") return "X25519";
+  // Acceptance only stores the three kinds above; anything else is a corrupted row.
+  throw new Error(`Unsupported postbox key ${String(jwk.kty)}/${String(jwk.crv)}`);
+}
+
+/** The key management algorithms a JWE to this key may use. */
+export function allowedAlgs(jwk: Record<string, unknown>): KeyManagementAlg[] {
+  return keyKind(jwk) === "RSA" ? ["RSA-OAEP-256"] : ["ECDH-ES", "ECDH-ES+A256KW"];
+}
+
+// ---------------------------------------------------------------------------
+// base64 / base64url
+
+const B64_VALUE = new Int16Array(128).fill(-1);
+"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".split("").forEach((c, i) => (B64_VALUE[c.charCodeAt(0)] = i));
+const STD_B64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const URL_B64 = /^[A-Za-z0-9_-]*$/;
+
+/**
+ * Strict standard base64 (RFC 4648 §4: padded, no whitespace, canonical final
+ * bits). Returns the decoded length without decoding. Being strict makes one
+ * byte sequence have exactly one accepted encoding, which the idempotency
+ * fingerprint relies on.
+ */
+export function strictBase64Length(s: string): number {
+  const malformed = () =>
+    refuse(ErrorCode.BAD_USER_INPUT, "malformed_base64", "data must be standard base64 (RFC 4648: A–Z a–z 0–9 + /, padded with =, no line breaks or spaces).", "data");
+  if (s.length % 4 !== 0 || !STD_B64.test(s)) throw malformed();
+  const pad = s.endsWith("==") ? 2 : s.endsWith("=") ? 1 : 0;
+  if (pad) {
+    // The bits after the last full byte must be zero, or two encodings would decode alike.
+    const last = B64_VALUE[s.charCodeAt(s.length - pad - 1)];
+    if (last < 0 || (last & (pad === 2 ? 0x0f : 0x03)) !== 0) throw malformed();
+  }
+  return (s.length / 4) * 3 - pad;
+}
+
+/** Decoded length of unpadded base64url text, or -1 if the length is impossible. */
+function base64urlLength(part: string): number {
+  if (part.length % 4 === 1) return -1;
+  return Math.floor((part.length * 3) / 4);
+}
+
+function decodeJsonPart(part: string): unknown {
+  try {
+    return JSON.parse(Buffer.from(part, "base64url").toString("utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Checking a JWE encrypted by the application
+
+export interface JweCheck {
+  /** Decoded size of the JWE ciphertext, i.e. of the file (A256GCM does not pad). */
+  contentBytes: number;
+}
+
+/**
+ * Checks structure and size only (no key needed), so oversized or malformed
+ * input is refused before the database is touched.
+ */
+export function checkJweStructure(jwe: string, maxBytes: number): JweCheck & { parts: string[] } {
+  const field = "encryptedData";
+  const malformed = (why: string) =>
+    refuse(ErrorCode.BAD_USER_INPUT, "malformed_jwe", `encryptedData must be a JWE in compact serialization (five base64url parts separated by dots): ${why}.`, field);
+  const parts = jwe.split(".");
+  if (parts.length !== 5) throw malformed(`found ${parts.length} part${parts.length === 1 ? "" : "s"}`);
+  const [header, encryptedKey, iv, ciphertext, tag] = parts;
+  for (const [name, p] of [["protected header", header], ["encrypted key", encryptedKey], ["iv", iv], ["ciphertext", ciphertext], ["tag", tag]] as const) {
+    if (!URL_B64.test(p) || base64urlLength(p) < 0) throw malformed(`the ${name} is not unpadded base64url`);
+  }
+  if (header.length === 0 || header.length > 8192) throw malformed("the protected header is missing or too long");
+  const contentBytes = base64urlLength(ciphertext);
+  if (contentBytes === 0) throw refuse(ErrorCode.BAD_USER_INPUT, "empty_file", "The file is empty; push at least one byte.", field);
+  if (contentBytes > maxBytes) throw tooLarge(contentBytes, maxBytes);
+  if (base64urlLength(iv) !== 12) throw malformed("the iv of A256GCM must be 96 bits (12 bytes)");
+  if (base64urlLength(tag) !== 16) throw malformed("the A256GCM authentication tag must be 128 bits (16 bytes)");
+  return { contentBytes, parts };
+}
+
+export function tooLarge(bytes: number, maxBytes: number) {
+  return refuse(ErrorCode.PAYLOAD_TOO_LARGE, "too_large", `The file is ${bytes} bytes; this server accepts at most ${maxBytes} bytes per push (MAX_PUSH_BYTES).`);
+}
+
+/** Checks that a structurally valid JWE is addressed to `key` with the algorithms it must use. */
+export function checkJweHeader(parts: string[], key: RecipientKey): void {
+  const field = "encryptedData";
+  const bad = (reason: string, message: string) => refuse(ErrorCode.BAD_USER_INPUT, reason, message, field);
+  const header = decodeJsonPart(parts[0]);
+  if (!header || typeof header !== "object" || Array.isArray(header)) throw bad("malformed_jwe_header", "The JWE protected header must be a base64url-encoded JSON object.");
+  const h = header as Record<string, unknown>;
+  const algs = allowedAlgs(key.jwk);
+  if (h.enc !== CONTENT_ENC) throw bad("bad_jwe_enc", `The JWE header must have "enc": "${CONTENT_ENC}" (got ${JSON.stringify(h.enc ?? null)}).`);
+  if (typeof h.alg !== "string" || !(algs as string[]).includes(h.alg)) {
+    throw bad("bad_jwe_alg", `This postbox's key (${String(key.jwk.kty)}) takes "alg": ${algs.map((a) => `"${a}"`).join(" or ")} (got ${JSON.stringify(h.alg ?? null)}).`);
+  }
+  if (h.kid !== key.kid) {
+    throw bad("wrong_kid", `The JWE header's "kid" must be the postbox key's thumbprint ${key.kid} (Postbox.publicKey.kid); got ${JSON.stringify(h.kid ?? null)}. Was it encrypted to another postbox?`);
+  }
+  if ("zip" in h) throw bad("bad_jwe_header", 'Compressed JWEs ("zip") are not accepted: compression before encryption can leak content.');
+  if ("crit" in h) throw bad("bad_jwe_header", 'The JWE header must not carry "crit" extensions; the user\'s app would not understand them.');
+  if ("jku" in h || "jwk" in h || "x5u" in h || "x5c" in h) throw bad("bad_jwe_header", "The JWE header must not embed or point to keys; the recipient is named by kid alone.");
+
+  const ekBytes = base64urlLength(parts[1]);
+  if (h.alg === "RSA-OAEP-256") {
+    const modulusBytes = Buffer.from(String(key.jwk.n), "base64url").length;
+    if (ekBytes !== modulusBytes) throw bad("malformed_jwe", `The RSA-OAEP-256 encrypted key must be ${modulusBytes} bytes, the size of the postbox key's modulus (got ${ekBytes}).`);
+    if ("epk" in h) throw bad("bad_jwe_header", 'An RSA-OAEP-256 JWE has no "epk".');
+    return;
+  }
+  const epk = h.epk as Record<string, unknown> | undefined;
+  const kind = keyKind(key.jwk);
+  if (!epk || typeof epk !== "object" || epk.kty !== key.jwk.kty || epk.crv !== key.jwk.crv || typeof epk.x !== "string" || (kind === "P-256" && typeof epk.y !== "string")) {
+    throw bad("bad_jwe_epk", `An ${h.alg} JWE needs "epk": the sender's ephemeral public key on the postbox key's curve (${String(key.jwk.crv)}).`);
+  }
+  if ("d" in epk) throw bad("bad_jwe_epk", 'The JWE "epk" must be a public key (it has a "d" member).');
+  const expected = h.alg === "ECDH-ES" ? 0 : 40;
+  if (ekBytes !== expected) throw bad("malformed_jwe", `An ${h.alg} JWE's encrypted key part must be ${expected} bytes (got ${ekBytes}).`);
+}
+
+// ---------------------------------------------------------------------------
+// Encrypting to the user's key
+
+const keyCache = new Map<string, KeyObject>();
+
+function recipientKeyObject(key: RecipientKey): KeyObject {
+  // Parsing a JWK is cheap but not free; the cache is bounded by the number of postboxes in use.
+  let k = keyCache.get(key.kid);
+  if (!k) {
+    k = createPublicKey({ key: key.jwk as never, format: "jwk" });
+    if (keyCache.size >= 10_000) keyCache.clear();
+    keyCache.set(key.kid, k);
+  }
+  return k;
+}
+
+function lengthPrefixed(data: Buffer): Buffer {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  return Buffer.concat([len, data]);
+}
+
+/** ECDH-ES key agreement with Concat KDF (RFC 7518 §4.6.2), one SHA-256 round for a 256-bit key. */
+function concatKdf(z: Buffer, alg: string): Buffer {
+  const suppPubInfo = Buffer.alloc(4);
+  suppPubInfo.writeUInt32BE(256);
+  return createHash("sha256")
+    .update(Buffer.from([0, 0, 0, 1]))
+    .update(z)
+    .update(lengthPrefixed(Buffer.from(alg, "ascii")))
+    .update(lengthPrefixed(Buffer.alloc(0))) // PartyUInfo (no apu)
+    .update(lengthPrefixed(Buffer.alloc(0))) // PartyVInfo (no apv)
+    .update(suppPubInfo)
+    .digest();
+}
+
+const AES_KW_IV = Buffer.from("A6A6A6A6A6A6A6A6", "hex");
+
+function wrapKey(key: RecipientKey, cek: Buffer): { header: Record<string, unknown>; encryptedKey: Buffer } {
+  const recipient = recipientKeyObject(key);
+  const kind = keyKind(key.jwk);
+  if (kind === "RSA") {
+    const encryptedKey = publicEncrypt({ key: recipient, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" }, cek);
+    return { header: { alg: "RSA-OAEP-256", enc: CONTENT_ENC, kid: key.kid }, encryptedKey };
+  }
+  const alg = "ECDH-ES+A256KW";
+  const eph = kind === "P-256" ? generateKeyPairSync("ec", { namedCurve: "P-256" }) : generateKeyPairSync("x25519");
+  const z = diffieHellman({ privateKey: eph.privateKey, publicKey: recipient });
+  const kek = concatKdf(z, alg);
+  z.fill(0);
+  const wrap = createCipheriv("id-aes256-wrap", kek, AES_KW_IV);
+  const encryptedKey = Buffer.concat([wrap.update(cek), wrap.final()]);
+  kek.fill(0);
+  const epk = eph.publicKey.export({ format: "jwk" });
+  return { header: { alg, enc: CONTENT_ENC, kid: key.kid, epk }, encryptedKey };
+}
+
+export interface Encrypted {
+  /** Compact JWE. */
+  jwe: string;
+  /** Bytes of the JWE text (what is stored). */
+  size: number;
+  /** sha256 (hex) of the JWE text. */
+  sha256: string;
+}
+
+// A multiple of 3 bytes, so that the base64url of each slice concatenates into the
+// base64url of the whole; and of 4 base64 characters on the input side.
+const SLICE_BYTES = 48 * 1024;
+const SLICE_CHARS = (SLICE_BYTES / 3) * 4;
+
+/** Encrypts plaintext slices (each a multiple of 3 bytes except the last) to the user's key. */
+function encryptSlices(key: RecipientKey, slices: Iterable<Buffer>): Encrypted {
+  const cek = randomBytes(32);
+  const iv = randomBytes(12);
+  const { header, encryptedKey } = wrapKey(key, cek);
+  const protectedHeader = Buffer.from(JSON.stringify(header)).toString("base64url");
+  const cipher = createCipheriv("aes-256-gcm", cek, iv);
+  cek.fill(0);
+  cipher.setAAD(Buffer.from(protectedHeader, "ascii"));
+  const hash = createHash("sha256");
+  const pieces: string[] = [];
+  const emit = (s: string) => {
+    pieces.push(s);
+    hash.update(s, "latin1");
+  };
+  emit(`${protectedHeader}.${encryptedKey.toString("base64url")}.${iv.toString("base64url")}.`);
+  for (const slice of slices) {
+    emit(cipher.update(slice).toString("base64url"));
+    slice.fill(0); // plaintext does not outlive its slice
+  }
+  cipher.final();
+  emit(`.${cipher.getAuthTag().toString("base64url")}`);
+  const jwe = pieces.join("");
+  return { jwe, size: jwe.length, sha256: hash.digest("hex") };
+}
+
+/** Encrypts strict base64 `data` (already checked with strictBase64Length) slice by slice. */
+export function encryptBase64(key: RecipientKey, base64: string): Encrypted {
+  function* slices() {
+    for (let i = 0; i < base64.length; i += SLICE_CHARS) yield Buffer.from(base64.slice(i, i + SLICE_CHARS), "base64");
+  }
+  return encryptSlices(key, slices());
+}
+
+export function encryptBytes(key: RecipientKey, bytes: Uint8Array): Encrypted {
+  function* slices() {
+    for (let i = 0; i < bytes.length; i += SLICE_BYTES) yield Buffer.from(bytes.subarray(i, i + SLICE_BYTES));
+  }
+  return encryptSlices(key, slices());
+}
+
+/** sha256 (hex) and size of a JWE the application sent (ASCII by construction). */
+export function digestJwe(jwe: string): { size: number; sha256: string } {
+  // In 1 MiB steps, so that hashing a 13 MiB JWE never makes a second full-size copy of it.
+  const hash = createHash("sha256");
+  for (let i = 0; i < jwe.length; i += 1 << 20) hash.update(jwe.slice(i, i + (1 << 20)), "latin1");
+  return { size: jwe.length, sha256: hash.digest("hex") };
+}
+
+// ---------------------------------------------------------------------------
+// Idempotency fingerprint
+
+export interface FingerprintInput {
+  postboxId: string;
+  fileName: string;
+  mimeType: string;
+  accounts: string[];
+  reference: string[];
+  tags: string[];
+  kind: "data" | "encryptedData";
+  content: string;
+}
+
+/**
+ * Keyed hash (HMAC-SHA256 with the server secret) of the canonical request. Keyed,
+ * so that a copy of the database cannot be used to confirm a guess of a file's
+ * content; canonical, so that a retry of the same request always matches.
+ */
+export function requestFingerprint(secret: string, r: FingerprintInput): string {
+  const mac = createHmac("sha256", secret);
+  mac.update(JSON.stringify(["postbox.push.v1", r.postboxId, r.fileName, r.mimeType, r.accounts, r.reference, r.tags, r.kind]));
+  mac.update("\n");
+  for (let i = 0; i < r.content.length; i += 1 << 20) mac.update(r.content.slice(i, i + (1 << 20)), "latin1");
+  return mac.digest("hex");
+}
+

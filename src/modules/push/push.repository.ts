@@ -1,0 +1,164 @@
+import { Prisma } from "../../generated/prisma/client.js";
+import type { PrismaClient, Tx } from "../../infra/db/database.js";
+
+const pushFields = {
+  id: true,
+  postboxId: true,
+  contractId: true,
+  status: true,
+  size: true,
+  sha256: true,
+  receivedAt: true,
+  expiresAt: true,
+  deliveredAt: true,
+  purgedAt: true,
+} as const;
+export type PushRow = Prisma.PushGetPayload<{ select: typeof pushFields }>;
+
+export type PostboxForPush = Prisma.PostboxGetPayload<{
+  select: { id: true; contractId: true; status: true; expiresAt: true; publicJwk: true; publicKeyThumbprint: true };
+}>;
+
+export interface PushKeyset {
+  receivedAt: Date;
+  id: string;
+}
+
+export interface NewPush {
+  id: string;
+  postboxId: string;
+  contractId: string;
+  size: number;
+  sha256: string;
+  idempotencyKey: string | null;
+  requestHash: string | null;
+  receivedAt: Date;
+  expiresAt: Date;
+  ciphertext: string;
+  descriptor: string;
+}
+
+export class PushRepository {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    // Every audited write queues on the audit chain's lock: under load, waiting for a
+    // connection or the lock can take longer than Prisma's 2 s default.
+    return this.prisma.$transaction(fn, { maxWait: 15_000, timeout: 30_000 });
+  }
+
+  /** Scoped to the contract: another contract's postbox is simply not found. */
+  findPostbox(id: string, contractId: string): Promise<PostboxForPush | null> {
+    return this.prisma.postbox.findFirst({
+      where: { id, contractId },
+      select: { id: true, contractId: true, status: true, expiresAt: true, publicJwk: true, publicKeyThumbprint: true },
+    });
+  }
+
+  postboxExists(id: string, contractId: string): Promise<boolean> {
+    return this.prisma.postbox.count({ where: { id, contractId } }).then((n) => n > 0);
+  }
+
+  findByIdempotencyKey(contractId: string, idempotencyKey: string): Promise<(PushRow & { requestHash: string | null }) | null> {
+    return this.prisma.push.findUnique({
+      where: { contractId_idempotencyKey: { contractId, idempotencyKey } },
+      select: { ...pushFields, requestHash: true },
+    });
+  }
+
+  /**
+   * Inserts pushes (metadata and content) in one statement, each only if its
+   * postbox is (still) READY, unexpired and of its contract: the check and the write
+   * are atomic, so a postbox closed or expired a moment ago takes nothing. Returns
+   * the rows inserted; a push missing from them was refused by its postbox's state.
+   */
+  insertIfAccepting(tx: Tx, pushes: NewPush[]): Promise<PushRow[]> {
+    // Values travel as text and are cast where used: VALUES rows have no column types of their own.
+    const values = Prisma.join(
+      pushes.map(
+        (p) =>
+          Prisma.sql`(${p.id}, ${p.postboxId}, ${p.contractId}, ${String(p.size)}, ${p.sha256}, ${p.idempotencyKey}, ${p.requestHash}, ${p.receivedAt.toISOString()}, ${p.expiresAt.toISOString()}, ${p.ciphertext}, ${p.descriptor})`,
+      ),
+    );
+    return tx.$queryRaw<PushRow[]>`
+      WITH input (id, "postboxId", "contractId", size, sha256, "idempotencyKey", "requestHash", "receivedAt", "expiresAt", ciphertext, descriptor) AS (VALUES ${values}),
+      accepted AS (
+        SELECT i.* FROM input i JOIN "Postbox" b
+          ON b.id = i."postboxId" AND b."contractId" = i."contractId" AND b.status = 'READY' AND b."expiresAt" > i."receivedAt"::timestamp(3)
+      ), pushed AS (
+        INSERT INTO "Push" (id, "postboxId", "contractId", status, size, sha256, "idempotencyKey", "requestHash", "receivedAt", "expiresAt")
+        SELECT id, "postboxId", "contractId", 'PENDING', size::int, sha256, "idempotencyKey", "requestHash", "receivedAt"::timestamp(3), "expiresAt"::timestamp(3)
+        FROM accepted
+        RETURNING id, "postboxId", "contractId", status::text AS status, size, sha256, "receivedAt", "expiresAt", "deliveredAt", "purgedAt"
+      ), stored AS (
+        INSERT INTO "PushContent" ("pushId", ciphertext, descriptor) SELECT a.id, a.ciphertext, a.descriptor FROM accepted a JOIN pushed USING (id)
+      )
+      SELECT * FROM pushed`;
+  }
+
+  find(id: string, where: { contractId?: string; postboxId?: string }): Promise<PushRow | null> {
+    return this.prisma.push.findFirst({ where: { id, ...where }, select: pushFields });
+  }
+
+  findWithContent(id: string, postboxId: string) {
+    return this.prisma.push.findFirst({ where: { id, postboxId }, select: { ...pushFields, content: { select: { ciphertext: true, descriptor: true } } } });
+  }
+
+  /** Newest first by (receivedAt, id), after the keyset position when given. */
+  listForPostbox(postboxId: string, take: number, after?: PushKeyset): Promise<PushRow[]> {
+    return this.prisma.push.findMany({
+      where: {
+        postboxId,
+        ...(after ? { OR: [{ receivedAt: { lt: after.receivedAt } }, { receivedAt: after.receivedAt, id: { lt: after.id } }] } : {}),
+      },
+      orderBy: [{ receivedAt: "desc" }, { id: "desc" }],
+      select: pushFields,
+      take,
+    });
+  }
+
+  /** The pushes of one postbox among `ids`, locked for the delivery transaction. */
+  async lockForDelivery(tx: Tx, postboxId: string, ids: string[]): Promise<PushRow[]> {
+    const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM "Push" WHERE "postboxId" = ${postboxId} AND id = ANY(${ids}::text[]) FOR UPDATE`;
+    if (locked.length === 0) return [];
+    return tx.push.findMany({ where: { id: { in: locked.map((r) => r.id) } }, select: pushFields });
+  }
+
+  /** PENDING → DELIVERED; 0 when it was no longer PENDING. */
+  async markDelivered(tx: Tx, id: string, deliveredAt: Date, expiresAt: Date): Promise<number> {
+    const { count } = await tx.push.updateMany({ where: { id, status: "PENDING" }, data: { status: "DELIVERED", deliveredAt, expiresAt } });
+    return count;
+  }
+
+  /**
+   * Claims pushes whose content is due for deletion. SKIP LOCKED lets several
+   * instances purge at once without waiting on, or double-purging, each other's rows.
+   */
+  async claimDueContent(tx: Tx, now: Date, limit: number): Promise<{ id: string; postboxId: string; contractId: string; reason: "expired" | "postbox_closed" }[]> {
+    const expired = await tx.$queryRaw<{ id: string; postboxId: string; contractId: string }[]>`
+      SELECT p.id, p."postboxId", p."contractId" FROM "Push" p
+      WHERE p."expiresAt" <= ${now} AND p."purgedAt" IS NULL
+      ORDER BY p."expiresAt" LIMIT ${limit}
+      FOR UPDATE OF p SKIP LOCKED`;
+    if (expired.length >= limit) return expired.map((r) => ({ ...r, reason: "expired" as const }));
+    // A closed postbox's content can never be fetched again (its user credential is revoked).
+    const closed = await tx.$queryRaw<{ id: string; postboxId: string; contractId: string }[]>`
+      SELECT p.id, p."postboxId", p."contractId" FROM "Push" p JOIN "Postbox" b ON b.id = p."postboxId"
+      WHERE b.status = 'CLOSED' AND p."purgedAt" IS NULL AND p."expiresAt" > ${now}
+      LIMIT ${limit - expired.length}
+      FOR UPDATE OF p SKIP LOCKED`;
+    return [...expired.map((r) => ({ ...r, reason: "expired" as const })), ...closed.map((r) => ({ ...r, reason: "postbox_closed" as const }))];
+  }
+
+  /** Deletes the ciphertext rows outright (not a flag) and marks their pushes purged. */
+  async purgeContent(tx: Tx, ids: string[], purgedAt: Date): Promise<void> {
+    await tx.pushContent.deleteMany({ where: { pushId: { in: ids } } });
+    await tx.push.updateMany({ where: { id: { in: ids }, purgedAt: null }, data: { purgedAt } });
+  }
+
+  /** Metadata past its retention (content long gone). */
+  async deletePurgedBefore(cutoff: Date): Promise<number> {
+    const { count } = await this.prisma.push.deleteMany({ where: { purgedAt: { lt: cutoff } } });
+    return count;
+  }
+}

@@ -1,0 +1,82 @@
+// Push GraphQL operations. Application side (session key): pushData, pushes, push,
+// pushStatusChanged. User side (access token): postboxFiles, postboxFile,
+// acknowledgeFiles. Content is reachable only through PostboxFileContent, which
+// only the user's token can read.
+import { Arg, Ctx, ID, Int, Mutation, Query, Resolver, Root, Subscription } from "type-graphql";
+import type { GraphQLContext } from "../../infra/graphql/context.js";
+import type { Connection } from "../../infra/graphql/pagination.js";
+import type { PushService, PushStatusPayload, PushView } from "./push.service.js";
+import { PostboxFile, PostboxFileConnection, PostboxFileContent, Push, PushConnection, PushDataInput, PushResult, PushStatusEvent } from "./push.types.js";
+
+@Resolver()
+export class PushResolver {
+  constructor(private readonly service: PushService) {}
+
+  @Mutation(() => PushResult, {
+    description:
+      "Push one file to a READY postbox of this contract. The file is stored only encrypted to the user's key (yours via encryptedData, or the server's encryption of data), with its descriptor likewise encrypted.",
+  })
+  async pushData(@Arg("input", () => PushDataInput) input: PushDataInput, @Ctx() ctx: GraphQLContext): Promise<PushResult> {
+    return this.service.push(() => ctx.session(), input);
+  }
+
+  @Query(() => PushConnection, { description: "Pushes to one of this contract's postboxes, newest first: status and times, never content." })
+  async pushes(
+    @Arg("postboxId", () => ID) postboxId: string,
+    @Arg("first", () => Int, { nullable: true, defaultValue: 20 }) first: number,
+    @Arg("after", () => String, { nullable: true }) after: string | null | undefined,
+    @Ctx() ctx: GraphQLContext,
+  ): Promise<Connection<PushView>> {
+    return this.service.listPushes(await ctx.session(), postboxId, first, after);
+  }
+
+  @Query(() => Push, { description: "One push of this contract: status and times, never content." })
+  async push(@Arg("id", () => ID) id: string, @Ctx() ctx: GraphQLContext): Promise<PushView> {
+    return this.service.getPush(await ctx.session(), id);
+  }
+}
+
+@Resolver()
+export class UserFilesResolver {
+  constructor(private readonly service: PushService) {}
+
+  @Query(() => PostboxFileConnection, { description: "User side: the files in the access token's postbox, newest first." })
+  async postboxFiles(
+    @Arg("first", () => Int, { nullable: true, defaultValue: 20 }) first: number,
+    @Arg("after", () => String, { nullable: true }) after: string | null | undefined,
+    @Ctx() ctx: GraphQLContext,
+  ): Promise<Connection<PushView>> {
+    return this.service.listFiles(await ctx.user(), first, after);
+  }
+
+  @Query(() => PostboxFileContent, {
+    description: "User side: one file's content as compact JWEs (file and descriptor), to decrypt on the device with the user's private key. Recorded in the audit log.",
+  })
+  async postboxFile(@Arg("id", () => ID) id: string, @Ctx() ctx: GraphQLContext): Promise<PostboxFileContent> {
+    return this.service.getFile(await ctx.user(), id);
+  }
+
+  @Mutation(() => [PostboxFile], { description: "User side: acknowledge receipt of files; they become DELIVERED. Acknowledging again changes nothing." })
+  async acknowledgeFiles(@Arg("ids", () => [ID]) ids: string[], @Ctx() ctx: GraphQLContext): Promise<PushView[]> {
+    return this.service.acknowledge(await ctx.user(), ids);
+  }
+}
+
+/**
+ * Built per server, like the postbox status subscription: type-graphql calls
+ * `subscribe` without a resolver instance, and it needs this server's service.
+ */
+export function createPushSubscriptionResolver(pushes: PushService): object {
+  @Resolver()
+  class PushSubscriptionResolver {
+    @Subscription(() => PushStatusEvent, {
+      description:
+        "Status changes of your contract's pushes (session required): DELIVERED when the user's app acknowledges a file. With postboxId: that postbox's pushes only. The stream ends when the session expires.",
+      subscribe: async ({ args, context }) => pushes.subscribe(await (context as GraphQLContext).session(), (args as { postboxId?: string | null }).postboxId),
+    })
+    pushStatusChanged(@Root() event: PushStatusPayload, @Arg("postboxId", () => ID, { nullable: true }) _postboxId?: string | null): PushStatusEvent {
+      return { pushId: event.pushId, postboxId: event.postboxId, status: event.status, at: new Date(event.at) };
+    }
+  }
+  return new PushSubscriptionResolver();
+}

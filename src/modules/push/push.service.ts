@@ -1,0 +1,570 @@
+// Pushes: the application sends a file to a READY postbox; it is stored only as a
+// compact JWE to the user's key (the app's own, or one the server makes the moment
+// `data` arrives), with its descriptor likewise encrypted. The user's app lists,
+// fetches and acknowledges; content is deleted at expiry. Every attempt, fetch,
+// delivery and purge is in the audit log.
+import { Repeater } from "@graphql-yoga/subscription";
+import type { Config } from "../../infra/config.js";
+import { isUniqueViolation } from "../../infra/db/prisma-errors.js";
+import { AppError, ErrorCode, isAppError, notFound } from "../../infra/errors.js";
+import type { SessionPrincipal, UserPrincipal } from "../../infra/graphql/context.js";
+import { pageRequest, toConnection, type Connection } from "../../infra/graphql/pagination.js";
+import { newId } from "../../infra/ids.js";
+import type { Logger } from "../../infra/logger.js";
+import type { AppPubSub } from "../../infra/pubsub.js";
+import type { AuditInput, AuditService } from "../audit/audit.service.js";
+import type { WebhookService } from "../webhook/webhook.service.js";
+import {
+  PushRefusal,
+  checkJweHeader,
+  checkJweStructure,
+  digestJwe,
+  encryptBase64,
+  encryptBytes,
+  requestFingerprint,
+  strictBase64Length,
+  tooLarge,
+  type RecipientKey,
+} from "./push.crypto.js";
+import type { PostboxForPush, PushRepository, PushRow } from "./push.repository.js";
+import { PushWriter } from "./push.writer.js";
+import type { PushStatus } from "./push.types.js";
+
+export const PUSH_STATUS_TOPIC = "PUSH_STATUS";
+
+/** Routed per contract ("PUSH_STATUS:<contractId>"), like postbox status events. */
+export function pushTopic(contractId: string): string {
+  return `${PUSH_STATUS_TOPIC}:${contractId}`;
+}
+
+/** Checks a payload that came off the bus (with Redis, from another instance, as JSON). */
+function asPushPayload(raw: unknown): PushStatusPayload | undefined {
+  const p = raw as Partial<PushStatusPayload> | null;
+  if (!p || typeof p.contractId !== "string" || typeof p.postboxId !== "string" || typeof p.pushId !== "string" || (p.status !== "PENDING" && p.status !== "DELIVERED")) return undefined;
+  return { contractId: p.contractId, postboxId: p.postboxId, pushId: p.pushId, status: p.status, at: typeof p.at === "string" ? p.at : new Date().toISOString() };
+}
+
+export interface PushStatusPayload {
+  contractId: string;
+  postboxId: string;
+  pushId: string;
+  status: PushStatus;
+  /** ISO time of the change. */
+  at: string;
+}
+
+export interface PushDataRequest {
+  postboxId: string;
+  fileName?: string | null;
+  fileDescriptor?: {
+    mimeType?: string | null;
+    accounts?: ({ accountId?: string | null } | null)[] | null;
+    reference?: (string | null)[] | null;
+    tags?: (string | null)[] | null;
+  } | null;
+  data?: string | null;
+  encryptedData?: string | null;
+  idempotencyKey?: string | null;
+}
+
+export interface PushResultDto extends PushView {
+  duplicate: boolean;
+}
+
+export interface PushView {
+  id: string;
+  postboxId: string;
+  status: PushStatus;
+  size: number;
+  sha256: string;
+  receivedAt: Date;
+  expiresAt: Date;
+  deliveredAt: Date | null;
+  purgedAt: Date | null;
+}
+
+export interface FileContent {
+  id: string;
+  ciphertext: string;
+  descriptor: string;
+  sha256: string;
+  size: number;
+}
+
+interface Descriptor {
+  fileName: string;
+  mimeType: string;
+  accounts: { accountId: string }[];
+  reference: string[];
+  tags: string[];
+}
+
+const MAX_LIST = 100;
+const MAX_TEXT = 256;
+const MIME_RE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}(\s*;.{0,200})?$/;
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+const IDEMPOTENCY_RE = /^[\x21-\x7e]{1,255}$/;
+const MAX_ACK = 100;
+const PURGE_BATCH = 200;
+
+const view = (r: PushRow): PushView => ({
+  id: r.id,
+  postboxId: r.postboxId,
+  status: r.status,
+  size: r.size,
+  sha256: r.sha256,
+  receivedAt: r.receivedAt,
+  expiresAt: r.expiresAt,
+  deliveredAt: r.deliveredAt,
+  purgedAt: r.purgedAt,
+});
+
+const input = (code: ErrorCode, reason: string, message: string, field?: string) =>
+  new PushRefusal(new AppError(code, message, field ? { field } : {}), reason);
+
+/** A READY postbox as pushes need it; cached because none of it changes while it is READY. */
+interface PushTargetEntry {
+  contractId: string;
+  key: RecipientKey;
+  expiresAt: Date;
+}
+
+export class PushService {
+  private openStreams = 0;
+  private readonly targets = new Map<string, PushTargetEntry>();
+  private readonly writer: PushWriter;
+
+  constructor(
+    private readonly repo: PushRepository,
+    private readonly audit: AuditService,
+    private readonly webhooks: WebhookService,
+    private readonly pubSub: AppPubSub,
+    private readonly config: Config,
+    /** Key of the idempotency fingerprints (SERVER_SECRET); unset only where no request is served (schema printing). */
+    private readonly serverSecret: string | undefined,
+    private readonly log: Logger,
+  ) {
+    this.writer = new PushWriter(repo, audit);
+  }
+
+  /** pushStatusChanged streams open on this instance (tests wait on it before acting). */
+  get openSubscriptions(): number {
+    return this.openStreams;
+  }
+
+  // -------------------------------------------------------------------------
+  // Application side
+
+  /** pushData. `authenticate` resolves the session, so that a refusal of the session itself is audited too. */
+  async push(authenticate: () => Promise<SessionPrincipal>, req: PushDataRequest): Promise<PushResultDto> {
+    let s: SessionPrincipal;
+    try {
+      s = await authenticate();
+    } catch (e) {
+      if (isAppError(e)) {
+        await this.audit.record({
+          actorType: "APP",
+          action: "push.create",
+          outcome: "REFUSED",
+          reason: `${e.code}:session_refused`,
+          detail: { requestedPostboxId: clip(req.postboxId) },
+        });
+      }
+      throw e;
+    }
+    const base: AuditInput = {
+      actorType: "APP",
+      actorId: s.applicationId,
+      action: "push.create",
+      outcome: "SUCCESS",
+      applicationId: s.applicationId,
+      contractId: s.contractId,
+    };
+    const known = { postboxId: null as string | null };
+    try {
+      return await this.accept(s, req, base, known);
+    } catch (e) {
+      if (!(e instanceof PushRefusal)) throw e;
+      // File the refusal under the postbox when it is the caller's (also for input refused
+      // before the postbox was read), so the app finds it in auditLog(postboxId); any other id goes in detail.
+      const postboxId = known.postboxId ?? (e.reason !== "unknown_postbox" && (await this.repo.postboxExists(req.postboxId, s.contractId)) ? req.postboxId : null);
+      await this.audit.record({
+        ...base,
+        outcome: "REFUSED",
+        reason: `${e.error.code}:${e.reason}`,
+        postboxId,
+        detail: { kind: kindOf(req), ...(postboxId ? {} : { requestedPostboxId: clip(req.postboxId) }) },
+      });
+      throw e.error;
+    }
+  }
+
+  private async accept(s: SessionPrincipal, req: PushDataRequest, base: AuditInput, known: { postboxId: string | null }): Promise<PushResultDto> {
+    if (s.contractKind !== "WRITE") {
+      throw input(ErrorCode.FORBIDDEN, "read_contract", "Only a WRITE contract's session can push data; this session belongs to a READ contract.");
+    }
+    // 1. Everything that needs no database: shape, size, encoding.
+    const descriptor = validateDescriptor(req);
+    const idempotencyKey = req.idempotencyKey ?? null;
+    if (idempotencyKey !== null && !IDEMPOTENCY_RE.test(idempotencyKey)) {
+      throw input(ErrorCode.BAD_USER_INPUT, "bad_idempotency_key", "idempotencyKey must be 1–255 printable ASCII characters without spaces.", "idempotencyKey");
+    }
+    const hasData = req.data !== null && req.data !== undefined;
+    const hasEncrypted = req.encryptedData !== null && req.encryptedData !== undefined;
+    if (hasData === hasEncrypted) {
+      throw input(ErrorCode.BAD_USER_INPUT, "content_choice", "Give exactly one of data (base64 plaintext) and encryptedData (a compact JWE to the postbox key).", hasData ? "encryptedData" : "data");
+    }
+    const max = this.config.MAX_PUSH_BYTES;
+    let jweParts: string[] | undefined;
+    if (hasData) {
+      const data = req.data!;
+      // Refuse by length before decoding anything: base64 is 4 characters per 3 bytes.
+      if ((data.length / 4) * 3 - 2 > max) throw tooLarge(Math.floor((data.length / 4) * 3), max);
+      const bytes = strictBase64Length(data);
+      if (bytes === 0) throw input(ErrorCode.BAD_USER_INPUT, "empty_file", "The file is empty; push at least one byte.", "data");
+      if (bytes > max) throw tooLarge(bytes, max);
+    } else {
+      jweParts = checkJweStructure(req.encryptedData!, max).parts;
+    }
+
+    // 2. The postbox's key, scoped to the session's contract. A READY postbox's key and
+    // expiry never change, so they are cached; its status is checked again, atomically, by the insert.
+    let target = this.targets.get(req.postboxId);
+    if (target && target.contractId !== s.contractId) target = undefined;
+    const postbox = target ? null : await this.repo.findPostbox(req.postboxId, s.contractId);
+    if (!target && !postbox) throw new PushRefusal(notFound("Postbox", req.postboxId), "unknown_postbox");
+    known.postboxId = req.postboxId;
+
+    // 3. A retry is answered from the original, whatever has happened to the postbox since.
+    const kind = hasData ? "data" : "encryptedData";
+    const requestHash = idempotencyKey
+      ? requestFingerprint(this.secret(), {
+          postboxId: req.postboxId,
+          fileName: descriptor.fileName,
+          mimeType: descriptor.mimeType,
+          accounts: descriptor.accounts.map((a) => a.accountId),
+          reference: descriptor.reference,
+          tags: descriptor.tags,
+          kind,
+          content: hasData ? req.data! : req.encryptedData!,
+        })
+      : null;
+    if (idempotencyKey) {
+      const dup = await this.replay(s, idempotencyKey, requestHash!, base);
+      if (dup) return dup;
+    }
+
+    // 4. Only a READY, unexpired postbox takes pushes.
+    const now = new Date();
+    if (postbox) {
+      checkAccepting(postbox, now);
+      target = { contractId: postbox.contractId, key: recipientKey(postbox), expiresAt: postbox.expiresAt };
+      if (this.targets.size >= 10_000) this.targets.clear();
+      this.targets.set(postbox.id, target);
+    } else if (target!.expiresAt.getTime() <= now.getTime()) {
+      throw input(ErrorCode.POSTBOX_EXPIRED, "postbox_expired", `Postbox ${req.postboxId} expired at ${target!.expiresAt.toISOString()}; create a new one.`);
+    }
+    const { key, expiresAt } = target!;
+
+    // 5. Encrypt (or check the app's encryption) outside the transaction: CPU, no locks held.
+    let file: { jwe: string; size: number; sha256: string };
+    if (jweParts) {
+      checkJweHeader(jweParts, key);
+      file = { jwe: req.encryptedData!, ...digestJwe(req.encryptedData!) };
+    } else {
+      file = encryptBase64(key, req.data!);
+    }
+    const descriptorJwe = encryptBytes(key, Buffer.from(JSON.stringify(descriptor), "utf8")).jwe;
+
+    const id = newId("psh");
+    const postboxId = req.postboxId;
+    try {
+      // Metadata, content and the audit event commit together (possibly with other pushes: see PushWriter).
+      const row = await this.writer.write({
+        push: {
+          id,
+          postboxId,
+          contractId: s.contractId,
+          size: file.size,
+          sha256: file.sha256,
+          idempotencyKey,
+          requestHash,
+          receivedAt: now,
+          expiresAt,
+          ciphertext: file.jwe,
+          descriptor: descriptorJwe,
+        },
+        audit: { ...base, postboxId, targetId: id, detail: { kind, size: file.size, duplicate: false } },
+      });
+      if (!row) {
+        // The postbox changed since it was cached (closed, expired): refuse with its current state.
+        this.targets.delete(postboxId);
+        const current = await this.repo.findPostbox(postboxId, s.contractId);
+        if (!current) throw new PushRefusal(notFound("Postbox", postboxId), "unknown_postbox");
+        checkAccepting(current, new Date());
+        throw input(ErrorCode.CONFLICT, "postbox_changed", `Postbox ${postboxId} changed while the push was in flight; retry it.`);
+      }
+      return { ...view(row), duplicate: false };
+    } catch (e) {
+      // Two concurrent requests with one idempotency key: the loser answers from the winner.
+      if (idempotencyKey && isUniqueViolation(e)) {
+        const dup = await this.replay(s, idempotencyKey, requestHash!, base);
+        if (dup) return dup;
+      }
+      throw e;
+    }
+  }
+
+  private secret(): string {
+    if (!this.serverSecret) throw new Error("SERVER_SECRET is not set (createApp generates it into DATA_DIR when unset)");
+    return this.serverSecret;
+  }
+
+  private async replay(s: SessionPrincipal, idempotencyKey: string, requestHash: string, base: AuditInput): Promise<PushResultDto | undefined> {
+    const existing = await this.repo.findByIdempotencyKey(s.contractId, idempotencyKey);
+    if (!existing) return undefined;
+    if (existing.requestHash !== requestHash) {
+      throw input(
+        ErrorCode.CONFLICT,
+        "idempotency_conflict",
+        `idempotencyKey "${idempotencyKey}" was already used for a different push (${existing.id}). Use a new key for new content.`,
+        "idempotencyKey",
+      );
+    }
+    await this.audit.record({ ...base, postboxId: existing.postboxId, targetId: existing.id, detail: { duplicate: true } });
+    return { ...view(existing), duplicate: true };
+  }
+
+  async listPushes(s: SessionPrincipal, postboxId: string, first?: number | null, after?: string | null): Promise<Connection<PushView>> {
+    const page = pageRequest(first, after);
+    if (!(await this.repo.postboxExists(postboxId, s.contractId))) throw notFound("Postbox", postboxId);
+    const rows = await this.repo.listForPostbox(postboxId, page.take, page.after && { receivedAt: page.after.createdAt, id: page.after.id });
+    return toConnection(rows.map((r) => ({ ...r, createdAt: r.receivedAt })), page, view);
+  }
+
+  async getPush(s: SessionPrincipal, id: string): Promise<PushView> {
+    const row = await this.repo.find(id, { contractId: s.contractId });
+    if (!row) throw notFound("Push", id);
+    return view(row);
+  }
+
+  /**
+   * pushStatusChanged: status changes of the contract's pushes (of one postbox when
+   * given; another contract's postbox is NOT_FOUND before any event flows). The
+   * stream ends when the session expires.
+   */
+  async subscribe(s: SessionPrincipal, postboxId?: string | null): Promise<AsyncIterable<PushStatusPayload>> {
+    if (postboxId != null && !(await this.repo.postboxExists(postboxId, s.contractId))) throw notFound("Postbox", postboxId);
+    const source = this.pubSub.subscribe(pushTopic(s.contractId));
+    const contractId = s.contractId;
+    return new Repeater<PushStatusPayload>(async (push, stop) => {
+      const it = source[Symbol.asyncIterator]();
+      // The first next() registers the listener; only then does the stream count as open.
+      let pending = it.next();
+      this.openStreams++;
+      let timer: NodeJS.Timeout | undefined;
+      const armExpiry = () => {
+        const left = s.expiresAt.getTime() - Date.now();
+        if (left <= 0) return void stop();
+        timer = setTimeout(armExpiry, Math.min(left, 2_147_483_647));
+      };
+      armExpiry();
+      void stop.then(() => {
+        clearTimeout(timer);
+        this.openStreams--;
+        void it.return?.();
+      });
+      for (;;) {
+        const r = await pending;
+        if (r.done) break;
+        const p = asPushPayload(r.value);
+        // The topic is per contract already; checking again costs nothing and guards against a misrouted event.
+        if (p && p.contractId === contractId && (postboxId == null || p.postboxId === postboxId)) await push(p);
+        pending = it.next();
+      }
+      stop();
+    });
+  }
+
+  // -------------------------------------------------------------------------
+  // User side (access token of one postbox)
+
+  async listFiles(u: UserPrincipal, first?: number | null, after?: string | null): Promise<Connection<PushView>> {
+    const page = pageRequest(first, after);
+    const rows = await this.repo.listForPostbox(u.postboxId, page.take, page.after && { receivedAt: page.after.createdAt, id: page.after.id });
+    return toConnection(rows.map((r) => ({ ...r, createdAt: r.receivedAt })), page, view);
+  }
+
+  async getFile(u: UserPrincipal, id: string): Promise<FileContent> {
+    const base: AuditInput = {
+      actorType: "USER",
+      actorId: u.grantId,
+      action: "push.fetch",
+      outcome: "SUCCESS",
+      applicationId: u.applicationId,
+      contractId: u.contractId,
+      postboxId: u.postboxId,
+    };
+    const row = await this.repo.findWithContent(id, u.postboxId);
+    if (!row) {
+      await this.audit.record({ ...base, outcome: "REFUSED", reason: "NOT_FOUND:unknown_push", detail: { requestedPushId: clip(id) } });
+      throw notFound("File", id);
+    }
+    if (!row.content) {
+      await this.audit.record({ ...base, outcome: "REFUSED", reason: "NOT_FOUND:purged", targetId: row.id });
+      throw new AppError(ErrorCode.NOT_FOUND, `File ${id} was deleted at ${row.purgedAt?.toISOString() ?? "its expiry"} (retention); its content is gone.`);
+    }
+    await this.audit.record({ ...base, targetId: row.id, detail: { size: row.size } });
+    return { id: row.id, ciphertext: row.content.ciphertext, descriptor: row.content.descriptor, sha256: row.sha256, size: row.size };
+  }
+
+  /** Marks files DELIVERED. Idempotent: already delivered files are returned unchanged. */
+  async acknowledge(u: UserPrincipal, ids: string[]): Promise<PushView[]> {
+    const base: AuditInput = {
+      actorType: "USER",
+      actorId: u.grantId,
+      action: "push.deliver",
+      outcome: "SUCCESS",
+      applicationId: u.applicationId,
+      contractId: u.contractId,
+      postboxId: u.postboxId,
+    };
+    const unique = [...new Set(ids)];
+    if (unique.length === 0 || unique.length > MAX_ACK || unique.some((id) => typeof id !== "string" || id.length === 0 || id.length > 64)) {
+      await this.audit.record({ ...base, outcome: "REFUSED", reason: "BAD_USER_INPUT:bad_ids", detail: { count: ids.length } });
+      throw new AppError(ErrorCode.BAD_USER_INPUT, `ids must list 1 to ${MAX_ACK} file ids.`, { field: "ids" });
+    }
+    const changed: PushStatusPayload[] = [];
+    let missing: string | undefined;
+    const rows = await this.repo.transaction(async (tx) => {
+      const found = await this.repo.lockForDelivery(tx, u.postboxId, unique);
+      missing = unique.find((id) => !found.some((r) => r.id === id));
+      if (missing) return [];
+      const now = new Date();
+      const result: PushRow[] = [];
+      for (const id of unique) {
+        const r = found.find((x) => x.id === id)!;
+        if (r.status !== "PENDING") {
+          result.push(r);
+          continue;
+        }
+        // Delivered content is kept PUSH_RETENTION longer at most, never past the postbox's expiry.
+        const expiresAt = new Date(Math.min(r.expiresAt.getTime(), now.getTime() + this.config.PUSH_RETENTION));
+        if ((await this.repo.markDelivered(tx, id, now, expiresAt)) === 0) {
+          result.push(r);
+          continue;
+        }
+        await this.audit.record({ ...base, targetId: id }, tx);
+        await this.webhooks.enqueue(tx, {
+          contractId: r.contractId,
+          type: "push.delivered",
+          data: { pushId: id, postboxId: r.postboxId, status: "DELIVERED", deliveredAt: now.toISOString(), expiresAt: expiresAt.toISOString() },
+        });
+        changed.push({ contractId: r.contractId, postboxId: r.postboxId, pushId: id, status: "DELIVERED", at: now.toISOString() });
+        result.push({ ...r, status: "DELIVERED", deliveredAt: now, expiresAt });
+      }
+      return result;
+    });
+    if (missing) {
+      await this.audit.record({ ...base, outcome: "REFUSED", reason: "NOT_FOUND:unknown_push", detail: { requestedPushId: clip(missing), count: unique.length } });
+      throw notFound("File", missing);
+    }
+    for (const p of changed) this.publish(p);
+    return rows.map(view);
+  }
+
+  private publish(p: PushStatusPayload) {
+    try {
+      this.pubSub.publish(pushTopic(p.contractId), p as unknown as Record<string, unknown>);
+    } catch (err) {
+      // The state change is committed; a lost live event is recoverable with the pushes query.
+      this.log.warn({ err, pushId: p.pushId }, "could not publish push status");
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Retention
+
+  /**
+   * Deletes content at its expiry (postbox expiry, or PUSH_RETENTION after
+   * delivery) or when its postbox is closed, and metadata AUDIT_RETENTION after
+   * that. Safe on several instances.
+   */
+  async retention(now = new Date()): Promise<{ purged: number; deleted: number }> {
+    let purged = 0;
+    for (;;) {
+      const n = await this.repo.transaction(async (tx) => {
+        const due = await this.repo.claimDueContent(tx, now, PURGE_BATCH);
+        if (due.length === 0) return 0;
+        await this.repo.purgeContent(tx, due.map((d) => d.id), now);
+        for (const d of due) {
+          await this.audit.record({ actorType: "SYSTEM", action: "push.purge", outcome: "SUCCESS", contractId: d.contractId, postboxId: d.postboxId, targetId: d.id, detail: { reason: d.reason } }, tx);
+          await this.webhooks.enqueue(tx, { contractId: d.contractId, type: "push.purged", data: { pushId: d.id, postboxId: d.postboxId, purgedAt: now.toISOString(), reason: d.reason } });
+        }
+        return due.length;
+      });
+      purged += n;
+      if (n < PURGE_BATCH) break;
+    }
+    const deleted = await this.repo.deletePurgedBefore(new Date(now.getTime() - this.config.AUDIT_RETENTION));
+    if (purged || deleted) this.log.info({ purged, deleted }, "push retention");
+    return { purged, deleted };
+  }
+}
+
+function clip(s: unknown): string {
+  return typeof s === "string" ? s.slice(0, 64) : String(s).slice(0, 64);
+}
+
+function kindOf(req: PushDataRequest): string | null {
+  const d = req.data !== null && req.data !== undefined;
+  const e = req.encryptedData !== null && req.encryptedData !== undefined;
+  return d && e ? "both" : d ? "data" : e ? "encryptedData" : null;
+}
+
+function checkAccepting(p: PostboxForPush, now: Date): void {
+  switch (p.status) {
+    case "READY":
+      if (p.expiresAt.getTime() <= now.getTime()) {
+        throw input(ErrorCode.POSTBOX_EXPIRED, "postbox_expired", `Postbox ${p.id} expired at ${p.expiresAt.toISOString()}; create a new one.`);
+      }
+      return;
+    case "PENDING":
+      throw input(ErrorCode.POSTBOX_NOT_READY, "postbox_not_ready", `Postbox ${p.id} is still waiting for the user's consent; push once it is READY (see postboxStatusChanged).`);
+    case "EXPIRED":
+      throw input(ErrorCode.POSTBOX_EXPIRED, "postbox_expired", `Postbox ${p.id} has expired; create a new one.`);
+    default:
+      throw input(ErrorCode.CONFLICT, `postbox_${p.status.toLowerCase()}`, `Postbox ${p.id} is ${p.status} and takes no more pushes.`);
+  }
+}
+
+function recipientKey(p: PostboxForPush): RecipientKey {
+  if (!p.publicJwk || !p.publicKeyThumbprint) throw new Error(`READY postbox ${p.id} has no public key`);
+  return { jwk: p.publicJwk as Record<string, unknown>, kid: p.publicKeyThumbprint };
+}
+
+function validateDescriptor(req: PushDataRequest): Descriptor {
+  const bad = (reason: string, message: string, field: string) => input(ErrorCode.BAD_USER_INPUT, reason, message, field);
+  const text = (v: unknown, field: string, max = MAX_TEXT): string => {
+    if (typeof v !== "string" || v.length === 0) throw bad("missing_descriptor_field", `${field} is required.`, field);
+    if (v.length > max) throw bad("bad_descriptor_field", `${field} is too long (${max} characters at most).`, field);
+    if (CONTROL_RE.test(v)) throw bad("bad_descriptor_field", `${field} must not contain control characters.`, field);
+    return v;
+  };
+  const list = (v: (string | null)[] | null | undefined, field: string): string[] => {
+    if (v === null || v === undefined) return [];
+    if (v.length > MAX_LIST) throw bad("bad_descriptor_field", `${field} may have at most ${MAX_LIST} entries.`, field);
+    return v.map((x, i) => text(x, `${field}[${i}]`));
+  };
+  const fileName = text(req.fileName, "fileName", 255);
+  const d = req.fileDescriptor;
+  if (!d) throw bad("missing_descriptor_field", "fileDescriptor is required: { mimeType, accounts: [{ accountId }], reference, tags }.", "fileDescriptor");
+  const mimeType = text(d.mimeType, "fileDescriptor.mimeType");
+  if (!MIME_RE.test(mimeType)) throw bad("bad_descriptor_field", `fileDescriptor.mimeType must be a media type such as application/json (got "${mimeType.slice(0, 40)}").`, "fileDescriptor.mimeType");
+  if (!d.accounts || d.accounts.length === 0) {
+    throw bad("missing_descriptor_field", "fileDescriptor.accounts is required: at least one { accountId } of the user in your system.", "fileDescriptor.accounts");
+  }
+  if (d.accounts.length > MAX_LIST) throw bad("bad_descriptor_field", `fileDescriptor.accounts may have at most ${MAX_LIST} entries.`, "fileDescriptor.accounts");
+  const accounts = d.accounts.map((a, i) => ({ accountId: text(a?.accountId, `fileDescriptor.accounts[${i}].accountId`) }));
+  return { fileName, mimeType, accounts, reference: list(d.reference, "fileDescriptor.reference"), tags: list(d.tags, "fileDescriptor.tags") };
+}

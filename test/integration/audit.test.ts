@@ -1,0 +1,206 @@
+// The audit log as the application reads it (auditLog, scoped to its contract),
+// what the push flow writes into it, retention (pruning keeps the chain
+// verifiable; metadata of purged pushes goes), concurrent background runs, and
+// `npm run cli -- audit verify` naming the first broken link.
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import { PUSH_DATA, createReadyPostboxForPush, createSession, dataInput, registerApp, type PushTarget, type TestApp } from "../helpers/factories.js";
+import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const HOUR = 3600_000;
+
+let t: TestServer;
+let app: TestApp;
+let session: string;
+let target: PushTarget;
+
+beforeAll(async () => {
+  t = await startTestServer({ env: { AUDIT_RETENTION: "1h" } });
+  app = await registerApp(t);
+  session = await createSession(t, app);
+  target = await createReadyPostboxForPush(t, session, "RSA");
+});
+afterAll(async () => t?.stop());
+
+const AUDIT_LOG = `query($postboxId: ID, $first: Int, $after: String) {
+  auditLog(postboxId: $postboxId, first: $first, after: $after) {
+    edges { cursor node { id seq at actorType actorId action outcome reason postboxId targetId detail hash } }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
+
+async function log(vars: Record<string, unknown> = {}, token = session) {
+  return t.gql(AUDIT_LOG, vars, { token });
+}
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = { PATH: process.env.PATH, HOME: process.env.HOME, POSTBOX_URL: t.url, ADMIN_TOKEN: t.adminToken };
+  return new Promise((resolve) => {
+    execFile(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: root, env, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe("auditLog", () => {
+  it("records every push attempt, fetch and delivery of a postbox, newest first", async () => {
+    const ok = await t.gql(PUSH_DATA, { input: dataInput(target, Buffer.from("hello"), { idempotencyKey: "audit-1" }) }, { token: session });
+    const id = ok.data!.pushData.id;
+    await t.gql(PUSH_DATA, { input: dataInput(target, Buffer.from("hello"), { idempotencyKey: "audit-1" }) }, { token: session });
+    await t.gql(PUSH_DATA, { input: { ...dataInput(target, Buffer.from("x")), data: "%%%" } }, { token: session });
+    await t.gql(`query($id: ID!) { postboxFile(id: $id) { id } }`, { id }, { token: target.accessToken });
+    await t.gql(`mutation($ids: [ID!]!) { acknowledgeFiles(ids: $ids) { id } }`, { ids: [id] }, { token: target.accessToken });
+
+    const r = await log({ postboxId: target.postboxId, first: 10 });
+    expect(r.errors).toBeUndefined();
+    const events = r.data!.auditLog.edges.map((e: any) => e.node);
+    const seqs = events.map((e: any) => BigInt(e.seq));
+    expect([...seqs].sort((a, b) => (a > b ? -1 : a < b ? 1 : 0))).toEqual(seqs);
+    const summary = events.slice(0, 5).map((e: any) => [e.action, e.outcome, e.reason, e.detail?.duplicate ?? null, e.actorType]);
+    expect(summary).toEqual([
+      ["push.deliver", "SUCCESS", null, null, "USER"],
+      ["push.fetch", "SUCCESS", null, null, "USER"],
+      ["push.create", "REFUSED", "BAD_USER_INPUT:malformed_base64", null, "APP"],
+      ["push.create", "SUCCESS", null, true, "APP"],
+      ["push.create", "SUCCESS", null, false, "APP"],
+    ]);
+    expect(events.slice(0, 5).every((e: any) => e.postboxId === target.postboxId)).toBe(true);
+    expect(events[0].targetId).toBe(id);
+    expect(events.some((e: any) => e.action === "postbox.accept")).toBe(true);
+    // No tokens, keys or content.
+    const text = JSON.stringify(events);
+    for (const secret of [session, target.accessToken, target.refreshToken, Buffer.from("hello").toString("base64")]) expect(text).not.toContain(secret);
+  });
+
+  it("pages with cursors", async () => {
+    const all = (await log({ first: 100 })).data!.auditLog.edges.map((e: any) => e.node.id);
+    expect(all.length).toBeGreaterThan(6);
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const page: any = (await log({ first: 3, after })).data!.auditLog;
+      seen.push(...page.edges.map((e: any) => e.node.id));
+      if (!page.pageInfo.hasNextPage) break;
+      after = page.pageInfo.endCursor;
+    }
+    expect(seen).toEqual(all);
+    expect(errorCode(await log({ after: "bogus" }))).toBe("BAD_USER_INPUT");
+  });
+
+  it("is scoped to the session's contract", async () => {
+    const other = await registerApp(t);
+    const otherSession = await createSession(t, other);
+    const theirs = (await log({ first: 100 }, otherSession)).data!.auditLog.edges.map((e: any) => e.node);
+    expect(theirs.length).toBeGreaterThan(0);
+    expect(theirs.every((e: any) => e.postboxId === null)).toBe(true);
+    const mine = new Set((await log({ first: 100 })).data!.auditLog.edges.map((e: any) => e.node.id));
+    expect(theirs.some((e: any) => mine.has(e.id))).toBe(false);
+    expect(errorCode(await log({ postboxId: target.postboxId }, otherSession))).toBe("NOT_FOUND");
+    // A cursor from another contract's log is not accepted either.
+    const myCursor = (await log({ first: 1 })).data!.auditLog.pageInfo.endCursor;
+    expect(errorCode(await log({ after: myCursor }, otherSession))).toBe("BAD_USER_INPUT");
+    expect(errorCode(await t.gql(AUDIT_LOG, {}))).toBe("UNAUTHENTICATED");
+  });
+});
+
+describe("audit verify", () => {
+  it("passes through the CLI and names the first broken link", async () => {
+    const ok = await cli(["audit", "verify", "--json"]);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true });
+    const human = await cli(["audit", "verify"]);
+    expect(human.stdout).toMatch(/verifies/);
+
+    const p = t.app.db.prisma;
+    const events = await p.auditEvent.findMany({ orderBy: { seq: "asc" } });
+    const victim = events[Math.floor(events.length / 2)];
+    await p.auditEvent.update({ where: { id: victim.id }, data: { outcome: victim.outcome === "SUCCESS" ? "REFUSED" : "SUCCESS" } });
+    try {
+      const broken = await cli(["audit", "verify", "--json"]);
+      expect(broken.code).toBe(1);
+      expect(JSON.parse(broken.stdout)).toMatchObject({ ok: false, firstBroken: { seq: victim.seq.toString(), id: victim.id } });
+      expect(broken.stderr).toContain(`seq ${victim.seq}`);
+      expect(broken.stderr).toContain(victim.id);
+    } finally {
+      await p.auditEvent.update({ where: { id: victim.id }, data: { outcome: victim.outcome } });
+    }
+
+    // Deleting an event is named at the event after the gap.
+    const gone = events[events.length - 3];
+    await p.auditEvent.delete({ where: { id: gone.id } });
+    const gap = await cli(["audit", "verify"]);
+    expect(gap.code).toBe(1);
+    expect(gap.stderr).toContain(events[events.length - 2].id);
+    expect(gap.stderr).toMatch(/deleted/);
+    // Put it back as it was, so the rest of the file starts from a sound chain.
+    await p.auditEvent.create({ data: { ...gone, detail: gone.detail ?? undefined } });
+    expect((await t.admin("GET", "/audit/verify")).body.ok).toBe(true);
+  });
+});
+
+describe("retention", () => {
+  it("prunes old events yet keeps the chain verifiable, and notices a deleted start", async () => {
+    const p = t.app.db.prisma;
+    const before = await p.auditEvent.count();
+    // AUDIT_RETENTION is 1h here: two hours from now, everything so far is old.
+    await t.app.scheduler.tick(new Date(Date.now() + 2 * HOUR));
+    const kept = await p.auditEvent.findMany({ orderBy: { seq: "asc" } });
+    const prune = kept.find((e) => e.action === "audit.prune");
+    expect(prune).toBeTruthy();
+    expect((prune!.detail as any).deleted).toBe(before);
+    expect(kept.length).toBeLessThan(before);
+    const verified = await t.admin("GET", "/audit/verify");
+    expect(verified.body).toMatchObject({ ok: true, anchor: { id: kept[0].id, prunedBy: prune!.id } });
+
+    // New events chain on, and it still verifies.
+    await t.gql(PUSH_DATA, { input: dataInput(target, Buffer.from("after pruning")) }, { token: session });
+    expect((await cli(["audit", "verify"])).code).toBe(0);
+
+    // Deleting the start of the log by hand is not pruning: verify says so.
+    const first = (await p.auditEvent.findFirst({ orderBy: { seq: "asc" } }))!;
+    const second = (await p.auditEvent.findFirst({ where: { seq: { gt: first.seq } }, orderBy: { seq: "asc" } }))!;
+    await p.auditEvent.delete({ where: { id: first.id } });
+    const r = await cli(["audit", "verify", "--json"]);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).firstBroken).toMatchObject({ id: second.id, seq: second.seq.toString() });
+    expect(r.stderr).toMatch(/start of the log was deleted/);
+    await p.auditEvent.create({ data: { ...first, detail: first.detail ?? undefined } });
+    expect((await t.admin("GET", "/audit/verify")).body.ok).toBe(true);
+  });
+
+  it("deletes a purged push's metadata AUDIT_RETENTION after its content", async () => {
+    const p = t.app.db.prisma;
+    const id = (await t.gql(PUSH_DATA, { input: dataInput(target, Buffer.from("old news")) }, { token: session })).data!.pushData.id;
+    await p.push.update({ where: { id }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    await t.app.scheduler.tick();
+    expect((await p.push.findUnique({ where: { id } }))?.purgedAt).toBeInstanceOf(Date);
+    await t.app.scheduler.tick(new Date(Date.now() + 2 * HOUR));
+    expect(await p.push.findUnique({ where: { id } })).toBeNull();
+    expect((await t.admin("GET", "/audit/verify")).body.ok).toBe(true);
+  });
+
+  it("is safe when two runs overlap (as with several instances)", async () => {
+    const p = t.app.db.prisma;
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await t.gql(PUSH_DATA, { input: dataInput(target, Buffer.from(`n${i}`)) }, { token: session })).data!.pushData.id);
+    await p.push.updateMany({ where: { id: { in: ids } }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    const { pushes, audit } = t.app.services;
+    const now = new Date();
+    const [a, b] = await Promise.all([pushes.retention(now), pushes.retention(now)]);
+    expect(a.purged + b.purged).toBe(5);
+    expect(await p.auditEvent.count({ where: { action: "push.purge", targetId: { in: ids } } })).toBe(5);
+    expect(await p.pushContent.count({ where: { pushId: { in: ids } } })).toBe(0);
+
+    const later = new Date(Date.now() + 2 * HOUR);
+    const before = await p.auditEvent.count();
+    const [x, y] = await Promise.all([audit.prune(later, HOUR), audit.prune(later, HOUR)]);
+    // The runs take turns under the chain lock: each event is deleted once, and each
+    // run that deleted something wrote its own audit.prune event.
+    const written = [x, y].filter((r) => r.deleted > 0).length;
+    expect(written).toBeGreaterThan(0);
+    expect(await p.auditEvent.count()).toBe(before - x.deleted - y.deleted + written);
+    expect((await t.admin("GET", "/audit/verify")).body.ok).toBe(true);
+  });
+});

@@ -1,0 +1,138 @@
+// The user's side of pushes from the command line, as a child process: `user
+// accept` writes the key file; `user files`, `user fetch` (decrypting locally) and
+// `user ack` read the postbox with it, renewing an expired access token.
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import { DESCRIPTOR, PUSH_DATA, createSession, dataInput, registerApp } from "../helpers/factories.js";
+import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+let t: TestServer;
+let dir: string;
+let session: string;
+let keyFile: string;
+let postboxId: string;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[]): Promise<Run> {
+  const env = { PATH: process.env.PATH, HOME: process.env.HOME };
+  return new Promise((resolve) => {
+    execFile(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: root, env, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+function json<T = any>(r: Run): T {
+  if (r.code !== 0) throw new Error(`CLI failed (${r.code}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+async function pushFile(bytes: Buffer, fileName = "statement.csv") {
+  const r = await t.gql(PUSH_DATA, { input: { ...dataInput({ postboxId }, bytes), fileName, fileDescriptor: { ...DESCRIPTOR, mimeType: "text/csv" } } }, { token: session });
+  if (!r.data?.pushData) throw new Error(JSON.stringify(r.errors));
+  return r.data.pushData.id as string;
+}
+
+const status = async (id: string) => (await t.gql(`query($id: ID!) { push(id: $id) { status } }`, { id }, { token: session })).data!.push.status;
+
+beforeAll(async () => {
+  t = await startTestServer();
+  dir = await mkdtemp(path.join(os.tmpdir(), "postbox-user-cli-"));
+  const app = await registerApp(t);
+  session = await createSession(t, app);
+  const created = await t.gql(`mutation { createPostbox { id consentUrl } }`, {}, { token: session });
+  keyFile = path.join(dir, "me.key.json");
+  const accepted = json(await cli(["user", "accept", created.data!.createPostbox.consentUrl, "--key-out", keyFile, "--json"]));
+  expect(accepted.status).toBe("READY");
+  postboxId = accepted.postboxId;
+});
+afterAll(async () => {
+  await t?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("user files / fetch / ack", () => {
+  it("lists, fetches, decrypts locally and acknowledges by default", async () => {
+    const original = Buffer.concat([Buffer.from("date,amount\n2026-11-01,12.50\n"), randomBytes(500)]);
+    const id = await pushFile(original);
+
+    const listed = json(await cli(["user", "files", "--key-file", keyFile, "--json"]));
+    expect(listed.postboxId).toBe(postboxId);
+    expect(listed.files.map((f: any) => f.id)).toContain(id);
+    expect(listed.files.find((f: any) => f.id === id).status).toBe("PENDING");
+
+    const out = await mkdtemp(path.join(dir, "out-"));
+    const fetched = json(await cli(["user", "fetch", id, "--key-file", keyFile, "--out", out, "--json"]));
+    expect(fetched).toMatchObject({ pushId: id, out: path.join(out, "statement.csv"), bytes: original.length, acknowledged: true });
+    expect(fetched.descriptor).toEqual({ fileName: "statement.csv", ...DESCRIPTOR, mimeType: "text/csv" });
+    expect((await readFile(fetched.out)).equals(original)).toBe(true);
+    expect((await stat(fetched.out)).mode & 0o777).toBe(0o600);
+    expect(await status(id)).toBe("DELIVERED");
+
+    // Never overwrites.
+    const again = await cli(["user", "fetch", id, "--key-file", keyFile, "--out", fetched.out]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already exists/);
+  });
+
+  it("leaves the file PENDING with --no-ack, and `user ack` delivers several at once", async () => {
+    const a = await pushFile(Buffer.from("first"), "a.txt");
+    const b = await pushFile(Buffer.from("second"), "b.txt");
+    const target = path.join(dir, "a-copy.txt");
+    const human = await cli(["user", "fetch", a, "--key-file", keyFile, "--out", target, "--no-ack"]);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/Wrote 5 bytes/);
+    expect(human.stdout).toMatch(/fileName:\s+a\.txt/);
+    expect(human.stdout).toMatch(/Not acknowledged/);
+    expect(await readFile(target, "utf8")).toBe("first");
+    expect(await status(a)).toBe("PENDING");
+
+    const acked = json(await cli(["user", "ack", a, b, "--key-file", keyFile, "--json"]));
+    expect(acked.files.map((f: any) => [f.id, f.status])).toEqual([
+      [a, "DELIVERED"],
+      [b, "DELIVERED"],
+    ]);
+    expect(await status(b)).toBe("DELIVERED");
+  });
+
+  it("renews an expired access token with the refresh token and saves the new pair", async () => {
+    const before = JSON.parse(await readFile(keyFile, "utf8"));
+    await writeFile(keyFile, JSON.stringify({ ...before, credential: { ...before.credential, accessTokenExpiresAt: new Date(Date.now() - 1000).toISOString() } }), { mode: 0o600 });
+    const r = await cli(["user", "files", "--key-file", keyFile, "--json"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/renewed/);
+    const after = JSON.parse(await readFile(keyFile, "utf8"));
+    expect(after.credential.refreshToken).not.toBe(before.credential.refreshToken);
+    expect(after.credential.accessToken).not.toBe(before.credential.accessToken);
+    expect(after.privateKey).toEqual(before.privateKey);
+    expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
+    // The old refresh token was used up.
+    const reuse = await t.gql(`mutation($r: String!) { refreshUserToken(refreshToken: $r) { accessToken } }`, { r: before.credential.refreshToken });
+    expect(errorCode(reuse)).toBe("UNAUTHENTICATED");
+  });
+
+  it("names a file that is not in this postbox", async () => {
+    const r = await cli(["user", "fetch", "psh_unknown", "--key-file", keyFile, "--out", path.join(dir, "x")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/psh_unknown/);
+    expect(r.stderr).toMatch(/NOT_FOUND/);
+  });
+
+  it("asks for the key file", async () => {
+    const r = await cli(["user", "files"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--key-file is required/);
+  });
+});

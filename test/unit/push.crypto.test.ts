@@ -1,0 +1,248 @@
+// The push cryptography on its own: the server's own JWE writer must interoperate
+// with jose (what user apps decrypt with), and the checks on app-encrypted JWEs
+// must accept what jose produces for the postbox key and refuse everything else.
+import { describe, expect, it } from "@jest/globals";
+import { createHash, randomBytes } from "node:crypto";
+import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, decodeProtectedHeader, exportJWK, generateKeyPair, type CryptoKey, type JWK } from "jose";
+import {
+  PushRefusal,
+  checkJweHeader,
+  checkJweStructure,
+  digestJwe,
+  encryptBase64,
+  encryptBytes,
+  requestFingerprint,
+  strictBase64Length,
+  type FingerprintInput,
+  type RecipientKey,
+} from "../../src/modules/push/push.crypto.js";
+
+type Kind = "RSA" | "P-256" | "X25519";
+
+async function userKey(kind: Kind): Promise<{ key: RecipientKey; privateKey: CryptoKey; publicKey: CryptoKey }> {
+  const { publicKey, privateKey } =
+    kind === "RSA"
+      ? await generateKeyPair("RSA-OAEP-256", { extractable: true, modulusLength: 2048 })
+      : kind === "P-256"
+        ? await generateKeyPair("ECDH-ES+A256KW", { extractable: true, crv: "P-256" })
+        : await generateKeyPair("ECDH-ES+A256KW", { extractable: true, crv: "X25519" });
+  const jwk = (await exportJWK(publicKey)) as JWK;
+  const kid = await calculateJwkThumbprint(jwk, "sha256");
+  return { key: { jwk: jwk as Record<string, unknown>, kid }, privateKey, publicKey };
+}
+
+function refusal(fn: () => unknown): PushRefusal {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof PushRefusal) return e;
+    throw e;
+  }
+  throw new Error("expected a refusal");
+}
+
+const KINDS: Kind[] = ["RSA", "P-256", "X25519"];
+
+describe("server-side encryption to the user's key", () => {
+  it.each(KINDS)("writes a JWE that jose decrypts with a %s private key", async (kind) => {
+    const { key, privateKey } = await userKey(kind);
+    const plaintext = randomBytes(1000);
+    const out = encryptBytes(key, plaintext);
+    const header = decodeProtectedHeader(out.jwe);
+    expect(header).toMatchObject({ alg: kind === "RSA" ? "RSA-OAEP-256" : "ECDH-ES+A256KW", enc: "A256GCM", kid: key.kid });
+    const { plaintext: back } = await compactDecrypt(out.jwe, privateKey);
+    expect(Buffer.from(back).equals(plaintext)).toBe(true);
+    expect(out.size).toBe(out.jwe.length);
+    expect(out.sha256).toBe(createHash("sha256").update(out.jwe).digest("hex"));
+  });
+
+  it.each([1, 2, 3, 49_151, 49_152, 49_153, 200_003])("encrypts base64 data of %i bytes slice by slice", async (n) => {
+    const { key, privateKey } = await userKey("P-256");
+    const plaintext = randomBytes(n);
+    const out = encryptBase64(key, plaintext.toString("base64"));
+    const { plaintext: back } = await compactDecrypt(out.jwe, privateKey);
+    expect(Buffer.from(back).equals(plaintext)).toBe(true);
+    expect(out.sha256).toBe(createHash("sha256").update(out.jwe).digest("hex"));
+  });
+
+  it("uses a fresh key and iv for every encryption", async () => {
+    const { key } = await userKey("RSA");
+    const a = encryptBytes(key, Buffer.from("same"));
+    const b = encryptBytes(key, Buffer.from("same"));
+    expect(a.jwe).not.toBe(b.jwe);
+    expect(a.jwe.split(".")[2]).not.toBe(b.jwe.split(".")[2]);
+  });
+
+  it("fails to decrypt once one byte of the ciphertext is flipped", async () => {
+    const { key, privateKey } = await userKey("X25519");
+    const { jwe } = encryptBytes(key, Buffer.from("integrity matters"));
+    const parts = jwe.split(".");
+    const ct = Buffer.from(parts[3], "base64url");
+    ct[0] ^= 1;
+    parts[3] = ct.toString("base64url");
+    await expect(compactDecrypt(parts.join("."), privateKey)).rejects.toThrow();
+  });
+});
+
+describe("strict base64", () => {
+  it.each([
+    ["", 0],
+    ["QQ==", 1],
+    ["QUI=", 2],
+    ["QUJD", 3],
+    [Buffer.from("hello world").toString("base64"), 11],
+  ])("accepts %j", (s, n) => {
+    expect(strictBase64Length(s)).toBe(n);
+  });
+
+  it.each([
+    ["missing padding", "QQ"],
+    ["a line break", "QUJD\nQUJD"],
+    ["a space", "QUJD QUJD"],
+    ["the url alphabet", "-_-_"],
+    ["padding in the middle", "QQ==QUJD"],
+    ["non-canonical final bits", "QR=="],
+    ["too much padding", "Q==="],
+    ["a non-base64 character", "QUJ*"],
+  ])("refuses %s", (_n, s) => {
+    const r = refusal(() => strictBase64Length(s));
+    expect(r.error.extensions.code).toBe("BAD_USER_INPUT");
+    expect(r.reason).toBe("malformed_base64");
+  });
+});
+
+describe("checking a JWE the application encrypted", () => {
+  const enc = (pt: Uint8Array, header: Record<string, unknown>, k: CryptoKey | JWK) =>
+    new CompactEncrypt(pt).setProtectedHeader(header as never).encrypt(k);
+  const check = (jwe: string, key: RecipientKey, max = 1024 * 1024) => {
+    const s = checkJweStructure(jwe, max);
+    checkJweHeader(s.parts, key);
+    return s;
+  };
+
+  it.each([
+    ["RSA", "RSA-OAEP-256"],
+    ["P-256", "ECDH-ES+A256KW"],
+    ["P-256", "ECDH-ES"],
+    ["X25519", "ECDH-ES+A256KW"],
+    ["X25519", "ECDH-ES"],
+  ] as const)("accepts a %s key's JWE with %s", async (kind, alg) => {
+    const { key, publicKey } = await userKey(kind);
+    const jwe = await enc(randomBytes(500), { alg, enc: "A256GCM", kid: key.kid }, publicKey);
+    expect(check(jwe, key).contentBytes).toBe(500);
+    expect(digestJwe(jwe).size).toBe(jwe.length);
+  });
+
+  it("refuses a kid that is not the postbox key's thumbprint", async () => {
+    const { key, publicKey } = await userKey("RSA");
+    const jwe = await enc(randomBytes(10), { alg: "RSA-OAEP-256", enc: "A256GCM", kid: "someone-else" }, publicKey);
+    const r = refusal(() => check(jwe, key));
+    expect(r.reason).toBe("wrong_kid");
+    expect(r.message).toContain(key.kid);
+  });
+
+  it("refuses a JWE encrypted to another postbox's key", async () => {
+    const mine = await userKey("RSA");
+    const other = await userKey("RSA");
+    const jwe = await enc(randomBytes(10), { alg: "RSA-OAEP-256", enc: "A256GCM", kid: other.key.kid }, other.publicKey);
+    expect(refusal(() => check(jwe, mine.key)).reason).toBe("wrong_kid");
+  });
+
+  it("refuses the wrong content encryption", async () => {
+    const { key, publicKey } = await userKey("RSA");
+    const jwe = await enc(randomBytes(10), { alg: "RSA-OAEP-256", enc: "A128GCM", kid: key.kid }, publicKey);
+    expect(refusal(() => check(jwe, key)).reason).toBe("bad_jwe_enc");
+  });
+
+  it("refuses RSA-OAEP (SHA-1) for an RSA key", async () => {
+    const { key } = await userKey("RSA");
+    // jose binds a CryptoKey to its hash; the bare JWK can be used with either.
+    const jwe = await enc(randomBytes(10), { alg: "RSA-OAEP", enc: "A256GCM", kid: key.kid }, key.jwk as never);
+    expect(refusal(() => check(jwe, key)).reason).toBe("bad_jwe_alg");
+  });
+
+  it("refuses an RSA algorithm for an EC key", async () => {
+    const ec = await userKey("P-256");
+    const rsa = await userKey("RSA");
+    const jwe = await enc(randomBytes(10), { alg: "RSA-OAEP-256", enc: "A256GCM", kid: ec.key.kid }, rsa.publicKey);
+    expect(refusal(() => check(jwe, ec.key)).reason).toBe("bad_jwe_alg");
+  });
+
+  it("refuses an epk on another curve", async () => {
+    const p256 = await userKey("P-256");
+    const x = await userKey("X25519");
+    const jwe = await enc(randomBytes(10), { alg: "ECDH-ES+A256KW", enc: "A256GCM", kid: p256.key.kid }, x.publicKey);
+    expect(refusal(() => check(jwe, p256.key)).reason).toBe("bad_jwe_epk");
+  });
+
+  it("refuses a compressed JWE", async () => {
+    const { key } = await userKey("RSA");
+    const h = Buffer.from(JSON.stringify({ alg: "RSA-OAEP-256", enc: "A256GCM", kid: key.kid, zip: "DEF" })).toString("base64url");
+    const jwe = [h, Buffer.alloc(256).toString("base64url"), Buffer.alloc(12).toString("base64url"), "AAAA", Buffer.alloc(16).toString("base64url")].join(".");
+    expect(refusal(() => check(jwe, key)).reason).toBe("bad_jwe_header");
+  });
+
+  it.each([
+    ["four parts", "a.b.c.d"],
+    ["six parts", "a.b.c.d.e.f"],
+    ["padding", "eyJhIjoxfQ==.AAAA.AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA"],
+    ["a standard-base64 character", "eyJhIjoxfQ.AA+A.AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA"],
+    ["a short iv", "eyJhIjoxfQ.AAAA.AAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA"],
+    ["a short tag", "eyJhIjoxfQ.AAAA.AAAAAAAAAAAAAAAA.AAAA.AAAA"],
+    ["a header that is not JSON", "bm90IGpzb24.AAAA.AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA"],
+  ])("refuses a malformed JWE with %s", async (_n, jwe) => {
+    const { key } = await userKey("RSA");
+    const r = refusal(() => check(jwe, key));
+    expect(r.error.extensions.code).toBe("BAD_USER_INPUT");
+    expect(r.reason).toMatch(/^malformed_jwe/);
+  });
+
+  it("refuses an empty file", async () => {
+    const { key, publicKey } = await userKey("RSA");
+    const jwe = await enc(new Uint8Array(0), { alg: "RSA-OAEP-256", enc: "A256GCM", kid: key.kid }, publicKey);
+    const r = refusal(() => check(jwe, key));
+    expect(r.reason).toBe("empty_file");
+  });
+
+  it("refuses an oversized file from its length alone", async () => {
+    const { key, publicKey } = await userKey("RSA");
+    const jwe = await enc(randomBytes(2049), { alg: "RSA-OAEP-256", enc: "A256GCM", kid: key.kid }, publicKey);
+    const r = refusal(() => checkJweStructure(jwe, 2048));
+    expect(r.error.extensions.code).toBe("PAYLOAD_TOO_LARGE");
+    expect(checkJweStructure(jwe, 2049).contentBytes).toBe(2049);
+  });
+});
+
+describe("idempotency fingerprint", () => {
+  const base: FingerprintInput = {
+    postboxId: "pbx_1",
+    fileName: "a.txt",
+    mimeType: "text/plain",
+    accounts: ["acc"],
+    reference: ["r"],
+    tags: ["t"],
+    kind: "data",
+    content: "QUJD",
+  };
+  const secret = "s".repeat(32);
+
+  it("is stable for the same request and keyed by the server secret", () => {
+    expect(requestFingerprint(secret, base)).toBe(requestFingerprint(secret, { ...base }));
+    expect(requestFingerprint("t".repeat(32), base)).not.toBe(requestFingerprint(secret, base));
+    expect(requestFingerprint(secret, base)).not.toBe(createHash("sha256").update(base.content).digest("hex"));
+  });
+
+  it.each<[string, Partial<FingerprintInput>]>([
+    ["postboxId", { postboxId: "pbx_2" }],
+    ["fileName", { fileName: "b.txt" }],
+    ["mimeType", { mimeType: "text/csv" }],
+    ["accounts", { accounts: ["acc", "x"] }],
+    ["reference", { reference: [] }],
+    ["tags", { tags: ["u"] }],
+    ["kind", { kind: "encryptedData" }],
+    ["content", { content: "QUJE" }],
+    ["field boundaries", { fileName: "a.txt\",\"text/plain", mimeType: "" }],
+  ])("changes with %s", (_n, change) => {
+    expect(requestFingerprint(secret, { ...base, ...change })).not.toBe(requestFingerprint(secret, base));
+  });
+});
