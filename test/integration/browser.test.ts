@@ -1,0 +1,486 @@
+// The user's web app in a real browser (Debian's Chromium driven by
+// playwright-core), against a real server: the app creates a postbox → the
+// browser opens the consent link and accepts (key made in the browser) → a
+// subscriber sees READY → the app pushes a text file and a PNG → the inbox shows
+// them decrypted → the user acknowledges → the app sees DELIVERED → the app asks
+// for data → the browser shares a file → the app decrypts it with its READ
+// private key to the same bytes. Also: the key backup restores in a second
+// browser context, the link states (used, unknown, expired, network failure),
+// and the security headers the app is served with.
+//
+// Runs in the pglite project only: what it tests is the browser ↔ API contract,
+// which does not depend on the database (the modules' own integration tests
+// cover both databases), and Chromium is the most expensive thing in the suite
+// on a 2-core machine. It also rebuilds web/dist when the sources are newer,
+// which must not happen from two projects at once.
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import { spawnSync } from "node:child_process";
+import { createPrivateKey, randomBytes } from "node:crypto";
+import { existsSync, statSync, readdirSync } from "node:fs";
+import { copyFile, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { deflateSync, crc32 } from "node:zlib";
+import { buildSchema, parse, validate } from "graphql";
+import { compactDecrypt, exportJWK } from "jose";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { request } from "undici";
+import express from "express";
+import { createWebRouter } from "../../src/infra/http/web.js";
+import { createLogger } from "../../src/infra/logger.js";
+import { PUSH_DATA, addContract, createSession, encryptForPostbox, registerApp, type TestApp } from "../helpers/factories.js";
+import { startTestServer, type TestServer } from "../helpers/server.js";
+import { collect, wsClient } from "../helpers/ws.js";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const ARTIFACTS = path.join(ROOT, "test-artifacts");
+const HAVE_CHROMIUM = existsSync(CHROMIUM);
+const THIS_PROJECT = process.env.TEST_DB !== "postgres";
+const PHONE = { width: 390, height: 844 };
+
+// ---------------------------------------------------------------------------
+// helpers
+
+/** A valid RGBA PNG drawn by `pixel(x, y)`, built by hand (signature, IHDR, one IDAT, IEND). */
+function makePng(width: number, height: number, pixel: (x: number, y: number) => [number, number, number, number]): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 6; // colour type RGBA
+  const rows = Array.from({ length: height }, (_, y) => Buffer.concat([Buffer.from([0]), ...Array.from({ length: width }, (_, x) => Buffer.from(pixel(x, y)))]));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(Buffer.concat(rows))), chunk("IEND", Buffer.alloc(0))]);
+}
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/** Builds web/dist if it is missing or older than its sources, so the test exercises the current app. */
+function ensureWebBuilt() {
+  const index = path.join(ROOT, "web/dist/index.html");
+  const sources = Math.max(newestMtime(path.join(ROOT, "web/src")), statSync(path.join(ROOT, "web/build.mjs")).mtimeMs);
+  if (existsSync(index) && statSync(index).mtimeMs >= sources) return;
+  const r = spawnSync(process.execPath, ["web/build.mjs"], { cwd: ROOT, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`npm run build:web failed:\n${r.stdout}\n${r.stderr}`);
+}
+
+/** The application's callback page: records what arrives (to check the Referer too). */
+async function startCallbackSite() {
+  const hits: { url: string; referer?: string }[] = [];
+  const server = http.createServer((req, res) => {
+    hits.push({ url: req.url ?? "", referer: req.headers.referer });
+    res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>Acme Health</title><h1>Welcome back to Acme Health</h1>");
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  return { url: `http://127.0.0.1:${port}`, hits, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+/** Errors the page reports (script errors, CSP violations, failed loads), collected to assert there are none. */
+function watch(page: Page) {
+  const problems: string[] = [];
+  const urls: string[] = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") problems.push(`console: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+  page.on("request", (r) => urls.push(r.url()));
+  return { problems, urls };
+}
+
+async function shot(page: Page, name: string) {
+  await mkdir(ARTIFACTS, { recursive: true });
+  const file = path.join(ARTIFACTS, name);
+  await page.screenshot({ path: file, fullPage: true });
+  // UPDATE_SCREENSHOTS=1 refreshes the README's copies; normal runs leave the tree untouched.
+  if (process.env.UPDATE_SCREENSHOTS) {
+    await mkdir(path.join(ROOT, "docs/screenshots"), { recursive: true });
+    await copyFile(file, path.join(ROOT, "docs/screenshots", name));
+  }
+}
+
+async function fitsPhoneWidth(page: Page): Promise<boolean> {
+  return page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+}
+
+const CREATE = `mutation($input: CreatePostboxInput) { createPostbox(input: $input) { id consentUrl publicKey { kid } } }`;
+const POSTBOX = `query($id: ID!) { postbox(id: $id) { id status publicKey { kid alg jwk } } }`;
+const STATUS_SUB = `subscription($postboxId: ID) { postboxStatusChanged(postboxId: $postboxId) { postboxId status } }`;
+const PUSH_SUB = `subscription($postboxId: ID) { pushStatusChanged(postboxId: $postboxId) { pushId status } }`;
+const DR_SUB = `subscription($postboxId: ID) { dataRequestStatusChanged(postboxId: $postboxId) { dataRequestId status } }`;
+const REQUEST_DATA = `mutation($postboxId: ID!, $input: RequestDataInput!) { requestData(postboxId: $postboxId, input: $input) { id status } }`;
+const DATA_RESPONSE = `query($requestId: ID!) { dataResponse(requestId: $requestId) { ciphertext descriptor kid } }`;
+
+// ---------------------------------------------------------------------------
+
+const suite = !THIS_PROJECT ? describe.skip : describe;
+
+suite("serving the web app", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    ensureWebBuilt();
+    t = await startTestServer();
+  });
+  afterAll(async () => t?.stop());
+
+  const get = async (p: string) => {
+    const res = await request(`${t.url}${p}`, { method: "GET" });
+    return { status: res.statusCode, headers: res.headers, body: await res.body.text() };
+  };
+
+  it.each(["/app", "/app/", "/consent/abc123", "/consent"])("serves the app at %s with strict security headers and no caching", async (p) => {
+    const r = await get(p);
+    expect(r.status).toBe(200);
+    expect(r.headers["content-type"]).toMatch(/text\/html/);
+    const csp = String(r.headers["content-security-policy"]);
+    expect(csp).toContain("default-src 'self'");
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).not.toMatch(/unsafe-inline|unsafe-eval|https?:/);
+    expect(r.headers["referrer-policy"]).toBe("no-referrer");
+    expect(r.headers["x-content-type-options"]).toBe("nosniff");
+    expect(r.headers["x-frame-options"]).toBe("DENY");
+    expect(r.headers["cache-control"]).toBe("no-store");
+  });
+
+  it("loads only local assets and has no inline script or style", async () => {
+    const html = (await get("/app")).body;
+    const refs = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]);
+    expect(refs.length).toBeGreaterThanOrEqual(3);
+    for (const ref of refs) expect(ref.startsWith("/") || ref.startsWith("#")).toBe(true);
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+    expect(html).not.toMatch(/<style|style="/);
+    for (const ref of refs.filter((r) => r.startsWith("/app/assets/"))) {
+      const a = await get(ref);
+      expect(a.status).toBe(200);
+      expect(a.body).not.toMatch(/https?:\/\/(?!www\.w3\.org)[a-z0-9.-]+\.[a-z]{2,}\/[^\s"')]*\.(js|css|woff2?|ttf)/i);
+      if (/-[A-Z0-9]{8}\.(js|css)$/.test(ref)) expect(a.headers["cache-control"]).toContain("immutable");
+    }
+  });
+
+  it("moves the page's links under PUBLIC_URL's path when the server sits behind a reverse proxy prefix", async () => {
+    const proxied = express();
+    proxied.use("/", createWebRouter(createLogger("silent"), { PUBLIC_URL: "https://example.org/postbox" }));
+    const server = proxied.listen(0, "127.0.0.1");
+    await new Promise((r) => server.once("listening", r));
+    try {
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const html = await (await request(`${base}/consent/abc`)).body.text();
+      const refs = [...html.matchAll(/(?:src|href)="([^"#]+)"/g)].map((m) => m[1]);
+      expect(refs.length).toBeGreaterThanOrEqual(3);
+      for (const ref of refs) expect(ref.startsWith("/postbox/app")).toBe(true);
+      const root = await request(`${base}/`);
+      expect(root.headers.location).toBe("/postbox/app");
+    } finally {
+      server.close();
+    }
+  });
+
+  it("uses only GraphQL operations that are valid against schema.graphql", async () => {
+    // Catches an API change that would break the app before a browser is even started.
+    const schema = buildSchema(await readFile(path.join(ROOT, "schema.graphql"), "utf8"));
+    const docs: string[] = [];
+    for (const f of readdirSync(path.join(ROOT, "web/src")).filter((f) => f.endsWith(".ts"))) {
+      const src = await readFile(path.join(ROOT, "web/src", f), "utf8");
+      for (const m of src.matchAll(/\/\* GraphQL \*\/ `([^`]*)`/g)) docs.push(m[1]);
+    }
+    expect(docs.length).toBeGreaterThanOrEqual(12);
+    for (const d of docs) expect(validate(schema, parse(d)).map((e) => e.message)).toEqual([]);
+  });
+
+  it("answers 404 for an unknown asset, and redirects / to the inbox", async () => {
+    expect((await get("/app/assets/nope.js")).status).toBe(404);
+    const root = await get("/");
+    expect(root.status).toBe(302);
+    expect(root.headers.location).toBe("/app");
+  });
+});
+
+let browser: Browser | undefined;
+
+if (!THIS_PROJECT) {
+  describe.skip("the user's app in Chromium (runs in the pglite project)", () => it("", () => {}));
+} else if (!HAVE_CHROMIUM && process.env.CI) {
+  describe("the user's app in Chromium", () => {
+    it("needs Chromium", () => {
+      throw new Error(`Chromium is missing at ${CHROMIUM}. Install it (apt-get install -y chromium) or set CHROMIUM_PATH; in CI this test must run.`);
+    });
+  });
+} else if (!HAVE_CHROMIUM) {
+  console.warn(`\n\n******** BROWSER TEST SKIPPED: no Chromium at ${CHROMIUM}. Install it with: apt-get install -y chromium ********\n\n`);
+  describe.skip("the user's app in Chromium", () => it("", () => {}));
+} else {
+  describe("the user's app in Chromium", () => {
+    let t: TestServer;
+    let app: TestApp;
+    let readContract: TestApp;
+    let session: string;
+    let site: Awaited<ReturnType<typeof startCallbackSite>>;
+    let context: BrowserContext;
+    let page: Page;
+    let watched: ReturnType<typeof watch>;
+    let postboxId: string;
+    let consentUrl: string;
+    let backupFile: string;
+    let tmp: string;
+    const text = "Hello from Acme Health, Zoë.\nYour results are ready: all values are within range.";
+    // A small bar chart: three bars on a light background.
+    const png = makePng(160, 90, (x, y) => {
+      const bar = Math.floor(x / 40);
+      const top = [50, 20, 35, 90][bar];
+      return x % 40 >= 8 && bar < 3 && y >= top ? [31, 78, 121, 255] : [240, 244, 248, 255];
+    });
+
+    beforeAll(async () => {
+      ensureWebBuilt();
+      tmp = await mkdtemp(path.join(os.tmpdir(), "postbox-browser-"));
+      site = await startCallbackSite();
+      t = await startTestServer();
+      app = await registerApp(t, { name: "Acme Health", callbackUrls: [`${site.url}/postbox/done`], postboxMode: "ONGOING" });
+      readContract = await addContract(t, app.appId, { kind: "READ", alg: "PS512" });
+      session = await createSession(t, app);
+      // launch() gives every browser a fresh temporary profile (user-data-dir).
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+      });
+      context = await browser.newContext({ viewport: PHONE, acceptDownloads: true, locale: "en-GB", timezoneId: "UTC" });
+      page = await context.newPage();
+      watched = watch(page);
+    }, 60_000);
+
+    afterAll(async () => {
+      await browser?.close();
+      await t?.stop();
+      await site?.close();
+      if (tmp) await rm(tmp, { recursive: true, force: true });
+    });
+
+    it("shows the consent page, accepts with a key made in the browser, and returns to the application", async () => {
+      const created = await t.gql(CREATE, { input: { callbackUrl: `${site.url}/postbox/done`, reference: "patient-0042" } }, { token: session });
+      expect(created.errors).toBeUndefined();
+      postboxId = created.data!.createPostbox.id;
+      consentUrl = created.data!.createPostbox.consentUrl;
+      const code = consentUrl.split("/").pop()!;
+
+      const subscriber = wsClient(t.wsUrl, `Bearer ${session}`);
+      const statuses = collect(subscriber, STATUS_SUB, { postboxId });
+      expect((await statuses.next(1)).postboxStatusChanged.status).toBe("PENDING");
+
+      const response = await page.goto(consentUrl);
+      expect(response!.headers()["content-security-policy"]).toContain("default-src 'self'");
+      await page.getByRole("heading", { name: "Acme Health wants to send you files" }).waitFor();
+      // The single-use code left the address bar as soon as the page read it.
+      expect(new URL(page.url()).pathname).toBe("/consent");
+      expect(page.url()).not.toContain(code);
+      await expect(page.locator("#mode").textContent()).resolves.toMatch(/Ongoing/);
+      await expect(page.locator("#postbox-expires").textContent()).resolves.toMatch(/\d{4}/);
+      await expect(page.locator("#consent-expires").textContent()).resolves.toMatch(/in \d+ minutes/);
+      await expect(page.getByText("patient-0042").count()).resolves.toBe(1);
+      expect(await fitsPhoneWidth(page)).toBe(true);
+      await shot(page, "consent.png");
+
+      // Keyboard: the Accept button takes focus and Enter activates it.
+      await page.getByRole("button", { name: "Accept" }).focus();
+      await page.keyboard.press("Enter");
+      await page.getByRole("heading", { name: "Postbox accepted" }).waitFor();
+      expect((await statuses.next(2)).postboxStatusChanged.status).toBe("READY");
+
+      // The public key the server holds is the one the browser made.
+      const pb = (await t.gql(POSTBOX, { id: postboxId }, { token: session })).data!.postbox;
+      expect(pb).toMatchObject({ status: "READY", publicKey: { alg: "ECDH-ES+A256KW" } });
+      expect(pb.publicKey.jwk).not.toHaveProperty("d");
+
+      // The key backup: a JSON file with the private key, labelled as secret.
+      const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download key backup" }).click()]);
+      expect(download.suggestedFilename()).toBe(`postbox-key-backup-${postboxId}-SECRET.json`);
+      backupFile = path.join(tmp, download.suggestedFilename());
+      await download.saveAs(backupFile);
+      const backup = JSON.parse(await readFile(backupFile, "utf8"));
+      expect(backup).toMatchObject({ format: "postbox-key-backup", version: 1, postboxId, server: t.url, publicKey: { kid: pb.publicKey.kid } });
+      expect(backup.warning).toMatch(/^SECRET/);
+      expect(backup.privateKey.d).toEqual(expect.any(String));
+      expect(backup.credential.accessToken).toMatch(/^pbu_/);
+
+      // On this device the private key is stored non-extractable.
+      const stored = await page.evaluate(
+        (id) =>
+          new Promise<{ extractable: boolean; type: string; alg: string; usages: string[] }>((resolve, reject) => {
+            const req = indexedDB.open("postbox");
+            req.onerror = () => reject(req.error);
+            req.onsuccess = () => {
+              const get = req.result.transaction("postboxes").objectStore("postboxes").get(id);
+              get.onsuccess = () => {
+                const k = get.result.privateKey as CryptoKey;
+                resolve({ extractable: k.extractable, type: k.type, alg: k.algorithm.name, usages: k.usages });
+              };
+              get.onerror = () => reject(get.error);
+            };
+          }),
+        postboxId,
+      );
+      expect(stored).toEqual({ extractable: false, type: "private", alg: "ECDH", usages: ["deriveBits"] });
+
+      // Continue: to the callback URL, without a Referer.
+      await page.getByRole("button", { name: "Continue to Acme Health" }).click();
+      await page.waitForURL(`${site.url}/postbox/done**`);
+      const landed = new URL(page.url());
+      expect(landed.searchParams.get("postboxId")).toBe(postboxId);
+      expect(landed.searchParams.get("result")).toBe("ACCEPTED");
+      // (The site's own favicon request carries its page as Referer; only the arrival matters.)
+      const arrival = site.hits.filter((h) => h.url.startsWith("/postbox/done"));
+      expect(arrival).toHaveLength(1);
+      expect(arrival[0].referer).toBeUndefined();
+
+      statuses.dispose();
+      await subscriber.dispose();
+    }, 90_000);
+
+    it("decrypts pushed text and images in the inbox, and acknowledging makes them DELIVERED", async () => {
+      const pb = (await t.gql(POSTBOX, { id: postboxId }, { token: session })).data!.postbox;
+      const subscriber = wsClient(t.wsUrl, `Bearer ${session}`);
+      const pushEvents = collect(subscriber, PUSH_SUB, { postboxId });
+      while (t.app.services.pushes.openSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
+
+      // The text file encrypted by the app itself; the PNG sent as data for the server to encrypt.
+      const target = { publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg };
+      const encryptedData = await encryptForPostbox(target, new TextEncoder().encode(text));
+      const descriptor = { accounts: [{ accountId: "patient-0042" }], tags: ["results"] };
+      const pushed = [];
+      for (const input of [
+        { postboxId, fileName: "results.txt", fileDescriptor: { ...descriptor, mimeType: "text/plain; charset=utf-8" }, encryptedData },
+        { postboxId, fileName: "chart.png", fileDescriptor: { ...descriptor, mimeType: "image/png" }, data: png.toString("base64") },
+      ]) {
+        const r = await t.gql(PUSH_DATA, { input }, { token: session });
+        expect(r.errors).toBeUndefined();
+        pushed.push(r.data!.pushData.id);
+      }
+
+      await page.goto(`${t.url}/app`);
+      const textItem = page.locator(".file", { hasText: "results.txt" });
+      await textItem.locator("pre.content").waitFor();
+      expect(await textItem.locator("pre.content").textContent()).toBe(text);
+      const imgItem = page.locator(".file", { hasText: "chart.png" });
+      const img = imgItem.locator("img.preview");
+      await img.waitFor();
+      await page.waitForFunction(() => Array.from(document.querySelectorAll<HTMLImageElement>("img.preview")).every((i) => i.complete));
+      expect(await img.evaluate((i: HTMLImageElement) => [i.naturalWidth, i.naturalHeight])).toEqual([160, 90]);
+      expect(await fitsPhoneWidth(page)).toBe(true);
+      await shot(page, "inbox.png");
+
+      await page.getByRole("button", { name: /Confirm receipt \(2 new files\)/ }).click();
+      await page.getByText("Receipt confirmed for 2 files.").waitFor();
+      const delivered = [(await pushEvents.next(1)).pushStatusChanged, (await pushEvents.next(2)).pushStatusChanged];
+      expect(delivered.map((e) => e.status)).toEqual(["DELIVERED", "DELIVERED"]);
+      expect(delivered.map((e) => e.pushId).sort()).toEqual([...pushed].sort());
+      pushEvents.dispose();
+      await subscriber.dispose();
+    }, 60_000);
+
+    it("answers the application's request for data with a file the app decrypts with its READ key", async () => {
+      const subscriber = wsClient(t.wsUrl, `Bearer ${session}`);
+      const events = collect(subscriber, DR_SUB, { postboxId });
+      while (t.app.services.dataRequests.openSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
+      const asked = await t.gql(
+        REQUEST_DATA,
+        { postboxId, input: { title: "A photo of your insurance card", description: "So we can bill your insurer directly.", acceptedMimeTypes: ["image/*", "application/pdf"] } },
+        { token: session },
+      );
+      expect(asked.errors).toBeUndefined();
+      const requestId = asked.data!.requestData.id;
+      expect((await events.next(1)).dataRequestStatusChanged.status).toBe("PENDING");
+
+      await page.getByRole("button", { name: "Refresh" }).click();
+      const card = page.locator(`[data-request-id="${requestId}"]`);
+      await card.getByRole("heading", { name: "Acme Health asks: A photo of your insurance card" }).waitFor();
+      await shot(page, "data-request.png");
+      const shared = makePng(32, 20, (x, y) => (x + y) % 2 ? [200, 30, 30, 255] : [255, 255, 255, 255]);
+      await card.getByLabel("File to share").setInputFiles({ name: "insurance-card.png", mimeType: "image/png", buffer: shared });
+      await card.getByRole("button", { name: "Encrypt and share" }).click();
+      await page.getByText("Shared “insurance-card.png” with Acme Health").waitFor();
+      expect((await events.next(2)).dataRequestStatusChanged).toEqual({ dataRequestId: requestId, status: "FULFILLED" });
+
+      const got = await t.gql(DATA_RESPONSE, { requestId }, { token: session });
+      expect(got.errors).toBeUndefined();
+      // The application's READ private key, as it would load it from its PEM file.
+      const pem = createPrivateKey({ key: (await exportJWK(readContract.privateKey)) as never, format: "jwk" }).export({ type: "pkcs8", format: "pem" });
+      const priv = createPrivateKey(pem);
+      const bytes = Buffer.from((await compactDecrypt(got.data!.dataResponse.ciphertext, priv)).plaintext);
+      expect(bytes.equals(shared)).toBe(true);
+      expect(JSON.parse(Buffer.from((await compactDecrypt(got.data!.dataResponse.descriptor, priv)).plaintext).toString())).toEqual({ fileName: "insurance-card.png", mimeType: "image/png", size: shared.length });
+      events.dispose();
+      await subscriber.dispose();
+    }, 60_000);
+
+    it("kept tokens and the consent code out of every URL, and the page reported no errors (CSP included)", () => {
+      const code = consentUrl.split("/").pop()!;
+      const withCode = watched.urls.filter((u) => u.includes(code));
+      expect(withCode).toEqual([consentUrl]);
+      expect(watched.urls.filter((u) => /pb[usr]_/.test(u))).toEqual([]);
+      expect(watched.problems).toEqual([]);
+    });
+
+    it("restores the postbox from the key backup in another browser context", async () => {
+      const other = await browser!.newContext({ viewport: PHONE });
+      const p2 = await other.newPage();
+      const w2 = watch(p2);
+      await p2.goto(`${t.url}/app`);
+      await p2.getByText("No postboxes on this device yet").waitFor();
+      await p2.getByLabel("Key backup file").setInputFiles(backupFile);
+      await p2.getByText("Restored the postbox from Acme Health").waitFor();
+      const textItem = p2.locator(".file", { hasText: "results.txt" });
+      await textItem.locator("pre.content").waitFor();
+      expect(await textItem.locator("pre.content").textContent()).toBe(text);
+      // A file that is not a backup is refused with a message.
+      await p2.getByLabel("Key backup file").setInputFiles({ name: "notes.json", mimeType: "application/json", buffer: Buffer.from('{"hello":1}') });
+      await p2.getByText("That file is not a Postbox key backup.").waitFor();
+      expect(w2.problems).toEqual([]);
+      await other.close();
+    }, 60_000);
+
+    it("shows clear states for a used, unknown or expired link and for a network failure", async () => {
+      const other = await browser!.newContext({ viewport: PHONE });
+      const p2 = await other.newPage();
+      await p2.goto(consentUrl);
+      await p2.getByRole("heading", { name: "This link was already used" }).waitFor();
+
+      await p2.goto(`${t.url}/consent/${randomBytes(24).toString("base64url")}`);
+      await p2.getByRole("heading", { name: "This link is not valid" }).waitFor();
+
+      const created = await t.gql(CREATE, { input: {} }, { token: session });
+      await t.app.db.prisma.postbox.update({ where: { id: created.data!.createPostbox.id }, data: { consentExpiresAt: new Date(Date.now() - 60_000) } });
+      await p2.goto(created.data!.createPostbox.consentUrl);
+      await p2.getByRole("heading", { name: "This link has expired" }).waitFor();
+
+      const fresh = await t.gql(CREATE, { input: {} }, { token: session });
+      await p2.route("**/graphql", (route) => route.abort("internetdisconnected"));
+      await p2.goto(fresh.data!.createPostbox.consentUrl);
+      await p2.getByRole("heading", { name: "Cannot reach Postbox" }).waitFor();
+      await p2.unroute("**/graphql");
+      await p2.getByRole("button", { name: "Try again" }).click();
+      await p2.getByRole("heading", { name: "Acme Health wants to send you files" }).waitFor();
+      await p2.getByRole("button", { name: "Decline" }).click();
+      await p2.getByRole("heading", { name: "Declined" }).waitFor();
+      expect((await t.gql(POSTBOX, { id: fresh.data!.createPostbox.id }, { token: session })).data!.postbox.status).toBe("DECLINED");
+      await other.close();
+    }, 60_000);
+  });
+}

@@ -1,0 +1,79 @@
+// Calls the API as the user of one stored postbox: attaches the access token,
+// renews it with the refresh token when it has expired (refresh tokens rotate,
+// so renewal is serialised per postbox, across tabs with the Web Locks API),
+// and keeps the new pair in IndexedDB.
+import { ApiError, gql } from "./api.js";
+import { getPostbox, savePostbox, type StoredPostbox } from "./store.js";
+
+const REFRESH = /* GraphQL */ `
+  mutation Refresh($refreshToken: String!) {
+    refreshUserToken(refreshToken: $refreshToken) { accessToken accessTokenExpiresAt refreshToken refreshTokenExpiresAt }
+  }
+`;
+
+// Renew a little early so a token does not expire between the check and the request.
+const EARLY_MS = 30_000;
+
+const inFlight = new Map<string, Promise<StoredPostbox>>();
+
+function expired(p: StoredPostbox): boolean {
+  return Date.parse(p.accessExpiresAt) - EARLY_MS <= Date.now();
+}
+
+async function withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const locks = (navigator as Navigator & { locks?: LockManager }).locks;
+  return locks ? locks.request(name, fn) : fn();
+}
+
+/** Renews the access token. `force` renews even if the stored one looks valid (the server refused it). */
+function refresh(postboxId: string, force: boolean, usedToken: string): Promise<StoredPostbox> {
+  let p = inFlight.get(postboxId);
+  if (!p) {
+    p = withLock(`postbox-refresh:${postboxId}`, async () => {
+      // Another tab may have renewed it while this one waited for the lock.
+      const current = await getPostbox(postboxId);
+      if (!current) throw new ApiError("NOT_FOUND", "This postbox was removed from this device.");
+      if (!expired(current) && (!force || current.accessToken !== usedToken)) return current;
+      const r = await gql<{ refreshUserToken: { accessToken: string; accessTokenExpiresAt: string; refreshToken: string; refreshTokenExpiresAt: string } }>(REFRESH, { refreshToken: current.refreshToken });
+      const next: StoredPostbox = {
+        ...current,
+        accessToken: r.refreshUserToken.accessToken,
+        accessExpiresAt: r.refreshUserToken.accessTokenExpiresAt,
+        refreshToken: r.refreshUserToken.refreshToken,
+        refreshExpiresAt: r.refreshUserToken.refreshTokenExpiresAt,
+      };
+      await savePostbox(next);
+      return next;
+    }).finally(() => inFlight.delete(postboxId));
+    inFlight.set(postboxId, p);
+  }
+  return p;
+}
+
+export class Credential {
+  constructor(private record: StoredPostbox) {}
+
+  get postbox(): StoredPostbox {
+    return this.record;
+  }
+
+  /** Runs a GraphQL operation with this postbox's access token, renewing it once if needed. */
+  async call<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
+    if (expired(this.record)) this.record = await refresh(this.record.postboxId, false, this.record.accessToken);
+    try {
+      return await gql<T>(query, variables, this.record.accessToken);
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.code !== "UNAUTHENTICATED") throw e;
+      // The stored token may be stale (renewed in another tab, or restored from an old backup).
+      let renewed: StoredPostbox;
+      try {
+        renewed = await refresh(this.record.postboxId, true, this.record.accessToken);
+      } catch (r) {
+        // The refusal of the refresh says more (e.g. "the postbox is CLOSED") than the first one.
+        throw r instanceof ApiError ? r : e;
+      }
+      this.record = renewed;
+      return gql<T>(query, variables, this.record.accessToken);
+    }
+  }
+}

@@ -1,0 +1,502 @@
+// The inbox (/app): the postboxes this device holds, their files decrypted here,
+// receipt acknowledgement, requests for data from the application, and restoring
+// a postbox from a key backup.
+import { ApiError, NetworkError } from "./api.js";
+import { SERVER } from "./base.js";
+import { Credential } from "./credential.js";
+import { downloadBlob, fill, formatBytes, formatDate, h, notice, relative, render } from "./dom.js";
+import { BackupError, decryptJwe, encryptTo, parseBackup, type PublicJwk } from "./keys.js";
+import { deletePostbox, getPostbox, listPostboxes, savePostbox, updatePostbox, type StoredPostbox } from "./store.js";
+
+const MY_POSTBOX = /* GraphQL */ `
+  query MyPostbox { myPostbox { id status expiresAt readyAt applicationName contractId publicKeyThumbprint } }
+`;
+const FILES = /* GraphQL */ `
+  query Files($first: Int, $after: String) {
+    postboxFiles(first: $first, after: $after) {
+      edges { node { id status size receivedAt expiresAt deliveredAt purgedAt } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+`;
+const FILE = /* GraphQL */ `
+  query File($id: ID!) { postboxFile(id: $id) { id ciphertext descriptor } }
+`;
+const ACK = /* GraphQL */ `
+  mutation Ack($ids: [ID!]!) { acknowledgeFiles(ids: $ids) { id status deliveredAt } }
+`;
+const CLOSE = /* GraphQL */ `
+  mutation Close { closeMyPostbox { id status } }
+`;
+const REQUESTS = /* GraphQL */ `
+  query Requests {
+    myDataRequests { id title description acceptedMimeTypes status createdAt expiresAt maxBytes recipientKey { kid alg enc jwk } }
+  }
+`;
+const RESPOND = /* GraphQL */ `
+  mutation Respond($id: ID!, $input: DataResponseInput!) { respondToDataRequest(id: $id, input: $input) { id status respondedAt } }
+`;
+const DECLINE_REQUEST = /* GraphQL */ `
+  mutation DeclineRequest($id: ID!) { declineDataRequest(id: $id) { id status } }
+`;
+
+interface MyPostbox {
+  id: string;
+  status: string;
+  expiresAt: string;
+  readyAt: string | null;
+  applicationName: string;
+  contractId: string;
+  publicKeyThumbprint: string | null;
+}
+interface FileNode {
+  id: string;
+  status: "PENDING" | "DELIVERED";
+  size: number;
+  receivedAt: string;
+  expiresAt: string;
+  deliveredAt: string | null;
+  purgedAt: string | null;
+}
+interface Descriptor {
+  fileName?: string;
+  mimeType?: string;
+  accounts?: { accountId: string }[];
+  reference?: string[];
+  tags?: string[];
+}
+interface DataRequestView {
+  id: string;
+  title: string;
+  description: string | null;
+  acceptedMimeTypes: string[];
+  status: string;
+  createdAt: string;
+  expiresAt: string;
+  maxBytes: number;
+  recipientKey: { kid: string; alg: string; enc: string; jwk: PublicJwk } | null;
+}
+
+const TEXT_TYPES = /^(text\/|application\/(json|xml|csv|x-ndjson|ld\+json)|application\/[\w.+-]+\+(json|xml))/i;
+// Formats browsers render safely in <img>. SVG is left out: opened on its own it could run script in this origin.
+const IMAGE_TYPES = /^image\/(png|jpeg|gif|webp|avif|bmp|x-icon|vnd\.microsoft\.icon)$/i;
+
+function errorText(e: unknown): string {
+  if (e instanceof NetworkError || e instanceof ApiError || e instanceof BackupError) return e.message;
+  return `Unexpected error: ${(e as Error)?.message ?? String(e)}`;
+}
+
+export async function inboxPage(flash?: HTMLElement): Promise<void> {
+  let postboxes: StoredPostbox[];
+  try {
+    postboxes = await listPostboxes();
+  } catch (e) {
+    render(h("h1", {}, "Your inbox"), notice("error", (e as Error).message), restoreSection());
+    return;
+  }
+  const refresh = h("button", { type: "button", id: "refresh", onclick: () => void inboxPage() }, "Refresh");
+  render(
+    h("h1", {}, "Your inbox"),
+    flash ?? null,
+    h("div", { class: "actions" }, refresh),
+    postboxes.length === 0
+      ? notice("info", "No postboxes on this device yet. When an application sends you a consent link, open it here to accept; or restore a key backup below.")
+      : h("div", { id: "postboxes" }, postboxes.map((p) => postboxCard(p))),
+    restoreSection(),
+  );
+}
+
+function postboxCard(p: StoredPostbox): HTMLElement {
+  const cred = new Credential(p);
+  const heading = h("h2", {}, p.applicationName ?? "Postbox");
+  const body = h("div", {}, h("p", { class: "loading", role: "status" }, "Loading…"));
+  const card = h("section", { class: "card postbox", "data-postbox-id": p.postboxId, "aria-label": `Postbox from ${p.applicationName ?? "an application"}` }, heading, body);
+  void fillPostbox(cred, heading, body);
+  return card;
+}
+
+async function fillPostbox(cred: Credential, heading: HTMLElement, body: HTMLElement) {
+  const p = cred.postbox;
+  let info: MyPostbox;
+  try {
+    info = (await cred.call<{ myPostbox: MyPostbox }>(MY_POSTBOX)).myPostbox;
+  } catch (e) {
+    // A refresh token this browser holds but the server no longer knows: it was renewed elsewhere.
+    const stale = e instanceof ApiError && e.code === "UNAUTHENTICATED" && /refresh token/i.test(e.message);
+    body.replaceChildren(
+      notice(e instanceof NetworkError ? "error" : "warning", errorText(e)),
+      stale
+        ? h("p", { class: "small" }, "This browser's credential for the postbox was renewed in another browser (for example the one where you accepted it, after this backup was made). Its files can be read there.")
+        : "",
+      h("p", { class: "small muted" }, `Postbox ${p.postboxId}. If it has expired or was closed, nothing more can be read from it and you can remove it from this device.`),
+      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => void fillPostbox(cred, heading, body) }, "Try again"), removeButton(p)),
+    );
+    return;
+  }
+  if (info.applicationName !== p.applicationName) await updatePostbox(p.postboxId, { applicationName: info.applicationName }).catch(() => {});
+  heading.replaceChildren(`${info.applicationName} `, h("span", { class: `badge ${info.status}` }, info.status));
+
+  const files = h("div", { class: "files-section" }, h("p", { class: "loading" }, "Loading files…"));
+  const requests = h("div", { class: "requests-section" });
+  fill(
+    body,
+    h(
+      "dl",
+      { class: "facts" },
+      h("dt", {}, "Expires"),
+      h("dd", {}, `${formatDate(info.expiresAt)} (${relative(info.expiresAt)})`),
+      h("dt", {}, "Postbox"),
+      h("dd", {}, h("code", {}, info.id)),
+      h("dt", {}, "Key on this device"),
+      h("dd", {}, h("code", { title: "RFC 7638 thumbprint" }, (p.publicJwk.kid ?? "").slice(0, 16) + "…")),
+    ),
+    p.backedUp ? null : notice("warning", "No key backup was saved for this postbox. If this browser's data is cleared, its files can no longer be read."),
+    requests,
+    h("h3", {}, "Files"),
+    files,
+    h(
+      "details",
+      {},
+      h("summary", {}, "Manage this postbox"),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", class: "danger", onclick: () => void closePostbox(cred, info.applicationName) }, "Close postbox"),
+        removeButton(p),
+      ),
+    ),
+  );
+  void loadRequests(cred, info.applicationName, requests);
+  void loadFiles(cred, files);
+}
+
+function removeButton(p: StoredPostbox): HTMLButtonElement {
+  return h(
+    "button",
+    {
+      type: "button",
+      onclick: async () => {
+        if (!confirm(`Remove this postbox and its key from this browser? Without a key backup its files can no longer be read here.`)) return;
+        await deletePostbox(p.postboxId);
+        await inboxPage(notice("info", "The postbox was removed from this device."));
+      },
+    },
+    "Remove from this device",
+  );
+}
+
+async function closePostbox(cred: Credential, app: string) {
+  if (!confirm(`Close this postbox? ${app} will not be able to send you anything more through it.`)) return;
+  try {
+    await cred.call(CLOSE);
+    await inboxPage(notice("info", `The postbox from ${app} is closed.`));
+  } catch (e) {
+    await inboxPage(notice("error", errorText(e)));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Files
+
+async function loadFiles(cred: Credential, target: HTMLElement, after?: string, list?: HTMLUListElement, pending: string[] = []) {
+  let page: { edges: { node: FileNode }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } };
+  try {
+    page = (await cred.call<{ postboxFiles: typeof page }>(FILES, { first: 20, after: after ?? null })).postboxFiles;
+  } catch (e) {
+    target.replaceChildren(notice("error", errorText(e)), h("button", { type: "button", onclick: () => void loadFiles(cred, target) }, "Try again"));
+    return;
+  }
+  if (!list) {
+    if (page.edges.length === 0) {
+      target.replaceChildren(h("p", { class: "muted" }, "No files yet."));
+      return;
+    }
+    list = h("ul", { class: "files" });
+    target.replaceChildren(list);
+  }
+  const ackArea = h("div", { class: "ack", "aria-live": "polite" });
+  const decrypted = await Promise.all(page.edges.map(({ node }) => fileItem(cred, node, list!)));
+  for (const [i, ok] of decrypted.entries()) if (ok && page.edges[i].node.status === "PENDING") pending.push(page.edges[i].node.id);
+  target.querySelector(".ack")?.remove();
+  target.querySelector(".more")?.remove();
+  if (page.pageInfo.hasNextPage && page.pageInfo.endCursor) {
+    const cursor = page.pageInfo.endCursor;
+    target.append(h("button", { type: "button", class: "more", onclick: () => void loadFiles(cred, target, cursor, list, pending) }, "Show older files"));
+  }
+  if (pending.length) {
+    const ack = h("button", { type: "button", class: "primary", id: "acknowledge" }, `Confirm receipt (${pending.length} new ${pending.length === 1 ? "file" : "files"})`);
+    ack.addEventListener("click", () => void acknowledge(cred, [...pending], ack, ackArea, target));
+    ackArea.replaceChildren(h("p", { class: "small muted" }, "Confirming tells the application the files reached you; the server then deletes its encrypted copy sooner."), ack);
+    target.append(ackArea);
+  }
+}
+
+async function acknowledge(cred: Credential, ids: string[], button: HTMLButtonElement, area: HTMLElement, target: HTMLElement) {
+  button.disabled = true;
+  try {
+    const done = (await cred.call<{ acknowledgeFiles: { id: string; status: string }[] }>(ACK, { ids })).acknowledgeFiles;
+    for (const f of done) {
+      const badge = target.querySelector(`[data-file-id="${CSS.escape(f.id)}"] .badge`);
+      if (badge) {
+        badge.className = `badge ${f.status}`;
+        badge.textContent = f.status;
+      }
+    }
+    area.replaceChildren(notice("success", `Receipt confirmed for ${done.length} ${done.length === 1 ? "file" : "files"}.`));
+  } catch (e) {
+    button.disabled = false;
+    area.append(notice("error", errorText(e)));
+  }
+}
+
+/** Fetches, decrypts and shows one file; returns whether it could be read. */
+async function fileItem(cred: Credential, f: FileNode, list: HTMLUListElement): Promise<boolean> {
+  const name = h("span", { class: "name" }, "Decrypting…");
+  const content = h("div", {});
+  const badge = h("span", { class: `badge ${f.status}` }, f.status);
+  const meta = h("div", { class: "meta" }, `Received ${formatDate(f.receivedAt)} · ${formatBytes(f.size)} encrypted`);
+  const item = h("li", { class: "file", "data-file-id": f.id }, h("div", {}, name, " ", badge), meta, content);
+  list.append(item);
+  if (f.purgedAt) {
+    name.textContent = "Deleted file";
+    content.append(h("p", { class: "muted small" }, `Its content was deleted from the server on ${formatDate(f.purgedAt)}.`));
+    return false;
+  }
+  const p = cred.postbox;
+  let descriptor: Descriptor;
+  let bytes: Uint8Array;
+  try {
+    const file = (await cred.call<{ postboxFile: { ciphertext: string; descriptor: string } }>(FILE, { id: f.id })).postboxFile;
+    descriptor = JSON.parse(new TextDecoder().decode(await decryptJwe(file.descriptor, p.privateKey, p.publicJwk)));
+    bytes = await decryptJwe(file.ciphertext, p.privateKey, p.publicJwk);
+  } catch (e) {
+    name.textContent = "Unreadable file";
+    const msg = e instanceof ApiError || e instanceof NetworkError ? e.message : "It could not be decrypted with this device's key (it was encrypted to another key, or damaged).";
+    content.append(notice("error", msg));
+    return false;
+  }
+  const fileName = safeName(descriptor.fileName);
+  const mimeType = typeof descriptor.mimeType === "string" && descriptor.mimeType ? descriptor.mimeType : "application/octet-stream";
+  name.textContent = fileName;
+  meta.textContent = `${mimeType} · ${formatBytes(bytes.length)} · received ${formatDate(f.receivedAt)}`;
+  const blob = new Blob([bytes as BlobPart], { type: mimeType });
+  const download = h("button", { type: "button", class: "download", onclick: () => downloadBlob(blob, fileName) }, `Download ${fileName}`);
+
+  const base = mimeType.split(";")[0].trim();
+  if (TEXT_TYPES.test(base)) {
+    let text = new TextDecoder("utf-8", { fatal: false }).decode(bytes);
+    if (/json/i.test(base)) {
+      try {
+        text = JSON.stringify(JSON.parse(text), null, 2);
+      } catch {
+        /* shown as sent */
+      }
+    }
+    content.append(h("pre", { class: "content", tabindex: 0, "aria-label": `Content of ${fileName}` }, text), download);
+  } else if (IMAGE_TYPES.test(base)) {
+    const url = URL.createObjectURL(blob);
+    const img = h("img", { class: "preview", src: url, alt: `Preview of ${fileName}` });
+    img.addEventListener("error", () => img.replaceWith(notice("warning", "This image could not be displayed; download it instead.")));
+    content.append(img, download);
+  } else {
+    content.append(h("p", { class: "small" }, `This ${mimeType} file cannot be shown here.`), download);
+  }
+  const tags = [...(descriptor.tags ?? []), ...(descriptor.reference ?? [])].filter((t) => typeof t === "string");
+  if (tags.length) content.append(h("p", { class: "small muted" }, `Tags: ${tags.join(", ")}`));
+  return true;
+}
+
+function safeName(n: unknown): string {
+  const s = typeof n === "string" ? n.replace(/[\u0000-\u001f\u007f/\\]/g, "_").trim() : "";
+  return s.slice(0, 255) || "file";
+}
+
+// ---------------------------------------------------------------------------
+// Requests for data
+
+async function loadRequests(cred: Credential, app: string, target: HTMLElement) {
+  let requests: DataRequestView[];
+  try {
+    requests = (await cred.call<{ myDataRequests: DataRequestView[] }>(REQUESTS)).myDataRequests;
+  } catch (e) {
+    target.replaceChildren(notice("error", errorText(e)));
+    return;
+  }
+  target.replaceChildren(...requests.map((r) => requestCard(cred, app, r, target)));
+}
+
+function mimeAllowed(type: string, accepted: string[]): boolean {
+  if (accepted.length === 0) return true;
+  const t = type.toLowerCase();
+  return accepted.some((a) => a === t || (a.endsWith("/*") && t.startsWith(a.slice(0, -1))));
+}
+
+function requestCard(cred: Credential, app: string, r: DataRequestView, list: HTMLElement): HTMLElement {
+  const idBase = `req-${r.id}`;
+  const status = h("div", { "aria-live": "polite" });
+  const textAllowed = mimeAllowed("text/plain", r.acceptedMimeTypes);
+  const fileInput = h("input", { type: "file", id: `${idBase}-file`, name: "file", accept: r.acceptedMimeTypes.join(",") || null });
+  const textArea = h("textarea", { id: `${idBase}-text`, name: "text", rows: 4 });
+  const fileChoice = h("input", { type: "radio", name: `${idBase}-kind`, id: `${idBase}-kind-file`, value: "file", checked: true });
+  const textChoice = h("input", { type: "radio", name: `${idBase}-kind`, id: `${idBase}-kind-text`, value: "text" });
+  const fileField = h("div", {}, h("label", { for: fileInput.id }, "File to share"), fileInput);
+  const textField = h("div", { class: "hidden" }, h("label", { for: textArea.id }, "Text to share"), textArea);
+  const sync = () => {
+    fileField.classList.toggle("hidden", !fileChoice.checked);
+    textField.classList.toggle("hidden", fileChoice.checked);
+  };
+  fileChoice.addEventListener("change", sync);
+  textChoice.addEventListener("change", sync);
+
+  const share = h("button", { type: "submit", class: "primary" }, "Encrypt and share");
+  const decline = h("button", { type: "button", class: "danger" }, "Decline");
+  const form = h(
+    "form",
+    { class: "request-form", "aria-describedby": `${idBase}-desc` },
+    textAllowed
+      ? h(
+          "fieldset",
+          {},
+          h("legend", {}, "What to share"),
+          h("label", { class: "radio", for: fileChoice.id }, fileChoice, "A file"),
+          h("label", { class: "radio", for: textChoice.id }, textChoice, "Text I type"),
+        )
+      : null,
+    fileField,
+    textAllowed ? textField : null,
+    h("div", { class: "actions" }, share, decline),
+    status,
+  );
+  const setBusy = (on: boolean) => {
+    share.disabled = on;
+    decline.disabled = on;
+  };
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    void respond(cred, app, r, fileChoice.checked || !textAllowed ? { file: fileInput.files?.[0] } : { text: textArea.value }, status, setBusy, list);
+  });
+  decline.addEventListener("click", () => void declineRequest(cred, app, r, status, setBusy, list));
+
+  return h(
+    "section",
+    { class: "card request", "data-request-id": r.id, "aria-labelledby": `${idBase}-title` },
+    h("h3", { id: `${idBase}-title` }, `${app} asks: ${r.title}`),
+    h(
+      "div",
+      { id: `${idBase}-desc` },
+      r.description ? h("p", {}, r.description) : null,
+      h("p", { class: "small muted" }, `Accepted: ${r.acceptedMimeTypes.length ? r.acceptedMimeTypes.join(", ") : "any file or text"} · up to ${formatBytes(r.maxBytes)} · answer by ${formatDate(r.expiresAt)} (${relative(r.expiresAt)}).`),
+      h("p", { class: "small muted" }, `What you share is encrypted on this device so that only ${app} can read it.`),
+    ),
+    r.recipientKey ? form : notice("warning", `${app} cannot receive answers at the moment.`),
+  );
+}
+
+async function respond(
+  cred: Credential,
+  app: string,
+  r: DataRequestView,
+  choice: { file?: File; text?: string },
+  status: HTMLElement,
+  setBusy: (on: boolean) => void,
+  list: HTMLElement,
+) {
+  let bytes: Uint8Array;
+  let fileName: string;
+  let mimeType: string;
+  if (choice.text !== undefined) {
+    if (!choice.text.trim()) return void status.replaceChildren(notice("error", "Type the text to share first."));
+    bytes = new TextEncoder().encode(choice.text);
+    fileName = "message.txt";
+    mimeType = "text/plain;charset=utf-8";
+  } else {
+    const file = choice.file;
+    if (!file) return void status.replaceChildren(notice("error", "Choose a file to share first."));
+    mimeType = file.type || "application/octet-stream";
+    if (!mimeAllowed(mimeType, r.acceptedMimeTypes)) {
+      return void status.replaceChildren(notice("error", `${app} accepts ${r.acceptedMimeTypes.join(", ")}; this file is ${mimeType}.`));
+    }
+    if (file.size > r.maxBytes) return void status.replaceChildren(notice("error", `This file is ${formatBytes(file.size)}; at most ${formatBytes(r.maxBytes)} can be sent.`));
+    if (file.size === 0) return void status.replaceChildren(notice("error", "This file is empty."));
+    bytes = new Uint8Array(await file.arrayBuffer());
+    fileName = file.name;
+  }
+  setBusy(true);
+  status.replaceChildren(h("p", { class: "loading", role: "status" }, "Encrypting on this device…"));
+  try {
+    const key = r.recipientKey!.jwk;
+    const ciphertext = await encryptTo(key, bytes);
+    const descriptor = await encryptTo(key, new TextEncoder().encode(JSON.stringify({ fileName, mimeType, size: bytes.length })), "json");
+    status.replaceChildren(h("p", { class: "loading", role: "status" }, "Sending…"));
+    await cred.call(RESPOND, { id: r.id, input: { ciphertext, descriptor } });
+  } catch (e) {
+    setBusy(false);
+    status.replaceChildren(notice("error", errorText(e)));
+    return;
+  }
+  list.querySelector(`[data-request-id="${CSS.escape(r.id)}"]`)?.replaceWith(notice("success", `Shared “${fileName}” with ${app}, encrypted so that only ${app} can read it.`));
+}
+
+async function declineRequest(cred: Credential, app: string, r: DataRequestView, status: HTMLElement, setBusy: (on: boolean) => void, list: HTMLElement) {
+  if (!confirm(`Decline ${app}'s request “${r.title}”?`)) return;
+  setBusy(true);
+  try {
+    await cred.call(DECLINE_REQUEST, { id: r.id });
+  } catch (e) {
+    setBusy(false);
+    status.replaceChildren(notice("error", errorText(e)));
+    return;
+  }
+  list.querySelector(`[data-request-id="${CSS.escape(r.id)}"]`)?.replaceWith(notice("info", `You declined “${r.title}”. ${app} has been told.`));
+}
+
+// ---------------------------------------------------------------------------
+// Restore from a key backup
+
+function restoreSection(): HTMLElement {
+  const input = h("input", { type: "file", id: "restore-file", accept: ".json,application/json" });
+  const status = h("div", { "aria-live": "polite", id: "restore-status" });
+  input.addEventListener("change", () => {
+    const file = input.files?.[0];
+    if (file) void restore(file, status, input);
+  });
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "restore-h" },
+    h("h2", { id: "restore-h" }, "Restore from a key backup"),
+    h("p", { class: "small" }, "Accepted a postbox in another browser? Choose the key backup file you downloaded then, and its files can be read here too."),
+    h("label", { for: "restore-file" }, "Key backup file"),
+    input,
+    status,
+  );
+}
+
+async function restore(file: File, status: HTMLElement, input: HTMLInputElement) {
+  status.replaceChildren(h("p", { class: "loading", role: "status" }, "Checking the backup…"));
+  try {
+    if (file.size > 64 * 1024) throw new BackupError("That file is too large to be a Postbox key backup.");
+    const { backup, privateKey } = await parseBackup(await file.text(), SERVER);
+    const existing = await getPostbox(backup.postboxId);
+    if (existing && !confirm("This postbox is already on this device. Replace its key and credential with the backup's?")) {
+      status.replaceChildren();
+      input.value = "";
+      return;
+    }
+    await savePostbox({
+      postboxId: backup.postboxId,
+      privateKey,
+      publicJwk: backup.publicKey,
+      accessToken: backup.credential.accessToken,
+      accessExpiresAt: backup.credential.accessExpiresAt,
+      refreshToken: backup.credential.refreshToken,
+      refreshExpiresAt: backup.credential.refreshExpiresAt,
+      applicationName: backup.applicationName,
+      savedAt: new Date().toISOString(),
+      backedUp: true,
+    });
+    await inboxPage(notice("success", `Restored the postbox from ${backup.applicationName ?? "the application"} from its key backup.`));
+  } catch (e) {
+    input.value = "";
+    status.replaceChildren(notice("error", errorText(e)));
+  }
+}
