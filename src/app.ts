@@ -7,6 +7,7 @@ import type { Config } from "./infra/config.js";
 import { openDatabase, type Database } from "./infra/db/database.js";
 import { createAdminRouter } from "./infra/http/admin.js";
 import { startHttpServer, type RunningHttpServer } from "./infra/http/server.js";
+import { createWebRouter } from "./infra/http/web.js";
 import { createLimits } from "./infra/graphql/armor.js";
 import { buildAppSchema } from "./infra/graphql/schema.js";
 import type { Authenticators } from "./infra/graphql/context.js";
@@ -16,7 +17,7 @@ import { createAppPubSub, type PubSubHandle } from "./infra/pubsub.js";
 import { RateLimiter } from "./infra/rate-limit.js";
 import { Scheduler, type Task } from "./infra/scheduler.js";
 import { loadOrCreateSecret } from "./infra/server-files.js";
-import { unauthenticated } from "./infra/errors.js";
+import { coalesce } from "./infra/coalesce.js";
 import { AuditRepository } from "./modules/audit/audit.repository.js";
 import { AuditService } from "./modules/audit/audit.service.js";
 import { ApplicationRepository } from "./modules/application/application.repository.js";
@@ -25,6 +26,26 @@ import { applicationAdminRoutes } from "./modules/application/application.admin.
 import { SessionRepository } from "./modules/session/session.repository.js";
 import { SessionService } from "./modules/session/session.service.js";
 import { SessionResolver } from "./modules/session/session.resolver.js";
+import { PostboxRepository } from "./modules/postbox/postbox.repository.js";
+import { PostboxService } from "./modules/postbox/postbox.service.js";
+import { PostboxResolver, createPostboxSubscriptionResolver } from "./modules/postbox/postbox.resolver.js";
+import { UserRepository } from "./modules/user/user.repository.js";
+import { UserService } from "./modules/user/user.service.js";
+import { UserResolver } from "./modules/user/user.resolver.js";
+import { WebhookRepository } from "./modules/webhook/webhook.repository.js";
+import { WebhookService } from "./modules/webhook/webhook.service.js";
+import { WebhookSender } from "./modules/webhook/webhook.sender.js";
+import { WebhookDispatcher } from "./modules/webhook/webhook.worker.js";
+import { WebhookResolver } from "./modules/webhook/webhook.resolver.js";
+import { webhookAdminRoutes } from "./modules/webhook/webhook.admin.js";
+import { PushRepository } from "./modules/push/push.repository.js";
+import { PushService } from "./modules/push/push.service.js";
+import { PushResolver, UserFilesResolver, createPushSubscriptionResolver } from "./modules/push/push.resolver.js";
+import { AuditResolver } from "./modules/audit/audit.resolver.js";
+import { auditAdminRoutes } from "./modules/audit/audit.admin.js";
+import { DataRequestRepository } from "./modules/datarequest/datarequest.repository.js";
+import { DataRequestService } from "./modules/datarequest/datarequest.service.js";
+import { DataRequestResolver, createDataRequestSubscriptionResolver } from "./modules/datarequest/datarequest.resolver.js";
 
 export interface AppOptions {
   /** Test hook: start the embedded database from a dump of a migrated one. */
@@ -49,6 +70,11 @@ export interface Services {
   audit: AuditService;
   applications: ApplicationService;
   sessions: SessionService;
+  webhooks: WebhookService;
+  postboxes: PostboxService;
+  users: UserService;
+  pushes: PushService;
+  dataRequests: DataRequestService;
 }
 
 /** Wires the modules together. Separate from startup so the schema can be emitted without a server. */
@@ -60,20 +86,35 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   const appRepo = new ApplicationRepository(prisma);
   const applications = new ApplicationService(appRepo, audit, config);
   const sessions = new SessionService(new SessionRepository(prisma), appRepo, audit, config);
+  const webhookRepo = new WebhookRepository(prisma);
+  const webhookSender = new WebhookSender({ timeoutMs: config.WEBHOOK_TIMEOUT, allowPrivate: config.ALLOW_PRIVATE_URLS, userAgent: "Postbox-Webhooks/1.0" });
+  const webhookDispatcher = new WebhookDispatcher(webhookRepo, webhookSender, audit, log, { concurrency: 8, lockMs: config.WEBHOOK_TIMEOUT + 60_000 });
+  const webhooks = new WebhookService(webhookRepo, audit, webhookDispatcher, config);
+
+  const users = new UserService(new UserRepository(prisma), audit, config);
+  const postboxes = new PostboxService({ repo: new PostboxRepository(prisma), audit, users, webhooks, pubSub: pubsub.pubSub, config, log });
 
   const auth: Authenticators = {
-    session: (key) => sessions.authenticate(key),
-    user: async () => {
-      throw unauthenticated("User access tokens are not accepted by this server yet.");
-    },
+    // Concurrent requests with one session key share one lookup (see infra/coalesce.ts).
+    session: coalesce((key) => sessions.authenticate(key)),
+    user: (token) => users.authenticate(token),
   };
 
-  const resolvers: object[] = [new SessionResolver(sessions, limiter)];
-  const tasks: Task[] = [{ name: "sessions.sweep", run: (now) => sessions.sweep(now) }];
-  const adminRoutes = [applicationAdminRoutes(applications)];
-  const services: Services = { audit, applications, sessions };
+  const resolvers: object[] = [new SessionResolver(sessions, limiter), new WebhookResolver(webhooks), new PostboxResolver(postboxes, limiter), createPostboxSubscriptionResolver(postboxes), new UserResolver(users, postboxes, limiter)];
+  const tasks: Task[] = [{ name: "sessions.sweep", run: (now) => sessions.sweep(now) }, { name: "webhooks.deliver", run: () => webhooks.deliverDue() }, { name: "postboxes.expire", run: (now) => postboxes.sweep(now) }, { name: "users.revoke", run: (now) => users.sweep(now) }];
+  const adminRoutes = [applicationAdminRoutes(applications), webhookAdminRoutes(webhooks)];
+  // Pushes, their retention, and the audit log's query, pruning and verification.
+  // SERVER_SECRET keys the idempotency fingerprints (createApp fills it in when unset).
+  const pushes = new PushService(new PushRepository(prisma), audit, webhooks, pubsub.pubSub, config, config.SERVER_SECRET, log);
+  resolvers.push(new PushResolver(pushes), new UserFilesResolver(pushes), createPushSubscriptionResolver(pushes), new AuditResolver(audit));
+  tasks.push({ name: "push.retention", run: (now) => pushes.retention(now) }, { name: "audit.prune", run: (now) => audit.prune(now, config.AUDIT_RETENTION) });
+  adminRoutes.push(auditAdminRoutes(audit));
+  // Data sent back by users, encrypted to the application's READ contract key.
+  const dataRequests = new DataRequestService(new DataRequestRepository(prisma), appRepo, audit, webhooks, pubsub.pubSub, config, log);
+  resolvers.push(new DataRequestResolver(dataRequests), createDataRequestSubscriptionResolver(dataRequests));
+  tasks.push({ name: "dataRequests.sweep", run: (now) => dataRequests.sweep(now) });
+  const services: Services = { audit, applications, sessions, webhooks, postboxes, users, pushes, dataRequests };
   void log;
-  void pubsub;
   return { resolvers, tasks, adminRoutes, auth, services };
 }
 
@@ -92,7 +133,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     if (migrated.applied.length) log.info({ applied: migrated.applied }, "database migrated");
 
     const adminToken = config.ADMIN_TOKEN ?? (await loadOrCreateSecret(config.DATA_DIR, "admin-token", "pba"));
-    pubsub = createAppPubSub(config.REDIS_URL);
+    config.SERVER_SECRET ??= await loadOrCreateSecret(config.DATA_DIR, "server-secret", "pbk");
+    pubsub = createAppPubSub(config.REDIS_URL, log);
     const wired = wire(config, db, pubsub, log);
     const schema = await buildAppSchema(wired.resolvers, pubsub.pubSub);
     http = await startHttpServer({
@@ -103,6 +145,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       log,
       ready: () => db.ping(),
       adminRouter: createAdminRouter(adminToken, log, wired.adminRoutes),
+      mounts: [{ path: "/", handler: createWebRouter(log, config) }],
     });
     // With PORT=0 (tests) the public URL is known only now.
     if (config.PORT === 0 && !process.env.PUBLIC_URL) config.PUBLIC_URL = http.url;
@@ -123,6 +166,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       scheduler,
       stop() {
         stopping ??= (async () => {
+          // Webhooks first: aborting sends in flight keeps a slow receiver from holding up the scheduler's stop.
+          await wired.services.webhooks.stop();
           await scheduler.stop();
           await running.stop();
           await ps.close();

@@ -109,6 +109,8 @@ export const SPEC = {
   USER_ACCESS_TTL: { doc: "Lifetime of a user's access token (refresh tokens live as long as the postbox).", default: "1h", parse: duration },
   MAX_PUSH_BYTES: { doc: "Largest file a push may carry (decoded size; ciphertext may be slightly larger). The HTTP body limit follows from it.", default: "10MiB", parse: bytes },
   PUSH_RETENTION: { doc: "How long pushed content is kept after the user acknowledged it (postbox expiry still applies first).", default: "7d", parse: duration },
+  DATA_REQUEST_TTL: { doc: "How long a request for data (`requestData`) waits for the user before it becomes EXPIRED (never beyond the postbox's expiry).", default: "7d", parse: duration },
+  DATA_RESPONSE_RETENTION: { doc: "How long the encrypted answer to a data request is kept for the application to fetch (`dataResponse`); its size and hash stay.", default: "30d", parse: duration },
   AUDIT_RETENTION: { doc: "How long push metadata and audit events are kept.", default: "400d", parse: duration },
   SWEEP_INTERVAL: { doc: "How often expiry, purge and webhook work runs.", default: "5s", parse: duration },
   WEBHOOK_TIMEOUT: { doc: "Time a webhook receiver has to answer.", default: "15s", parse: duration },
