@@ -11,140 +11,21 @@
 //   BENCH_ITERATIONS=300 BENCH_OTHER_SUBSCRIPTIONS=1000 tsx bench/postbox-ready.ts
 //
 // Only loopback addresses are used; every loop is bounded.
-import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { createClient, type Client } from "graphql-ws";
-import { SignJWT, exportJWK, generateKeyPair } from "jose";
-import pg from "pg";
-import { Agent, request } from "undici";
+import { exportJWK, generateKeyPair } from "jose";
+import { Agent } from "undici";
 import WebSocket from "ws";
+import { PG_URL, gql, reachable, registerAndSignIn, requireBuild, startServer, withScratchDatabase, type Server } from "./lib.js";
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 300);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 20);
 const OTHER_SUBSCRIPTIONS = Number(process.env.BENCH_OTHER_SUBSCRIPTIONS ?? 1000);
 const SUBS_PER_CONNECTION = 50;
-const PG_URL = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
-const ROOT = path.resolve(import.meta.dirname, "..");
-const MAIN = path.join(ROOT, "dist", "main.js");
 const EVENT_TIMEOUT_MS = 10_000;
 
 const dispatcher = new Agent({ connections: 16, keepAliveTimeout: 30_000 });
-
-// ---------------------------------------------------------------- servers
-
-interface Server {
-  url: string;
-  wsUrl: string;
-  adminToken: string;
-  proc: ChildProcess;
-  stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startServer(env: Record<string, string>): Promise<Server> {
-  const port = await freePort();
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), "postbox-bench-"));
-  const adminToken = randomBytes(24).toString("hex");
-  const url = `http://127.0.0.1:${port}`;
-  const proc = spawn(process.execPath, [MAIN], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "",
-      NODE_ENV: "production",
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      PUBLIC_URL: url,
-      DATA_DIR: dataDir,
-      ADMIN_TOKEN: adminToken,
-      LOG_LEVEL: "warn",
-      RATE_LIMIT_PER_MINUTE: "0",
-      ...env,
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  let exited = false;
-  proc.once("exit", () => (exited = true));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (exited) throw new Error(`server on port ${port} exited during start`);
-    if (Date.now() > deadline) throw new Error(`server on port ${port} not ready after 60 s`);
-    try {
-      const r = await request(`${url}/readyz`, { dispatcher });
-      await r.body.dump();
-      if (r.statusCode === 200) break;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    url,
-    wsUrl: `ws://127.0.0.1:${port}/graphql`,
-    adminToken,
-    proc,
-    async stop() {
-      if (!exited) {
-        const done = new Promise((r) => proc.once("exit", r));
-        proc.kill("SIGTERM");
-        await Promise.race([done, new Promise((r) => setTimeout(r, 10_000))]);
-        if (!exited) proc.kill("SIGKILL");
-      }
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
-// ---------------------------------------------------------------- clients
-
-async function gql<T = any>(server: Server, query: string, variables: Record<string, unknown>, token?: string): Promise<T> {
-  const res = await request(`${server.url}/graphql`, {
-    method: "POST",
-    dispatcher,
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.body.json()) as { data?: T; errors?: { message: string }[] };
-  if (body.errors?.length || !body.data) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
-  return body.data;
-}
-
-async function registerAndSignIn(server: Server): Promise<string> {
-  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
-  const res = await request(`${server.url}/admin/applications`, {
-    method: "POST",
-    dispatcher,
-    headers: { authorization: `Bearer ${server.adminToken}`, "content-type": "application/json" },
-    body: JSON.stringify({ name: "Bench app", publicKey: await exportJWK(publicKey), alg: "ES256" }),
-  });
-  const app = (await res.body.json()) as { appId: string; contractId: string };
-  if (res.statusCode !== 201) throw new Error(`registering the app failed: ${JSON.stringify(app)}`);
-  const assertion = await new SignJWT({ client_id: `${app.appId}_${app.contractId}`, nonce: randomBytes(24).toString("base64url"), timestamp: Date.now() })
-    .setProtectedHeader({ alg: "ES256", typ: "JWT" })
-    .sign(privateKey);
-  const data = await gql<{ createSession: { key: string } }>(
-    server,
-    `mutation($input: CreateSessionInput!) { createSession(input: $input) { key } }`,
-    { input: { appId: app.appId, contractId: app.contractId, assertion } },
-  );
-  return data.createSession.key;
-}
 
 const CREATE = `mutation { createPostbox { id consentUrl } }`;
 const ACCEPT = `mutation($input: AcceptPostboxInput!) { acceptPostbox(input: $input) { status } }`;
@@ -283,8 +164,10 @@ async function measure(scenario: string, acceptOn: Server, listenOn: Server, ses
   };
 }
 
+const start = (label: string, env: Record<string, string> = {}) => startServer({ label, env, dispatcher });
+
 async function oneInstance(): Promise<Stats> {
-  const s = await startServer({});
+  const s = await start("embedded");
   try {
     const session = await registerAndSignIn(s);
     const others = await openOtherSubscriptions(s, s, session, OTHER_SUBSCRIPTIONS);
@@ -299,55 +182,29 @@ async function oneInstance(): Promise<Stats> {
 }
 
 async function twoInstances(): Promise<Stats> {
-  const name = `pbbench_${randomBytes(5).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const u = new URL(PG_URL);
-  u.pathname = `/${name}`;
-  const env = { DATABASE_URL: u.toString(), REDIS_URL };
-  let a: Server | undefined;
-  let b: Server | undefined;
-  try {
-    a = await startServer(env);
-    b = await startServer(env);
-    const session = await registerAndSignIn(a);
-    const others = await openOtherSubscriptions(a, b, session, OTHER_SUBSCRIPTIONS);
+  return withScratchDatabase(async (DATABASE_URL) => {
+    const env = { DATABASE_URL, REDIS_URL };
+    let a: Server | undefined;
+    let b: Server | undefined;
     try {
-      return await measure("two instances, PostgreSQL + Redis (accept on A, subscriber on B)", a, b, session);
+      a = await start("A", env);
+      b = await start("B", env);
+      const session = await registerAndSignIn(a);
+      const others = await openOtherSubscriptions(a, b, session, OTHER_SUBSCRIPTIONS);
+      try {
+        return await measure("two instances, PostgreSQL + Redis (accept on A, subscriber on B)", a, b, session);
+      } finally {
+        await Promise.all(others.map((c) => c.dispose()));
+      }
     } finally {
-      await Promise.all(others.map((c) => c.dispose()));
+      await a?.stop();
+      await b?.stop();
     }
-  } finally {
-    await a?.stop();
-    await b?.stop();
-    const c = new pg.Client({ connectionString: PG_URL });
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await c.end();
-  }
-}
-
-async function reachable(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port }, () => {
-      s.end();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-    s.setTimeout(2000, () => {
-      s.destroy();
-      resolve(false);
-    });
   });
 }
 
 async function main() {
-  if (!existsSync(MAIN)) {
-    process.stderr.write(`${MAIN} is missing: run \`npm run build\` first (or \`npm run bench:postbox\`).\n`);
-    process.exit(2);
-  }
+  requireBuild("bench:postbox");
   const results: Stats[] = [];
   process.stderr.write(`postbox-ready: ${ITERATIONS} iterations (+${WARMUP} warm-up), ${OTHER_SUBSCRIPTIONS} other subscriptions\n`);
   results.push(await oneInstance());

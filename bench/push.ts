@@ -12,17 +12,13 @@
 // BENCH_PROFILE=1 starts the servers with --cpu-prof (profiles in bench/profiles/).
 // Targets (issue 4): 1 KiB pushData ≥ 1/2 of the baseline on the embedded
 // database, ≥ 1/3 on PostgreSQL; a 10 MiB push raises peak RSS by < 4× the payload.
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
-import os from "node:os";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import autocannon from "autocannon";
-import { CompactEncrypt, SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
-import pg from "pg";
+import { CompactEncrypt, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
 import { Agent, request } from "undici";
+import { PG_URL, ROOT, gql, reachable, registerAndSignIn, requireBuild, startServer, withScratchDatabase, type Server } from "./lib.js";
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 3);
@@ -31,96 +27,15 @@ const KEY = (process.env.BENCH_KEY ?? "RSA") as "RSA" | "P-256" | "X25519";
 const PROFILE = process.env.BENCH_PROFILE === "1";
 const DATABASES = (process.env.BENCH_DATABASES ?? "embedded,postgres").split(",");
 const MEMORY = process.env.BENCH_MEMORY !== "0";
-const PG_URL = process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
-const ROOT = path.resolve(import.meta.dirname, "..");
-const MAIN = path.join(ROOT, "dist", "main.js");
 const MiB = 1024 * 1024;
 
 const dispatcher = new Agent({ connections: 4, keepAliveTimeout: 30_000, bodyTimeout: 120_000, headersTimeout: 120_000 });
 
-interface Server {
-  url: string;
-  adminToken: string;
-  proc: ChildProcess;
-  stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startServer(label: string, env: Record<string, string>): Promise<Server> {
-  const port = await freePort();
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), "postbox-bench-"));
-  const adminToken = randomBytes(24).toString("hex");
-  const url = `http://127.0.0.1:${port}`;
+async function start(label: string, env: Record<string, string>): Promise<Server> {
   const profileDir = path.join(ROOT, "bench", "profiles");
   if (PROFILE) await mkdir(profileDir, { recursive: true });
-  const args = [...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `push-${label}-${Date.now()}.cpuprofile`] : []), MAIN];
-  const proc = spawn(process.execPath, args, {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "",
-      NODE_ENV: "production",
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      PUBLIC_URL: url,
-      DATA_DIR: dataDir,
-      ADMIN_TOKEN: adminToken,
-      LOG_LEVEL: "warn",
-      RATE_LIMIT_PER_MINUTE: "0",
-      ...env,
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  let exited = false;
-  proc.once("exit", () => (exited = true));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (exited) throw new Error(`server (${label}) exited during start`);
-    if (Date.now() > deadline) throw new Error(`server (${label}) not ready after 60 s`);
-    try {
-      const r = await request(`${url}/readyz`, { dispatcher });
-      await r.body.dump();
-      if (r.statusCode === 200) break;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    url,
-    adminToken,
-    proc,
-    async stop() {
-      if (!exited) {
-        const done = new Promise((r) => proc.once("exit", r));
-        proc.kill("SIGTERM");
-        await Promise.race([done, new Promise((r) => setTimeout(r, 15_000))]);
-        if (!exited) proc.kill("SIGKILL");
-      }
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
-async function gql<T = any>(server: Server, query: string, variables: Record<string, unknown>, token?: string): Promise<T> {
-  const res = await request(`${server.url}/graphql`, {
-    method: "POST",
-    dispatcher,
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.body.json()) as { data?: T; errors?: { message: string }[] };
-  if (body.errors?.length || !body.data) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
-  return body.data;
+  const nodeArgs = PROFILE ? ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `push-${label}-${Date.now()}.cpuprofile`] : [];
+  return startServer({ label, env, nodeArgs, dispatcher, stopGraceMs: 15_000 });
 }
 
 interface Target {
@@ -132,20 +47,7 @@ interface Target {
 }
 
 async function setUp(server: Server): Promise<Target> {
-  const { privateKey, publicKey } = await generateKeyPair("ES256", { extractable: true });
-  const res = await request(`${server.url}/admin/applications`, {
-    method: "POST",
-    dispatcher,
-    headers: { authorization: `Bearer ${server.adminToken}`, "content-type": "application/json" },
-    body: JSON.stringify({ name: "Bench app", publicKey: await exportJWK(publicKey), alg: "ES256" }),
-  });
-  const app = (await res.body.json()) as { appId: string; contractId: string };
-  if (res.statusCode !== 201) throw new Error(`registering the app failed: ${JSON.stringify(app)}`);
-  const assertion = await new SignJWT({ client_id: `${app.appId}_${app.contractId}`, nonce: randomBytes(24).toString("base64url"), timestamp: Date.now() })
-    .setProtectedHeader({ alg: "ES256", typ: "JWT" })
-    .sign(privateKey);
-  const { createSession } = await gql(server, `mutation($input: CreateSessionInput!) { createSession(input: $input) { key } }`, { input: { appId: app.appId, contractId: app.contractId, assertion } });
-  const session = createSession.key as string;
+  const session = await registerAndSignIn(server);
   const { createPostbox } = await gql(server, `mutation { createPostbox(input: { expiresInSeconds: 86400 }) { id consentUrl } }`, {}, session);
   const alg = KEY === "RSA" ? "RSA-OAEP-256" : "ECDH-ES+A256KW";
   const user = await generateKeyPair(alg, { extractable: true, ...(KEY === "RSA" ? { modulusLength: 2048 } : { crv: KEY }) });
@@ -219,7 +121,7 @@ interface DbResult {
 }
 
 async function run(label: string, env: Record<string, string>, target: number): Promise<DbResult> {
-  const server = await startServer(label, env);
+  const server = await start(label, env);
   try {
     const t = await setUp(server);
     const file = randomBytes(1024);
@@ -257,46 +159,15 @@ async function run(label: string, env: Record<string, string>, target: number): 
   }
 }
 
-async function reachable(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port }, () => {
-      s.end();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-    s.setTimeout(2000, () => {
-      s.destroy();
-      resolve(false);
-    });
-  });
-}
-
 async function main() {
-  if (!existsSync(MAIN)) {
-    process.stderr.write(`${MAIN} is missing: run \`npm run build\` first (or \`npm run bench\`).\n`);
-    process.exit(2);
-  }
+  requireBuild("bench");
   process.stderr.write(`push: ${DURATION}s per measurement, ${CONNECTIONS} connections, user key ${KEY}\n`);
   const results: DbResult[] = DATABASES.includes("embedded") ? [await run("embedded", {}, 1 / 2)] : [];
   const pgUrl = new URL(PG_URL);
   if (!DATABASES.includes("postgres")) {
     // not asked for
   } else if (await reachable(pgUrl.hostname, Number(pgUrl.port || 5432))) {
-    const name = `pbbench_${randomBytes(5).toString("hex")}`;
-    const admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const u = new URL(PG_URL);
-    u.pathname = `/${name}`;
-    try {
-      results.push(await run("postgres", { DATABASE_URL: u.toString() }, 1 / 3));
-    } finally {
-      const c = new pg.Client({ connectionString: PG_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    }
+    results.push(await withScratchDatabase((DATABASE_URL) => run("postgres", { DATABASE_URL }, 1 / 3)));
   } else {
     process.stderr.write(`skipping PostgreSQL: ${pgUrl.host} is not reachable\n`);
   }

@@ -4,13 +4,13 @@
 // server stores ciphertext it cannot read, and only the READ contract's private
 // key opens it. PENDING → FULFILLED | DECLINED | EXPIRED, audited, published on
 // DATA_REQUEST_STATUS and webhooked (data_request.fulfilled / .declined).
-import { Repeater } from "@graphql-yoga/subscription";
 import type { Config } from "../../infra/config.js";
 import { sha256Hex } from "../../infra/crypto.js";
 import type { Tx } from "../../infra/db/database.js";
 import { AppError, ErrorCode, conflict, isAppError, notFound } from "../../infra/errors.js";
 import type { SessionPrincipal, UserPrincipal } from "../../infra/graphql/context.js";
 import { pageRequest, toConnection, type Connection } from "../../infra/graphql/pagination.js";
+import { sessionStream } from "../../infra/graphql/session-stream.js";
 import { newId } from "../../infra/ids.js";
 import type { Logger } from "../../infra/logger.js";
 import type { AppPubSub } from "../../infra/pubsub.js";
@@ -30,7 +30,6 @@ export interface RequestDataFields {
 }
 
 const SWEEP_BATCH = 200;
-const MAX_TIMER_MS = 2_147_483_647;
 const USER_LIST_LIMIT = 100;
 
 const refuse = (code: ErrorCode, reason: string, message: string, field?: string) => new ResponseRefusal(new AppError(code, message, field ? { field } : {}), reason);
@@ -238,32 +237,16 @@ export class DataRequestService {
     if (postboxId != null) await this.visiblePostbox(s, postboxId);
     const source = this.pubSub.subscribe(contractTopic(s.contractId));
     const contractId = s.contractId;
-    return new Repeater<DataRequestStatusPayload>(async (push, stop) => {
-      const it = source[Symbol.asyncIterator]();
-      // The first next() registers the listener; only then is the stream counted as open.
-      let pending = it.next();
-      this.openStreams++;
-      let timer: NodeJS.Timeout | undefined;
-      const armExpiry = () => {
-        const left = s.expiresAt.getTime() - Date.now();
-        if (left <= 0) return void stop();
-        timer = setTimeout(armExpiry, Math.min(left, MAX_TIMER_MS));
-      };
-      armExpiry();
-      void stop.then(() => {
-        clearTimeout(timer);
-        this.openStreams--;
-        void it.return?.();
-      });
-      for (;;) {
-        const r = await Promise.race([pending, stop.then(() => ({ done: true as const, value: undefined }))]);
-        if (r.done) break;
-        pending = it.next();
-        const p = asDataRequestPayload(r.value);
+    return sessionStream({
+      source,
+      expiresAt: s.expiresAt,
+      select: (raw) => {
+        const p = asDataRequestPayload(raw);
         // The topic is per contract already; checking again guards against a misrouted event.
-        if (p && (p.contractId === contractId || p.readContractId === contractId) && (postboxId == null || p.postboxId === postboxId)) await push(p);
-      }
-      stop();
+        return p && (p.contractId === contractId || p.readContractId === contractId) && (postboxId == null || p.postboxId === postboxId) ? p : undefined;
+      },
+      onOpen: () => void this.openStreams++,
+      onClose: () => void this.openStreams--,
     });
   }
 

@@ -16,6 +16,7 @@ import type { Tx } from "../../infra/db/database.js";
 import { AppError, ErrorCode, badInput, conflict, forbidden, notFound } from "../../infra/errors.js";
 import type { SessionPrincipal, UserPrincipal } from "../../infra/graphql/context.js";
 import { pageRequest, toConnection, type Connection } from "../../infra/graphql/pagination.js";
+import { endAtExpiry } from "../../infra/graphql/session-stream.js";
 import { newId } from "../../infra/ids.js";
 import type { Logger } from "../../infra/logger.js";
 import type { AppPubSub } from "../../infra/pubsub.js";
@@ -34,7 +35,6 @@ const REFERENCE_RE = /^[^\x00-\x1f\x7f]{1,200}$/;
 const MIN_TTL_SECONDS = 60;
 const SWEEP_BATCH = 100;
 const SWEEP_MAX_BATCHES = 50;
-const MAX_TIMER_MS = 2_147_483_647;
 
 export interface CreatePostboxInput {
   reference?: string | null;
@@ -462,15 +462,9 @@ export class PostboxService {
       let held: PostboxStatusPayload[] | null = postboxId != null ? [] : null;
       const unlisten = this.hub.listen(contractId, postboxId ?? null, (p) => (held ? held.push(p) : deliver(p)));
       this.openStreams++;
-      let timer: NodeJS.Timeout | undefined;
-      const armExpiry = () => {
-        const left = session.expiresAt.getTime() - Date.now();
-        if (left <= 0) return void stop();
-        timer = setTimeout(armExpiry, Math.min(left, MAX_TIMER_MS));
-      };
-      armExpiry();
+      const cancelExpiry = endAtExpiry(session.expiresAt, () => void stop());
       void stop.then(() => {
-        clearTimeout(timer);
+        cancelExpiry();
         unlisten();
         this.openStreams--;
       });

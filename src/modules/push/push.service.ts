@@ -3,12 +3,12 @@
 // `data` arrives), with its descriptor likewise encrypted. The user's app lists,
 // fetches and acknowledges; content is deleted at expiry. Every attempt, fetch,
 // delivery and purge is in the audit log.
-import { Repeater } from "@graphql-yoga/subscription";
 import type { Config } from "../../infra/config.js";
 import { isUniqueViolation } from "../../infra/db/prisma-errors.js";
 import { AppError, ErrorCode, isAppError, notFound } from "../../infra/errors.js";
 import type { SessionPrincipal, UserPrincipal } from "../../infra/graphql/context.js";
 import { pageRequest, toConnection, type Connection } from "../../infra/graphql/pagination.js";
+import { sessionStream } from "../../infra/graphql/session-stream.js";
 import { newId } from "../../infra/ids.js";
 import type { Logger } from "../../infra/logger.js";
 import type { AppPubSub } from "../../infra/pubsub.js";
@@ -357,32 +357,16 @@ export class PushService {
     if (postboxId != null && !(await this.repo.postboxExists(postboxId, s.contractId))) throw notFound("Postbox", postboxId);
     const source = this.pubSub.subscribe(pushTopic(s.contractId));
     const contractId = s.contractId;
-    return new Repeater<PushStatusPayload>(async (push, stop) => {
-      const it = source[Symbol.asyncIterator]();
-      // The first next() registers the listener; only then does the stream count as open.
-      let pending = it.next();
-      this.openStreams++;
-      let timer: NodeJS.Timeout | undefined;
-      const armExpiry = () => {
-        const left = s.expiresAt.getTime() - Date.now();
-        if (left <= 0) return void stop();
-        timer = setTimeout(armExpiry, Math.min(left, 2_147_483_647));
-      };
-      armExpiry();
-      void stop.then(() => {
-        clearTimeout(timer);
-        this.openStreams--;
-        void it.return?.();
-      });
-      for (;;) {
-        const r = await pending;
-        if (r.done) break;
-        const p = asPushPayload(r.value);
+    return sessionStream({
+      source,
+      expiresAt: s.expiresAt,
+      select: (raw) => {
+        const p = asPushPayload(raw);
         // The topic is per contract already; checking again costs nothing and guards against a misrouted event.
-        if (p && p.contractId === contractId && (postboxId == null || p.postboxId === postboxId)) await push(p);
-        pending = it.next();
-      }
-      stop();
+        return p && p.contractId === contractId && (postboxId == null || p.postboxId === postboxId) ? p : undefined;
+      },
+      onOpen: () => void this.openStreams++,
+      onClose: () => void this.openStreams--,
     });
   }
 

@@ -1,0 +1,58 @@
+// A GraphQL subscription stream over a pub/sub topic that lives no longer than
+// the app session that opened it.
+import { Repeater } from "@graphql-yoga/subscription";
+
+/** setTimeout's largest delay (2^31-1 ms); a longer one fires at once, so longer waits are re-armed. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+export interface SessionStreamOptions<S, T> {
+  /** Events of the topic (e.g. `pubSub.subscribe(topic)`); returned when the stream ends. */
+  source: AsyncIterable<S>;
+  /** When the session expires; the stream ends then. */
+  expiresAt: Date;
+  /** The event as the client gets it, or undefined to drop it (scoping and filters live here). */
+  select: (event: S) => T | undefined;
+  /** Called once the stream is open (the source listener registered) and once when it ends; for open-stream counts. */
+  onOpen: () => void;
+  onClose: () => void;
+}
+
+/** Calls `end` at `expiresAt` (at once when it has passed); returns the cancel function. */
+export function endAtExpiry(expiresAt: Date, end: () => void): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    const left = expiresAt.getTime() - Date.now();
+    if (left <= 0) return void end();
+    timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+  };
+  arm();
+  return () => clearTimeout(timer);
+}
+
+/**
+ * The events of `source` that `select` keeps, until the session expires or the
+ * client leaves; either way the source subscription is returned.
+ */
+export function sessionStream<S, T>({ source, expiresAt, select, onOpen, onClose }: SessionStreamOptions<S, T>): AsyncIterable<T> {
+  return new Repeater<T>(async (push, stop) => {
+    const it = source[Symbol.asyncIterator]();
+    // The first next() registers the listener; only then does the stream count as open.
+    let pending = it.next();
+    onOpen();
+    const cancelExpiry = endAtExpiry(expiresAt, () => void stop());
+    void stop.then(() => {
+      cancelExpiry();
+      onClose();
+      void it.return?.();
+    });
+    for (;;) {
+      // Racing stop ends the loop at expiry or client close even while no event comes.
+      const r = await Promise.race([pending, stop.then(() => ({ done: true as const, value: undefined }))]);
+      if (r.done) break;
+      pending = it.next();
+      const out = select(r.value);
+      if (out !== undefined) await push(out);
+    }
+    stop();
+  });
+}
