@@ -97,13 +97,12 @@ export class PushResult {
   duplicate!: boolean;
 }
 
-@ObjectType({ description: "A push as the application sees it: status and times. The application can never read the content back." })
-export class Push {
+// The metadata a push has in clear, shared by the application's view (Push) and
+// the user's view (PostboxFile): sizes and hashes are of the ciphertext.
+@ObjectType("PushMetadataBase")
+abstract class PushMetadata {
   @Field(() => ID)
   id!: string;
-
-  @Field(() => ID)
-  postboxId!: string;
 
   @Field(() => PushStatus)
   status!: PushStatus;
@@ -117,14 +116,20 @@ export class Push {
   @Field()
   receivedAt!: Date;
 
-  @Field({ description: "When the content is (or was) deleted." })
+  @Field({ description: "When the content is (or was) deleted: the postbox's expiry, brought forward to PUSH_RETENTION after delivery." })
   expiresAt!: Date;
 
   @Field(() => Date, { nullable: true })
   deliveredAt!: Date | null;
 
-  @Field(() => Date, { nullable: true, description: "Set once the content has been deleted (retention)." })
+  @Field(() => Date, { nullable: true, description: "Set once the content has been deleted (retention); it can no longer be fetched." })
   purgedAt!: Date | null;
+}
+
+@ObjectType({ description: "A push as the application sees it: status and times. The application can never read the content back." })
+export class Push extends PushMetadata {
+  @Field(() => ID)
+  postboxId!: string;
 }
 
 @ObjectType()
@@ -146,31 +151,7 @@ export class PushStatusEvent {
 }
 
 @ObjectType({ description: "A file in the user's postbox (user side, with the access token)." })
-export class PostboxFile {
-  @Field(() => ID)
-  id!: string;
-
-  @Field(() => PushStatus)
-  status!: PushStatus;
-
-  @Field(() => Int, { description: "Bytes of the ciphertext." })
-  size!: number;
-
-  @Field({ description: "sha256 (hex) of the ciphertext." })
-  sha256!: string;
-
-  @Field()
-  receivedAt!: Date;
-
-  @Field({ description: "When the content is deleted." })
-  expiresAt!: Date;
-
-  @Field(() => Date, { nullable: true })
-  deliveredAt!: Date | null;
-
-  @Field(() => Date, { nullable: true, description: "Set once the content has been deleted; it can no longer be fetched." })
-  purgedAt!: Date | null;
-}
+export class PostboxFile extends PushMetadata {}
 
 @ObjectType()
 export class PostboxFileConnection extends ConnectionType(PostboxFile, "PostboxFile") {}
