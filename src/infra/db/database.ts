@@ -50,7 +50,7 @@ function once(fn: () => Promise<void>): () => Promise<void> {
 async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database> {
   let lock: DbLock | undefined;
   if (!dataDir.startsWith("memory://")) {
-    await mkdir(path.dirname(dataDir), { recursive: true });
+    await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o700 });
     lock = await acquireDbLock(pgliteLockFile(dataDir));
   }
   let pglite: PGlite;

@@ -65,7 +65,7 @@ async function readPid(file: string): Promise<number | undefined> {
 
 /** Takes the lock file or throws DatabaseLockedError naming the process that holds it. */
 export async function acquireDbLock(file: string): Promise<DbLock> {
-  await mkdir(path.dirname(file), { recursive: true });
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       await writeFile(file, `${process.pid}\n`, { flag: "wx", mode: 0o600 });
