@@ -80,8 +80,10 @@ export interface Services {
 /** Wires the modules together. Separate from startup so the schema can be emitted without a server. */
 export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Logger) {
   const prisma = db.prisma;
+  const pubSub = pubsub.pubSub;
   const limiter = new RateLimiter(config.RATE_LIMIT_PER_MINUTE);
 
+  // Services, in dependency order. Repositories are the only Prisma users.
   const audit = new AuditService(new AuditRepository(prisma));
   const appRepo = new ApplicationRepository(prisma);
   const applications = new ApplicationService(appRepo, audit, config);
@@ -90,9 +92,12 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   const webhookSender = new WebhookSender({ timeoutMs: config.WEBHOOK_TIMEOUT, allowPrivate: config.ALLOW_PRIVATE_URLS, userAgent: "Postbox-Webhooks/1.0" });
   const webhookDispatcher = new WebhookDispatcher(webhookRepo, webhookSender, audit, log, { concurrency: 8, lockMs: config.WEBHOOK_TIMEOUT + 60_000 });
   const webhooks = new WebhookService(webhookRepo, audit, webhookDispatcher, config);
-
   const users = new UserService(new UserRepository(prisma), audit, config);
-  const postboxes = new PostboxService({ repo: new PostboxRepository(prisma), audit, users, webhooks, pubSub: pubsub.pubSub, config, log });
+  const postboxes = new PostboxService({ repo: new PostboxRepository(prisma), audit, users, webhooks, pubSub, config, log });
+  // SERVER_SECRET keys the idempotency fingerprints (createApp fills it in when unset).
+  const pushes = new PushService(new PushRepository(prisma), audit, webhooks, pubSub, config, config.SERVER_SECRET, log);
+  // Data sent back by users, encrypted to the application's READ contract key.
+  const dataRequests = new DataRequestService(new DataRequestRepository(prisma), appRepo, audit, webhooks, pubSub, config, log);
 
   const auth: Authenticators = {
     // Concurrent requests with one session key share one lookup (see infra/coalesce.ts).
@@ -100,21 +105,32 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
     user: (token) => users.authenticate(token),
   };
 
-  const resolvers: object[] = [new SessionResolver(sessions, limiter), new WebhookResolver(webhooks), new PostboxResolver(postboxes, limiter), createPostboxSubscriptionResolver(postboxes), new UserResolver(users, postboxes, limiter)];
-  const tasks: Task[] = [{ name: "sessions.sweep", run: (now) => sessions.sweep(now) }, { name: "webhooks.deliver", run: () => webhooks.deliverDue() }, { name: "postboxes.expire", run: (now) => postboxes.sweep(now) }, { name: "users.revoke", run: (now) => users.sweep(now) }];
-  const adminRoutes = [applicationAdminRoutes(applications), webhookAdminRoutes(webhooks)];
-  // Pushes, their retention, and the audit log's query, pruning and verification.
-  // SERVER_SECRET keys the idempotency fingerprints (createApp fills it in when unset).
-  const pushes = new PushService(new PushRepository(prisma), audit, webhooks, pubsub.pubSub, config, config.SERVER_SECRET, log);
-  resolvers.push(new PushResolver(pushes), new UserFilesResolver(pushes), createPushSubscriptionResolver(pushes), new AuditResolver(audit));
-  tasks.push({ name: "push.retention", run: (now) => pushes.retention(now) }, { name: "audit.prune", run: (now) => audit.prune(now, config.AUDIT_RETENTION) });
-  adminRoutes.push(auditAdminRoutes(audit));
-  // Data sent back by users, encrypted to the application's READ contract key.
-  const dataRequests = new DataRequestService(new DataRequestRepository(prisma), appRepo, audit, webhooks, pubsub.pubSub, config, log);
-  resolvers.push(new DataRequestResolver(dataRequests), createDataRequestSubscriptionResolver(dataRequests));
-  tasks.push({ name: "dataRequests.sweep", run: (now) => dataRequests.sweep(now) });
+  const resolvers: object[] = [
+    new SessionResolver(sessions, limiter),
+    new PostboxResolver(postboxes, limiter),
+    createPostboxSubscriptionResolver(postboxes),
+    new UserResolver(users, postboxes, limiter),
+    new WebhookResolver(webhooks),
+    new PushResolver(pushes),
+    new UserFilesResolver(pushes),
+    createPushSubscriptionResolver(pushes),
+    new AuditResolver(audit),
+    new DataRequestResolver(dataRequests),
+    createDataRequestSubscriptionResolver(dataRequests),
+  ];
+
+  const tasks: Task[] = [
+    { name: "sessions.sweep", run: (now) => sessions.sweep(now) },
+    { name: "postboxes.expire", run: (now) => postboxes.sweep(now) },
+    { name: "users.revoke", run: (now) => users.sweep(now) },
+    { name: "webhooks.deliver", run: () => webhooks.deliverDue() },
+    { name: "push.retention", run: (now) => pushes.retention(now) },
+    { name: "dataRequests.sweep", run: (now) => dataRequests.sweep(now) },
+    { name: "audit.prune", run: (now) => audit.prune(now, config.AUDIT_RETENTION) },
+  ];
+
+  const adminRoutes = [applicationAdminRoutes(applications), webhookAdminRoutes(webhooks), auditAdminRoutes(audit)];
   const services: Services = { audit, applications, sessions, webhooks, postboxes, users, pushes, dataRequests };
-  void log;
   return { resolvers, tasks, adminRoutes, auth, services };
 }
 
