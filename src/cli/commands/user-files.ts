@@ -9,6 +9,7 @@ import { open, readFile, rename, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { compactDecrypt, importJWK, type JWK } from "jose";
 import { errors as undiciErrors, request } from "undici";
+import type { FileDescriptor as Descriptor } from "../../modules/push/push.crypto.js";
 import { ApiError, CliError, UsageError, table, type Command, type CommandGroup, type Ctx } from "../lib.js";
 
 interface Credential {
@@ -36,14 +37,6 @@ interface FileNode {
   expiresAt: string;
   deliveredAt: string | null;
   purgedAt: string | null;
-}
-
-interface Descriptor {
-  fileName: string;
-  mimeType: string;
-  accounts: { accountId: string }[];
-  reference: string[];
-  tags: string[];
 }
 
 const FILES = /* GraphQL */ `

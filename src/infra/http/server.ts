@@ -104,7 +104,6 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     }
   });
   app.use("/admin", deps.adminRouter);
-  for (const m of deps.mounts ?? []) app.use(m.path, m.handler);
 
   app.use(
     "/graphql",
@@ -120,6 +119,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
         }),
     }),
   );
+  // Mounted after /graphql so that GraphQL requests, the hot path, skip these routers.
+  for (const m of deps.mounts ?? []) app.use(m.path, m.handler);
   // Body-parser errors (oversized or malformed JSON) in GraphQL's response shape.
   app.use((err: { type?: string; status?: number; limit?: number }, _req: Request, res: express.Response, next: express.NextFunction) => {
     if (err?.type === "entity.too.large") {

@@ -23,6 +23,15 @@ import {
 import { AppError, ErrorCode } from "../../infra/errors.js";
 
 export const CONTENT_ENC = "A256GCM";
+
+/** What the encrypted descriptor JWE holds: the file's name plus digi.me's descriptor fields. */
+export interface FileDescriptor {
+  fileName: string;
+  mimeType: string;
+  accounts: { accountId: string }[];
+  reference: string[];
+  tags: string[];
+}
 export type KeyManagementAlg = "RSA-OAEP-256" | "ECDH-ES" | "ECDH-ES+A256KW";
 
 /** The postbox's public key as stored at acceptance (never a private key). */

@@ -24,6 +24,7 @@ import {
   requestFingerprint,
   strictBase64Length,
   tooLarge,
+  type FileDescriptor as Descriptor,
   type RecipientKey,
 } from "./push.crypto.js";
 import type { PostboxForPush, PushRepository, PushRow } from "./push.repository.js";
@@ -89,14 +90,6 @@ export interface FileContent {
   descriptor: string;
   sha256: string;
   size: number;
-}
-
-interface Descriptor {
-  fileName: string;
-  mimeType: string;
-  accounts: { accountId: string }[];
-  reference: string[];
-  tags: string[];
 }
 
 const MAX_LIST = 100;
