@@ -2,7 +2,7 @@
 // it never opens the embedded database itself. Authenticated by the admin token.
 import { Router, json, type NextFunction, type Request, type Response } from "express";
 import { safeEqual } from "../crypto.js";
-import { AppError, ErrorCode, isAppError } from "../errors.js";
+import { ErrorCode, isAppError } from "../errors.js";
 import { mapPrismaError } from "../db/prisma-errors.js";
 import type { Logger } from "../logger.js";
 
@@ -49,8 +49,4 @@ export function createAdminRouter(adminToken: string, log: Logger, register: ((r
     res.status(500).json({ error: { code: ErrorCode.INTERNAL_SERVER_ERROR, message: "Internal server error." } });
   });
   return router;
-}
-
-export function asAppError(code: ErrorCode, message: string) {
-  return new AppError(code, message);
 }

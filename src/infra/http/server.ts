@@ -37,7 +37,7 @@ export interface RunningHttpServer {
 /** Logs one line per operation with its request id, name, duration and error codes (never variables). */
 function loggingPlugin(): ApolloServerPlugin<GraphQLContext> {
   return {
-    async requestDidStart({ contextValue }) {
+    async requestDidStart() {
       const start = process.hrtime.bigint();
       return {
         async willSendResponse({ contextValue: ctx, operationName, errors, response }) {
@@ -46,7 +46,6 @@ function loggingPlugin(): ApolloServerPlugin<GraphQLContext> {
           ctx.log.info({ requestId: ctx.requestId, operation: operationName ?? null, ms: Math.round(ms * 10) / 10, errors: codes?.length ? codes : undefined, status: response.http.status }, "graphql");
         },
       };
-      void contextValue;
     },
   };
 }
