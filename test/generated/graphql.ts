@@ -17,6 +17,8 @@ export type Scalars = {
   DateTimeISO: { input: string; output: string; }
   /** The `JSONObject` scalar type represents JSON objects as specified by [ECMA-404](http://www.ecma-international.org/publications/files/ECMA-ST/ECMA-404.pdf). */
   JSONObject: { input: Record<string, unknown>; output: Record<string, unknown>; }
+  /** A file sent as a part of a multipart/form-data request (GraphQL multipart request spec): the variable is null in `operations` and `map` points the part at it. Not available over WebSocket. */
+  Upload: { input: any; output: any; }
 };
 
 export type AcceptPostboxInput = {
@@ -103,12 +105,16 @@ export type PostboxStatus =
   /** The user accepted and registered a public key; pushes are encrypted to it. */
   | 'READY';
 
-/** One file for one postbox. Give exactly one of `data` and `encryptedData`. */
+/** One file for one postbox. Give exactly one of `data`, `encryptedData`, `file` and `encryptedFile`. */
 export type PushDataInput = {
   /** The file as standard base64 (padded, no line breaks), for applications that cannot encrypt: the server encrypts it to the user's key at once and never stores or logs the plaintext. At most MAX_PUSH_BYTES decoded. */
   data?: InputMaybe<Scalars['String']['input']>;
   /** The file encrypted by the application: a compact JWE to Postbox.publicKey.jwk with "enc" A256GCM, "alg" RSA-OAEP-256 (RSA keys) or ECDH-ES / ECDH-ES+A256KW (EC and OKP keys) and "kid" = Postbox.publicKey.kid. Stored as is. */
   encryptedData?: InputMaybe<Scalars['String']['input']>;
+  /** Like encryptedData (a compact JWE to the postbox key, as bytes), sent as a multipart upload: checked and stored in slices as it arrives. */
+  encryptedFile?: InputMaybe<Scalars['Upload']['input']>;
+  /** The file as a multipart upload (GraphQL multipart request spec; send the header Apollo-Require-Preflight: true), for large files: like data, encrypted to the user's key as it arrives, in slices, never held whole in memory. At most MAX_PUSH_BYTES. */
+  file?: InputMaybe<Scalars['Upload']['input']>;
   /** Required. */
   fileDescriptor?: InputMaybe<FileDescriptorInput>;
   /** Required: the file's name (1–255 characters, no control characters). Encrypted with the descriptor. */

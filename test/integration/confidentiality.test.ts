@@ -1,8 +1,8 @@
 // Only the user can read what is pushed. A file whose plaintext (and descriptor)
-// carries a unique marker is pushed as `data` and as `encryptedData`; then every
-// row of every table, every log line and every file in the data directory is
-// searched for the marker (raw, and as the base64/base64url/hex it travelled in):
-// it is nowhere. The user's private key decrypts the original bytes; one flipped
+// carries a unique marker is pushed as `data`, as `encryptedData` and as a
+// multipart `file` upload; then every row of every table, every log line and every
+// file in the data directory is searched for the marker (raw, and as the
+// base64/base64url/hex it travelled in): it is nowhere. The user's private key decrypts the original bytes; one flipped
 // byte of stored ciphertext makes decryption fail.
 //
 // On the pglite project the server's embedded database lives in its data
@@ -17,6 +17,7 @@ import path from "node:path";
 import { compactDecrypt } from "jose";
 import { PUSH_DATA, createReadyPostboxForPush, createSession, encryptForPostbox, registerApp } from "../helpers/factories.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
+import { multipartGql } from "../helpers/upload.js";
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -78,6 +79,13 @@ async function scenario(opts: { env?: Record<string, string> } = {}) {
     const viaDataX = await t.gql(PUSH_DATA, { input: { postboxId: x.postboxId, fileName: `${marker}.csv`, fileDescriptor: descriptor, data: fileC.toString("base64") } }, { token: session });
     pushed.push({ id: viaDataX.data!.pushData.id, target: x, bytes: fileC });
 
+    // A multipart upload, stored in slices: large enough for several of them, the marker in the middle one.
+    const fileD = Buffer.concat([randomBytes(1_000_003), Buffer.from(marker), randomBytes(1_000_000)]);
+    const viaUpload = await multipartGql(t.url, PUSH_DATA, { input: { postboxId: rsa.postboxId, fileName: `${marker}.big`, fileDescriptor: descriptor, file: null } }, "variables.input.file", fileD, { token: session });
+    expect(viaUpload.errors).toBeUndefined();
+    pushed.push({ id: viaUpload.data!.pushData.id, target: rsa, bytes: fileD });
+    expect(await t.app.db.prisma.pushChunk.count({ where: { pushId: viaUpload.data!.pushData.id } })).toBeGreaterThan(1);
+
     // A refused push carrying the marker leaves nothing either.
     const pending = await t.gql(`mutation { createPostbox { id } }`, {}, { token: session });
     const refused = await t.gql(PUSH_DATA, { input: { postboxId: pending.data!.createPostbox.id, fileName: `${marker}.txt`, fileDescriptor: descriptor, data: fileA.toString("base64") } }, { token: session });
@@ -92,7 +100,7 @@ async function scenario(opts: { env?: Record<string, string> } = {}) {
     }
     await t.gql(`mutation($ids: [ID!]!) { acknowledgeFiles(ids: $ids) { id } }`, { ids: [pushed[0].id] }, { token: rsa.accessToken });
 
-    const search = [...new Set([...needles(marker, fileA), ...needles(marker, fileB), ...needles(marker, fileC)])];
+    const search = [...new Set([...needles(marker, fileA), ...needles(marker, fileB), ...needles(marker, fileC), ...needles(marker, fileD)])];
     expect(search.every((n) => n.length >= 20)).toBe(true);
     // The needles do match the forms the content travelled in (so a leak of those would be caught).
     expect(fileA.toString("base64")).toContain(needles(marker, fileA)[1]);
@@ -103,7 +111,7 @@ async function scenario(opts: { env?: Record<string, string> } = {}) {
     const tables = await t.app.db.prisma.$queryRawUnsafe<{ table_name: string }[]>(
       `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`,
     );
-    expect(tables.map((r) => r.table_name)).toEqual(expect.arrayContaining(["Push", "PushContent", "AuditEvent", "WebhookDelivery", "Postbox"]));
+    expect(tables.map((r) => r.table_name)).toEqual(expect.arrayContaining(["Push", "PushContent", "PushChunk", "AuditEvent", "WebhookDelivery", "Postbox"]));
     let rows = 0;
     for (const { table_name } of tables) {
       const dump = await t.app.db.prisma.$queryRawUnsafe<{ j: string }[]>(`SELECT row_to_json(x)::text AS j FROM "${table_name}" x`);
@@ -120,11 +128,18 @@ async function scenario(opts: { env?: Record<string, string> } = {}) {
     // 3. Flipping one byte of each stored ciphertext makes decryption fail.
     for (const p of pushed) {
       const row = await t.app.db.prisma.pushContent.findUniqueOrThrow({ where: { pushId: p.id } });
-      const parts = row.ciphertext.split(".");
+      // An upload's JWE is in slices: flip the byte in the joined text and store it back as one slice.
+      const chunks = row.ciphertext === null ? await t.app.db.prisma.pushChunk.findMany({ where: { pushId: p.id }, orderBy: { seq: "asc" } }) : [];
+      const parts = (row.ciphertext ?? chunks.map((c) => c.data).join("")).split(".");
       const ct = Buffer.from(parts[3], "base64url");
       ct[Math.floor(ct.length / 2)] ^= 0x01;
       parts[3] = ct.toString("base64url");
-      await t.app.db.prisma.pushContent.update({ where: { pushId: p.id }, data: { ciphertext: parts.join(".") } });
+      if (row.ciphertext === null) {
+        await t.app.db.prisma.pushChunk.deleteMany({ where: { pushId: p.id } });
+        await t.app.db.prisma.pushChunk.create({ data: { pushId: p.id, seq: 0, data: parts.join(".") } });
+      } else {
+        await t.app.db.prisma.pushContent.update({ where: { pushId: p.id }, data: { ciphertext: parts.join(".") } });
+      }
       const f = await t.gql(FILE, { id: p.id }, { token: p.target.accessToken });
       await expect(compactDecrypt(f.data!.postboxFile.ciphertext, p.target.privateKey)).rejects.toThrow();
     }

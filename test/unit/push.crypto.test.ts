@@ -5,6 +5,8 @@ import { describe, expect, it } from "@jest/globals";
 import { createHash, randomBytes } from "node:crypto";
 import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, decodeProtectedHeader, exportJWK, generateKeyPair, type CryptoKey, type JWK } from "jose";
 import {
+  JweEncryptor,
+  JweTextChecker,
   PushRefusal,
   checkJweHeader,
   checkJweStructure,
@@ -210,6 +212,69 @@ describe("checking a JWE the application encrypted", () => {
     const r = refusal(() => checkJweStructure(jwe, 2048));
     expect(r.error.extensions.code).toBe("PAYLOAD_TOO_LARGE");
     expect(checkJweStructure(jwe, 2049).contentBytes).toBe(2049);
+  });
+});
+
+describe("streams (multipart uploads)", () => {
+  /** Splits `buf` at random places, as a socket would. */
+  function pieces(buf: Buffer, seed: number): Buffer[] {
+    const out: Buffer[] = [];
+    let i = 0;
+    let x = seed;
+    while (i < buf.length) {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      const n = 1 + (x % 7000);
+      out.push(Buffer.from(buf.subarray(i, i + n)));
+      i += n;
+    }
+    return out;
+  }
+
+  it.each([1, 2, 3, 4, 5, 65_537])("encrypts %i bytes arriving in uneven pieces into a JWE jose decrypts", async (n) => {
+    const { key, privateKey } = await userKey("RSA");
+    const plaintext = randomBytes(n);
+    const enc = new JweEncryptor(key);
+    const jwe = enc.head + pieces(plaintext, n).map((p) => enc.update(p)).join("") + enc.final();
+    expect(jwe.split(".")).toHaveLength(5);
+    expect(Buffer.from((await compactDecrypt(jwe, privateKey)).plaintext).equals(plaintext)).toBe(true);
+  });
+
+  it("checks a JWE fed in pieces like the whole, refusing too long a ciphertext before its end", async () => {
+    const { key, publicKey } = await userKey("RSA");
+    const jwe = await new CompactEncrypt(randomBytes(70_000)).setProtectedHeader({ alg: "RSA-OAEP-256", enc: "A256GCM", kid: key.kid }).encrypt(publicKey);
+    for (const seed of [1, 2, 3]) {
+      const c = new JweTextChecker(70_000);
+      for (const p of pieces(Buffer.from(jwe), seed)) c.feed(p);
+      const parts = c.end();
+      expect(parts).toEqual([...jwe.split(".").slice(0, 3), "", jwe.split(".")[4]]);
+      expect(() => checkJweHeader(parts, key, "encryptedFile")).not.toThrow();
+    }
+    const small = new JweTextChecker(60_000);
+    const fed = pieces(Buffer.from(jwe), 4);
+    let refused: PushRefusal | undefined;
+    let i = 0;
+    try {
+      for (; i < fed.length; i++) small.feed(fed[i]);
+    } catch (e) {
+      refused = e as PushRefusal;
+    }
+    expect(refused?.error.extensions.code).toBe("PAYLOAD_TOO_LARGE");
+    expect(i).toBeLessThan(fed.length - 1);
+  });
+
+  it.each([
+    ["four parts", "a.b.c.d"],
+    ["six parts", "a.b.c.d.e.f"],
+    ["a standard-base64 character", "eyJhIjoxfQ.AA+A.AAAAAAAAAAAAAAAA.AAAA.AAAAAAAAAAAAAAAAAAAAAA"],
+    ["a short tag", "eyJhIjoxfQ.AAAA.AAAAAAAAAAAAAAAA.AAAA.AAAA"],
+  ])("refuses a streamed JWE with %s", (_n, jwe) => {
+    const r = refusal(() => {
+      const c = new JweTextChecker(1000);
+      for (const ch of jwe) c.feed(Buffer.from(ch));
+      c.end();
+    });
+    expect(r.reason).toBe("malformed_jwe");
+    expect(r.error.extensions.field).toBe("encryptedFile");
   });
 });
 

@@ -14,6 +14,7 @@ import type { Limits } from "../graphql/armor.js";
 import { createContext, type Authenticators, type GraphQLContext } from "../graphql/context.js";
 import { makeFormatError } from "../graphql/errors.js";
 import type { Logger } from "../logger.js";
+import { graphqlMultipart } from "./multipart.js";
 import { createWsServer } from "./ws.js";
 
 export interface HttpServerDeps {
@@ -107,6 +108,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   app.use(
     "/graphql",
     express.json({ limit: config.BODY_LIMIT_BYTES }),
+    graphqlMultipart({ maxBodyBytes: config.BODY_LIMIT_BYTES }),
     expressMiddleware(apollo, {
       context: async ({ req }) =>
         createContext({

@@ -18,6 +18,8 @@ import {
   generateKeyPairSync,
   randomBytes,
   publicEncrypt,
+  type CipherGCM,
+  type Hmac,
   type KeyObject,
 } from "node:crypto";
 import { AppError, ErrorCode } from "../../infra/errors.js";
@@ -97,7 +99,11 @@ export function strictBase64Length(s: string): number {
 /** Decoded length of unpadded base64url text, or -1 if the length is impossible. */
 function base64urlLength(part: string): number {
   if (part.length % 4 === 1) return -1;
-  return Math.floor((part.length * 3) / 4);
+  return base64urlBytes(part.length);
+}
+
+function base64urlBytes(chars: number): number {
+  return Math.floor((chars * 3) / 4);
 }
 
 function decodeJsonPart(part: string): unknown {
@@ -116,36 +122,103 @@ export interface JweCheck {
   contentBytes: number;
 }
 
+/** The five parts of a compact JWE; the ciphertext only by its length (it may be streaming past). */
+export interface JweSegments {
+  header: string;
+  encryptedKey: string;
+  iv: string;
+  ciphertextChars: number;
+  tag: string;
+}
+
+type JweField = "encryptedData" | "encryptedFile";
+
+const malformedJwe = (field: JweField, why: string) =>
+  refuse(ErrorCode.BAD_USER_INPUT, "malformed_jwe", `${field} must be a JWE in compact serialization (five base64url parts separated by dots): ${why}.`, field);
+
 /**
  * Checks structure and size only (no key needed), so oversized or malformed
  * input is refused before the database is touched.
  */
-export function checkJweStructure(jwe: string, maxBytes: number): JweCheck & { parts: string[] } {
-  const field = "encryptedData";
-  const malformed = (why: string) =>
-    refuse(ErrorCode.BAD_USER_INPUT, "malformed_jwe", `encryptedData must be a JWE in compact serialization (five base64url parts separated by dots): ${why}.`, field);
+export function checkJweStructure(jwe: string, maxBytes: number, field: JweField = "encryptedData"): JweCheck & { parts: string[] } {
   const parts = jwe.split(".");
-  if (parts.length !== 5) throw malformed(`found ${parts.length} part${parts.length === 1 ? "" : "s"}`);
+  if (parts.length !== 5) throw malformedJwe(field, `found ${parts.length} part${parts.length === 1 ? "" : "s"}`);
   const [header, encryptedKey, iv, ciphertext, tag] = parts;
   for (const [name, p] of [["protected header", header], ["encrypted key", encryptedKey], ["iv", iv], ["ciphertext", ciphertext], ["tag", tag]] as const) {
-    if (!URL_B64.test(p) || base64urlLength(p) < 0) throw malformed(`the ${name} is not unpadded base64url`);
+    if (!URL_B64.test(p)) throw malformedJwe(field, `the ${name} is not unpadded base64url`);
   }
-  if (header.length === 0 || header.length > 8192) throw malformed("the protected header is missing or too long");
-  const contentBytes = base64urlLength(ciphertext);
+  return { ...checkJweSegments({ header, encryptedKey, iv, ciphertextChars: ciphertext.length, tag }, maxBytes, field), parts };
+}
+
+/** The checks of checkJweStructure on parts already known to be base64url text. */
+export function checkJweSegments(s: JweSegments, maxBytes: number, field: JweField): JweCheck {
+  const parts: [string, number][] = [
+    ["protected header", s.header.length],
+    ["encrypted key", s.encryptedKey.length],
+    ["iv", s.iv.length],
+    ["ciphertext", s.ciphertextChars],
+    ["tag", s.tag.length],
+  ];
+  for (const [name, chars] of parts) if (chars % 4 === 1) throw malformedJwe(field, `the ${name} is not unpadded base64url`);
+  if (s.header.length === 0 || s.header.length > MAX_JWE_HEADER) throw malformedJwe(field, "the protected header is missing or too long");
+  const contentBytes = base64urlBytes(s.ciphertextChars);
   if (contentBytes === 0) throw refuse(ErrorCode.BAD_USER_INPUT, "empty_file", "The file is empty; push at least one byte.", field);
   if (contentBytes > maxBytes) throw tooLarge(contentBytes, maxBytes);
-  if (base64urlLength(iv) !== 12) throw malformed("the iv of A256GCM must be 96 bits (12 bytes)");
-  if (base64urlLength(tag) !== 16) throw malformed("the A256GCM authentication tag must be 128 bits (16 bytes)");
-  return { contentBytes, parts };
+  if (base64urlLength(s.iv) !== 12) throw malformedJwe(field, "the iv of A256GCM must be 96 bits (12 bytes)");
+  if (base64urlLength(s.tag) !== 16) throw malformedJwe(field, "the A256GCM authentication tag must be 128 bits (16 bytes)");
+  return { contentBytes };
 }
+
+const MAX_JWE_HEADER = 8192;
+// Header and encrypted key are small (an RSA-4096 key wraps to 683 characters); the cap bounds what a stream check keeps.
+const MAX_JWE_SMALL_PART = 8192;
+
+/**
+ * checkJweStructure for a JWE that arrives as a stream of bytes (a multipart file
+ * part): only the small parts are kept; the ciphertext is counted, and refused as
+ * soon as it is too long, before the rest has arrived.
+ */
+export class JweTextChecker {
+  private part = 0;
+  private ciphertextChars = 0;
+  private readonly small = ["", "", "", "", ""];
+
+  constructor(private readonly maxBytes: number, private readonly field: JweField = "encryptedFile") {}
+
+  feed(chunk: Buffer): void {
+    const pieces = chunk.toString("latin1").split(".");
+    for (let i = 0; i < pieces.length; i++) {
+      if (i > 0 && ++this.part > 4) throw malformedJwe(this.field, "found more than 5 parts");
+      const piece = pieces[i];
+      if (!URL_B64.test(piece)) throw malformedJwe(this.field, `the ${PART_NAMES[this.part]} is not unpadded base64url`);
+      if (this.part === 3) {
+        this.ciphertextChars += piece.length;
+        const bytes = base64urlBytes(this.ciphertextChars);
+        if (bytes > this.maxBytes) throw tooLarge(bytes, this.maxBytes);
+      } else {
+        if (this.small[this.part].length + piece.length > MAX_JWE_SMALL_PART) throw malformedJwe(this.field, `the ${PART_NAMES[this.part]} is too long`);
+        this.small[this.part] += piece;
+      }
+    }
+  }
+
+  /** The whole JWE has arrived: the parts checkJweHeader takes (the ciphertext part left empty). */
+  end(): string[] {
+    if (this.part !== 4) throw malformedJwe(this.field, `found ${this.part + 1} part${this.part === 0 ? "" : "s"}`);
+    const [header, encryptedKey, iv, , tag] = this.small;
+    checkJweSegments({ header, encryptedKey, iv, ciphertextChars: this.ciphertextChars, tag }, this.maxBytes, this.field);
+    return [header, encryptedKey, iv, "", tag];
+  }
+}
+
+const PART_NAMES = ["protected header", "encrypted key", "iv", "ciphertext", "tag"];
 
 export function tooLarge(bytes: number, maxBytes: number) {
   return refuse(ErrorCode.PAYLOAD_TOO_LARGE, "too_large", `The file is ${bytes} bytes; this server accepts at most ${maxBytes} bytes per push (MAX_PUSH_BYTES).`);
 }
 
 /** Checks that a structurally valid JWE is addressed to `key` with the algorithms it must use. */
-export function checkJweHeader(parts: string[], key: RecipientKey): void {
-  const field = "encryptedData";
+export function checkJweHeader(parts: string[], key: RecipientKey, field: JweField = "encryptedData"): void {
   const bad = (reason: string, message: string) => refuse(ErrorCode.BAD_USER_INPUT, reason, message, field);
   const header = decodeJsonPart(parts[0]);
   if (!header || typeof header !== "object" || Array.isArray(header)) throw bad("malformed_jwe_header", "The JWE protected header must be a base64url-encoded JSON object.");
@@ -245,33 +318,64 @@ export interface Encrypted {
   sha256: string;
 }
 
-// A multiple of 3 bytes, so that the base64url of each slice concatenates into the
-// base64url of the whole; and of 4 base64 characters on the input side.
+// Slices of in-memory input: a multiple of 3 bytes, so each is a whole number of
+// 4-character groups on the base64 input side.
 const SLICE_BYTES = 48 * 1024;
 const SLICE_CHARS = (SLICE_BYTES / 3) * 4;
 
-/** Encrypts plaintext slices (each a multiple of 3 bytes except the last) to the user's key. */
+/**
+ * Encrypts plaintext that arrives in pieces to the user's key, as compact JWE text:
+ * `head` first, then what each `update` returns, then `final()`. Ciphertext bytes
+ * are carried over until they make whole 3-byte groups, so the base64url pieces
+ * concatenate into the base64url of the whole.
+ */
+export class JweEncryptor {
+  readonly head: string;
+  private readonly cipher: CipherGCM;
+  private carry = Buffer.alloc(0);
+
+  constructor(key: RecipientKey) {
+    const cek = randomBytes(32);
+    const iv = randomBytes(12);
+    const { header, encryptedKey } = wrapKey(key, cek);
+    const protectedHeader = Buffer.from(JSON.stringify(header)).toString("base64url");
+    this.cipher = createCipheriv("aes-256-gcm", cek, iv);
+    cek.fill(0);
+    this.cipher.setAAD(Buffer.from(protectedHeader, "ascii"));
+    this.head = `${protectedHeader}.${encryptedKey.toString("base64url")}.${iv.toString("base64url")}.`;
+  }
+
+  update(plaintext: Uint8Array): string {
+    let ct = this.cipher.update(plaintext);
+    if (this.carry.length) ct = Buffer.concat([this.carry, ct]);
+    const whole = ct.length - (ct.length % 3);
+    this.carry = Buffer.from(ct.subarray(whole));
+    return ct.subarray(0, whole).toString("base64url");
+  }
+
+  final(): string {
+    this.cipher.final();
+    const rest = this.carry.toString("base64url");
+    this.carry = Buffer.alloc(0);
+    return `${rest}.${this.cipher.getAuthTag().toString("base64url")}`;
+  }
+}
+
+/** Encrypts plaintext slices to the user's key; each slice is zeroed once encrypted. */
 function encryptSlices(key: RecipientKey, slices: Iterable<Buffer>): Encrypted {
-  const cek = randomBytes(32);
-  const iv = randomBytes(12);
-  const { header, encryptedKey } = wrapKey(key, cek);
-  const protectedHeader = Buffer.from(JSON.stringify(header)).toString("base64url");
-  const cipher = createCipheriv("aes-256-gcm", cek, iv);
-  cek.fill(0);
-  cipher.setAAD(Buffer.from(protectedHeader, "ascii"));
+  const enc = new JweEncryptor(key);
   const hash = createHash("sha256");
   const pieces: string[] = [];
   const emit = (s: string) => {
     pieces.push(s);
     hash.update(s, "latin1");
   };
-  emit(`${protectedHeader}.${encryptedKey.toString("base64url")}.${iv.toString("base64url")}.`);
+  emit(enc.head);
   for (const slice of slices) {
-    emit(cipher.update(slice).toString("base64url"));
+    emit(enc.update(slice));
     slice.fill(0); // plaintext does not outlive its slice
   }
-  cipher.final();
-  emit(`.${cipher.getAuthTag().toString("base64url")}`);
+  emit(enc.final());
   const jwe = pieces.join("");
   return { jwe, size: jwe.length, sha256: hash.digest("hex") };
 }
@@ -302,14 +406,17 @@ export function digestJwe(jwe: string): { size: number; sha256: string } {
 // ---------------------------------------------------------------------------
 // Idempotency fingerprint
 
-export interface FingerprintInput {
+export interface FingerprintMeta {
   postboxId: string;
   fileName: string;
   mimeType: string;
   accounts: string[];
   reference: string[];
   tags: string[];
-  kind: "data" | "encryptedData";
+  kind: "data" | "encryptedData" | "file" | "encryptedFile";
+}
+
+export interface FingerprintInput extends FingerprintMeta {
   content: string;
 }
 
@@ -319,10 +426,15 @@ export interface FingerprintInput {
  * content; canonical, so that a retry of the same request always matches.
  */
 export function requestFingerprint(secret: string, r: FingerprintInput): string {
-  const mac = createHmac("sha256", secret);
-  mac.update(JSON.stringify(["postbox.push.v1", r.postboxId, r.fileName, r.mimeType, r.accounts, r.reference, r.tags, r.kind]));
-  mac.update("\n");
+  const mac = fingerprinter(secret, r);
   for (let i = 0; i < r.content.length; i += 1 << 20) mac.update(r.content.slice(i, i + (1 << 20)), "latin1");
   return mac.digest("hex");
 }
 
+/** requestFingerprint for content that streams in: update the HMAC with it, then digest("hex"). */
+export function fingerprinter(secret: string, r: FingerprintMeta): Hmac {
+  const mac = createHmac("sha256", secret);
+  mac.update(JSON.stringify(["postbox.push.v1", r.postboxId, r.fileName, r.mimeType, r.accounts, r.reference, r.tags, r.kind]));
+  mac.update("\n");
+  return mac;
+}

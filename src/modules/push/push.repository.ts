@@ -34,7 +34,8 @@ export interface NewPush {
   requestHash: string | null;
   receivedAt: Date;
   expiresAt: Date;
-  ciphertext: string;
+  /** null: the file's JWE is in PushChunk rows (a streamed upload). */
+  ciphertext: string | null;
   descriptor: string;
 }
 
@@ -96,6 +97,32 @@ export class PushRepository {
       SELECT * FROM pushed`;
   }
 
+  /** One slice of a streamed upload's JWE, written (and committed) before its push is. */
+  async insertChunk(pushId: string, seq: number, data: string): Promise<void> {
+    await this.prisma.pushChunk.create({ data: { pushId, seq, data }, select: { seq: true } });
+  }
+
+  /** A streamed upload's JWE, slice by slice in order. */
+  async readChunks(pushId: string): Promise<string[]> {
+    const rows = await this.prisma.pushChunk.findMany({ where: { pushId }, orderBy: { seq: "asc" }, select: { data: true } });
+    return rows.map((r) => r.data);
+  }
+
+  async deleteChunks(pushIds: string[], tx: Tx = this.prisma): Promise<void> {
+    await tx.pushChunk.deleteMany({ where: { pushId: { in: pushIds } } });
+  }
+
+  /**
+   * Slices of uploads that never became a push (refused after they were written,
+   * or cut off by a crash): no Push row, and nothing written to them since `before`.
+   */
+  async deleteAbandonedChunks(before: Date): Promise<number> {
+    return this.prisma.$executeRaw`
+      DELETE FROM "PushChunk" c
+      WHERE c."pushId" IN (SELECT "pushId" FROM "PushChunk" GROUP BY "pushId" HAVING max("createdAt") < ${before})
+        AND NOT EXISTS (SELECT 1 FROM "Push" p WHERE p.id = c."pushId")`;
+  }
+
   find(id: string, where: { contractId?: string; postboxId?: string }): Promise<PushRow | null> {
     return this.prisma.push.findFirst({ where: { id, ...where }, select: pushFields });
   }
@@ -153,6 +180,7 @@ export class PushRepository {
   /** Deletes the ciphertext rows outright (not a flag) and marks their pushes purged. */
   async purgeContent(tx: Tx, ids: string[], purgedAt: Date): Promise<void> {
     await tx.pushContent.deleteMany({ where: { pushId: { in: ids } } });
+    await this.deleteChunks(ids, tx);
     await tx.push.updateMany({ where: { id: { in: ids }, purgedAt: null }, data: { purgedAt } });
   }
 

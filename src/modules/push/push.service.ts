@@ -14,14 +14,21 @@ import type { Logger } from "../../infra/logger.js";
 import type { AppPubSub } from "../../infra/pubsub.js";
 import type { AuditInput, AuditService } from "../audit/audit.service.js";
 import type { WebhookService } from "../webhook/webhook.service.js";
+import { createHash, type Hmac } from "node:crypto";
+import { MultipartError } from "../../infra/http/multipart.js";
+import type { FileUpload, Upload } from "../../infra/graphql/upload.js";
 import {
+  JweEncryptor,
+  JweTextChecker,
   PushRefusal,
   checkJweHeader,
   checkJweStructure,
   digestJwe,
   encryptBase64,
   encryptBytes,
+  fingerprinter,
   requestFingerprint,
+  type FingerprintMeta,
   strictBase64Length,
   tooLarge,
   type FileDescriptor as Descriptor,
@@ -65,8 +72,14 @@ export interface PushDataRequest {
   } | null;
   data?: string | null;
   encryptedData?: string | null;
+  /** Multipart uploads: plaintext (encrypted on arrival) or a compact JWE as bytes. */
+  file?: Upload | null;
+  encryptedFile?: Upload | null;
   idempotencyKey?: string | null;
 }
+
+type ContentKind = "data" | "encryptedData" | "file" | "encryptedFile";
+type UploadKind = "file" | "encryptedFile";
 
 export interface PushResultDto extends PushView {
   duplicate: boolean;
@@ -98,6 +111,11 @@ const MIME_RE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 const IDEMPOTENCY_RE = /^[\x21-\x7e]{1,255}$/;
 const MAX_ACK = 100;
+// Characters of JWE text per PushChunk row of an upload.
+const CHUNK_CHARS = 1024 * 1024;
+// Slices with no push and no write for this long belong to an upload that ended
+// without one (a crash mid-upload); HTTP requests time out long before (5 min).
+const ABANDONED_UPLOAD_MS = 60 * 60 * 1000;
 const PURGE_BATCH = 200;
 
 const view = (r: PushRow): PushView => ({
@@ -202,21 +220,26 @@ export class PushService {
     if (idempotencyKey !== null && !IDEMPOTENCY_RE.test(idempotencyKey)) {
       throw input(ErrorCode.BAD_USER_INPUT, "bad_idempotency_key", "idempotencyKey must be 1–255 printable ASCII characters without spaces.", "idempotencyKey");
     }
-    const hasData = req.data !== null && req.data !== undefined;
-    const hasEncrypted = req.encryptedData !== null && req.encryptedData !== undefined;
-    if (hasData === hasEncrypted) {
-      throw input(ErrorCode.BAD_USER_INPUT, "content_choice", "Give exactly one of data (base64 plaintext) and encryptedData (a compact JWE to the postbox key).", hasData ? "encryptedData" : "data");
+    const kinds = contentKinds(req);
+    if (kinds.length !== 1) {
+      throw input(
+        ErrorCode.BAD_USER_INPUT,
+        "content_choice",
+        "Give exactly one of data (base64 plaintext), encryptedData (a compact JWE to the postbox key), file or encryptedFile (the same two as a multipart upload).",
+        kinds[1] ?? "data",
+      );
     }
+    const kind = kinds[0];
     const max = this.config.MAX_PUSH_BYTES;
     let jweParts: string[] | undefined;
-    if (hasData) {
+    if (kind === "data") {
       const data = req.data!;
       // Refuse by length before decoding anything: base64 is 4 characters per 3 bytes.
       if ((data.length / 4) * 3 - 2 > max) throw tooLarge(Math.floor((data.length / 4) * 3), max);
       const bytes = strictBase64Length(data);
       if (bytes === 0) throw input(ErrorCode.BAD_USER_INPUT, "empty_file", "The file is empty; push at least one byte.", "data");
       if (bytes > max) throw tooLarge(bytes, max);
-    } else {
+    } else if (kind === "encryptedData") {
       jweParts = checkJweStructure(req.encryptedData!, max).parts;
     }
 
@@ -229,25 +252,31 @@ export class PushService {
     known.postboxId = req.postboxId;
 
     // 3. A retry is answered from the original, whatever has happened to the postbox since.
-    const kind = hasData ? "data" : "encryptedData";
-    const requestHash = idempotencyKey
-      ? requestFingerprint(this.secret(), {
-          postboxId: req.postboxId,
-          fileName: descriptor.fileName,
-          mimeType: descriptor.mimeType,
-          accounts: descriptor.accounts.map((a) => a.accountId),
-          reference: descriptor.reference,
-          tags: descriptor.tags,
-          kind,
-          content: hasData ? req.data! : req.encryptedData!,
-        })
-      : null;
-    if (idempotencyKey) {
-      const dup = await this.replay(s, idempotencyKey, requestHash!, base);
+    const meta: FingerprintMeta = {
+      postboxId: req.postboxId,
+      fileName: descriptor.fileName,
+      mimeType: descriptor.mimeType,
+      accounts: descriptor.accounts.map((a) => a.accountId),
+      reference: descriptor.reference,
+      tags: descriptor.tags,
+      kind,
+    };
+    const upload = kind === "file" ? req.file! : kind === "encryptedFile" ? req.encryptedFile! : null;
+    let requestHash: string | null = null;
+    if (idempotencyKey && !upload) {
+      requestHash = requestFingerprint(this.secret(), { ...meta, content: kind === "data" ? req.data! : req.encryptedData! });
+      const dup = await this.replay(s, idempotencyKey, requestHash, base);
       if (dup) return dup;
+    } else if (idempotencyKey && (await this.repo.findByIdempotencyKey(s.contractId, idempotencyKey))) {
+      // An upload's fingerprint needs its content: read it (storing nothing) and compare.
+      const mac = fingerprinter(this.secret(), meta);
+      await this.receive(upload!, kind as UploadKind, { mac });
+      const dup = await this.replay(s, idempotencyKey, mac.digest("hex"), base);
+      if (dup) return dup;
+      throw new Error("idempotency key vanished during a retry"); // keys live as long as their push
     }
 
-    // 4. Only a READY, unexpired postbox takes pushes.
+    // 4. Only a READY, unexpired postbox takes pushes (checked before an upload is read).
     const now = new Date();
     if (postbox) {
       checkAccepting(postbox, now);
@@ -260,52 +289,138 @@ export class PushService {
     const { key, expiresAt } = target!;
 
     // 5. Encrypt (or check the app's encryption) outside the transaction: CPU, no locks held.
-    let file: { jwe: string; size: number; sha256: string };
-    if (jweParts) {
-      checkJweHeader(jweParts, key);
-      file = { jwe: req.encryptedData!, ...digestJwe(req.encryptedData!) };
-    } else {
-      file = encryptBase64(key, req.data!);
-    }
-    const descriptorJwe = encryptBytes(key, Buffer.from(JSON.stringify(descriptor), "utf8")).jwe;
-
+    // An upload is encrypted and written in slices as it arrives (see receive()).
     const id = newId("psh");
-    const postboxId = req.postboxId;
+    let file: { jwe: string | null; size: number; sha256: string };
+    let stored = false;
     try {
-      // Metadata, content and the audit event commit together (possibly with other pushes: see PushWriter).
-      const row = await this.writer.write({
-        push: {
-          id,
-          postboxId,
-          contractId: s.contractId,
-          size: file.size,
-          sha256: file.sha256,
-          idempotencyKey,
-          requestHash,
-          receivedAt: now,
-          expiresAt,
-          ciphertext: file.jwe,
-          descriptor: descriptorJwe,
-        },
-        audit: { ...base, postboxId, targetId: id, detail: { kind, size: file.size, duplicate: false } },
-      });
-      if (!row) {
-        // The postbox changed since it was cached (closed, expired): refuse with its current state.
-        this.targets.delete(postboxId);
-        const current = await this.repo.findPostbox(postboxId, s.contractId);
-        if (!current) throw new PushRefusal(notFound("Postbox", postboxId), "unknown_postbox");
-        checkAccepting(current, new Date());
-        throw input(ErrorCode.CONFLICT, "postbox_changed", `Postbox ${postboxId} changed while the push was in flight; retry it.`);
+      if (upload) {
+        const mac = idempotencyKey ? fingerprinter(this.secret(), meta) : undefined;
+        file = { jwe: null, ...(await this.receive(upload, kind as UploadKind, { mac, key, pushId: id })) };
+        requestHash = mac ? mac.digest("hex") : null;
+      } else if (jweParts) {
+        checkJweHeader(jweParts, key);
+        file = { jwe: req.encryptedData!, ...digestJwe(req.encryptedData!) };
+      } else {
+        file = encryptBase64(key, req.data!);
       }
-      return { ...view(row), duplicate: false };
+      const descriptorJwe = encryptBytes(key, Buffer.from(JSON.stringify(descriptor), "utf8")).jwe;
+
+      const postboxId = req.postboxId;
+      try {
+        // Metadata, content and the audit event commit together (possibly with other pushes: see PushWriter).
+        const row = await this.writer.write({
+          push: {
+            id,
+            postboxId,
+            contractId: s.contractId,
+            size: file.size,
+            sha256: file.sha256,
+            idempotencyKey,
+            requestHash,
+            receivedAt: now,
+            expiresAt,
+            ciphertext: file.jwe,
+            descriptor: descriptorJwe,
+          },
+          audit: { ...base, postboxId, targetId: id, detail: { kind, size: file.size, duplicate: false } },
+        });
+        if (!row) {
+          // The postbox changed since it was cached (closed, expired): refuse with its current state.
+          this.targets.delete(postboxId);
+          const current = await this.repo.findPostbox(postboxId, s.contractId);
+          if (!current) throw new PushRefusal(notFound("Postbox", postboxId), "unknown_postbox");
+          checkAccepting(current, new Date());
+          throw input(ErrorCode.CONFLICT, "postbox_changed", `Postbox ${postboxId} changed while the push was in flight; retry it.`);
+        }
+        stored = true;
+        return { ...view(row), duplicate: false };
+      } catch (e) {
+        // Two concurrent requests with one idempotency key: the loser answers from the winner.
+        if (idempotencyKey && isUniqueViolation(e)) {
+          const dup = await this.replay(s, idempotencyKey, requestHash!, base);
+          if (dup) return dup;
+        }
+        throw e;
+      }
+    } finally {
+      // An upload's slices are written before its push: without the push they must go.
+      if (upload && !stored) await this.repo.deleteChunks([id]).catch((err) => this.log.warn({ err, pushId: id }, "could not delete an unstored upload's slices; retention will"));
+    }
+  }
+
+  /**
+   * Reads an upload to its end: checks it, feeds the fingerprint and, with a key,
+   * encrypts a plaintext `file` (or takes an `encryptedFile` as is) and writes the
+   * JWE text in PushChunk slices under `pushId` as it arrives. At no point is more
+   * than about one slice of it in memory.
+   */
+  private async receive(upload: Upload, kind: UploadKind, to: { mac?: Hmac; key?: RecipientKey; pushId?: string }): Promise<{ size: number; sha256: string }> {
+    let f: FileUpload;
+    try {
+      f = await upload.file;
     } catch (e) {
-      // Two concurrent requests with one idempotency key: the loser answers from the winner.
-      if (idempotencyKey && isUniqueViolation(e)) {
-        const dup = await this.replay(s, idempotencyKey, requestHash!, base);
-        if (dup) return dup;
+      throw input(ErrorCode.BAD_USER_INPUT, "upload_missing", e instanceof Error ? e.message : "The file part is missing.", kind);
+    }
+    const max = this.config.MAX_PUSH_BYTES;
+    const hash = createHash("sha256");
+    let size = 0;
+    let seq = 0;
+    let pending: string[] = [];
+    let pendingChars = 0;
+    const flush = async () => {
+      if (pendingChars === 0 || !to.pushId) return;
+      const text = pending.join("");
+      pending = [];
+      pendingChars = 0;
+      await this.repo.insertChunk(to.pushId, seq++, text);
+    };
+    const emit = async (text: string) => {
+      if (!text) return;
+      hash.update(text, "latin1");
+      size += text.length;
+      if (!to.pushId) return;
+      pending.push(text);
+      pendingChars += text.length;
+      if (pendingChars >= CHUNK_CHARS) await flush();
+    };
+    const encryptor = kind === "file" && to.key ? new JweEncryptor(to.key) : undefined;
+    const checker = kind === "encryptedFile" ? new JweTextChecker(max) : undefined;
+    let bytes = 0;
+    // Not destroyed on an early exit: the rest of the body is then drained (see infra/http/multipart.ts).
+    const chunks = f.stream.iterator({ destroyOnReturn: false });
+    try {
+      if (encryptor) await emit(encryptor.head);
+      for await (const chunk of chunks as AsyncIterable<Buffer>) {
+        bytes += chunk.length;
+        to.mac?.update(chunk);
+        if (checker) {
+          checker.feed(chunk);
+          await emit(chunk.toString("latin1"));
+        } else {
+          if (bytes > max) throw tooLarge(bytes, max);
+          if (encryptor) await emit(encryptor.update(chunk));
+          chunk.fill(0); // plaintext does not outlive its slice
+        }
+      }
+      if (checker) {
+        const parts = checker.end();
+        if (to.key) checkJweHeader(parts, to.key, "encryptedFile");
+      } else if (bytes === 0) {
+        throw input(ErrorCode.BAD_USER_INPUT, "empty_file", "The file is empty; push at least one byte.", kind);
+      }
+      if (encryptor) await emit(encryptor.final());
+      await flush();
+    } catch (e) {
+      f.stream.resume();
+      if (e instanceof PushRefusal) throw e;
+      if (e instanceof MultipartError && e.code === ErrorCode.PAYLOAD_TOO_LARGE) throw tooLarge(bytes, max);
+      if (f.stream.destroyed || e instanceof MultipartError) {
+        throw input(ErrorCode.BAD_USER_INPUT, "upload_interrupted", `The upload did not complete: ${e instanceof Error ? e.message : String(e)}`, kind);
       }
       throw e;
     }
+    return { size, sha256: hash.digest("hex") };
   }
 
   private secret(): string {
@@ -392,7 +507,8 @@ export class PushService {
       throw new AppError(ErrorCode.NOT_FOUND, `File ${id} was deleted at ${row.purgedAt?.toISOString() ?? "its expiry"} (retention); its content is gone.`);
     }
     await this.audit.record({ ...base, targetId: row.id, detail: { size: row.size } });
-    return { id: row.id, ciphertext: row.content.ciphertext, descriptor: row.content.descriptor, sha256: row.sha256, size: row.size };
+    const ciphertext = row.content.ciphertext ?? (await this.repo.readChunks(row.id)).join("");
+    return { id: row.id, ciphertext, descriptor: row.content.descriptor, sha256: row.sha256, size: row.size };
   }
 
   /** Marks files DELIVERED. Idempotent: already delivered files are returned unchanged. */
@@ -484,7 +600,8 @@ export class PushService {
       if (n < PURGE_BATCH) break;
     }
     const deleted = await this.repo.deletePurgedBefore(new Date(now.getTime() - this.config.AUDIT_RETENTION));
-    if (purged || deleted) this.log.info({ purged, deleted }, "push retention");
+    const abandoned = await this.repo.deleteAbandonedChunks(new Date(now.getTime() - ABANDONED_UPLOAD_MS));
+    if (purged || deleted || abandoned) this.log.info({ purged, deleted, abandonedSlices: abandoned }, "push retention");
     return { purged, deleted };
   }
 }
@@ -493,10 +610,13 @@ function clip(s: unknown): string {
   return typeof s === "string" ? s.slice(0, 64) : String(s).slice(0, 64);
 }
 
+function contentKinds(req: PushDataRequest): ContentKind[] {
+  return (["data", "encryptedData", "file", "encryptedFile"] as const).filter((k) => req[k] !== null && req[k] !== undefined);
+}
+
 function kindOf(req: PushDataRequest): string | null {
-  const d = req.data !== null && req.data !== undefined;
-  const e = req.encryptedData !== null && req.encryptedData !== undefined;
-  return d && e ? "both" : d ? "data" : e ? "encryptedData" : null;
+  const kinds = contentKinds(req);
+  return kinds.length > 1 ? "several" : (kinds[0] ?? null);
 }
 
 function checkAccepting(p: PostboxForPush, now: Date): void {

@@ -1,5 +1,6 @@
 import { Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
 import { ConnectionType } from "../../infra/graphql/pagination.js";
+import { GraphQLUpload, type Upload } from "../../infra/graphql/upload.js";
 
 export const PushStatus = { PENDING: "PENDING", DELIVERED: "DELIVERED" } as const;
 export type PushStatus = (typeof PushStatus)[keyof typeof PushStatus];
@@ -37,7 +38,7 @@ export class FileDescriptorInput {
   tags?: string[] | null;
 }
 
-@InputType({ description: "One file for one postbox. Give exactly one of `data` and `encryptedData`." })
+@InputType({ description: "One file for one postbox. Give exactly one of `data`, `encryptedData`, `file` and `encryptedFile`." })
 export class PushDataInput {
   @Field(() => ID)
   postboxId!: string;
@@ -61,6 +62,19 @@ export class PushDataInput {
       'The file encrypted by the application: a compact JWE to Postbox.publicKey.jwk with "enc" A256GCM, "alg" RSA-OAEP-256 (RSA keys) or ECDH-ES / ECDH-ES+A256KW (EC and OKP keys) and "kid" = Postbox.publicKey.kid. Stored as is.',
   })
   encryptedData?: string | null;
+
+  @Field(() => GraphQLUpload, {
+    nullable: true,
+    description:
+      "The file as a multipart upload (GraphQL multipart request spec; send the header Apollo-Require-Preflight: true), for large files: like data, encrypted to the user's key as it arrives, in slices, never held whole in memory. At most MAX_PUSH_BYTES.",
+  })
+  file?: Upload | null;
+
+  @Field(() => GraphQLUpload, {
+    nullable: true,
+    description: "Like encryptedData (a compact JWE to the postbox key, as bytes), sent as a multipart upload: checked and stored in slices as it arrives.",
+  })
+  encryptedFile?: Upload | null;
 
   @Field(() => String, {
     nullable: true,

@@ -81,7 +81,7 @@ export class PushWriter {
     let bytes = 0;
     let n = 0;
     while (n < this.queue.length && n < MAX_BATCH) {
-      bytes += this.queue[n].push.ciphertext.length + this.queue[n].push.descriptor.length;
+      bytes += (this.queue[n].push.ciphertext?.length ?? 0) + this.queue[n].push.descriptor.length;
       if (n > 0 && bytes > MAX_BATCH_BYTES) break;
       n++;
     }

@@ -1,0 +1,188 @@
+// Pushes as multipart uploads (`file`, `encryptedFile`): the file streams through
+// the server, which encrypts (or checks) it and writes its JWE in PushChunk slices
+// as it arrives. What the user fetches decrypts to the original; refused and broken
+// uploads leave no slice behind; retention deletes slices with the content.
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import { createHash, randomBytes } from "node:crypto";
+import { compactDecrypt } from "jose";
+import { DESCRIPTOR, PUSH_DATA, createReadyPostboxForPush, createSession, encryptForPostbox, registerApp, type PushTarget } from "../helpers/factories.js";
+import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
+import { multipartGql } from "../helpers/upload.js";
+
+const MiB = 1024 * 1024;
+let t: TestServer;
+let session: string;
+let rsa: PushTarget;
+let x25519: PushTarget;
+
+beforeAll(async () => {
+  t = await startTestServer({ env: { MAX_PUSH_BYTES: "3MiB" } });
+  const app = await registerApp(t);
+  session = await createSession(t, app);
+  rsa = await createReadyPostboxForPush(t, session, "RSA");
+  x25519 = await createReadyPostboxForPush(t, session, "X25519");
+});
+afterAll(async () => t?.stop());
+
+const FILE = `query($id: ID!) { postboxFile(id: $id) { id ciphertext descriptor sha256 size } }`;
+
+function input(target: PushTarget, extra: Record<string, unknown> = {}) {
+  return { postboxId: target.postboxId, fileName: "upload.bin", fileDescriptor: DESCRIPTOR, ...extra };
+}
+
+function upload(target: PushTarget, field: "file" | "encryptedFile", bytes: Uint8Array, extra: Record<string, unknown> = {}, o: Parameters<typeof multipartGql>[5] = {}) {
+  return multipartGql(t.url, PUSH_DATA, { input: input(target, { [field]: null, ...extra }) }, `variables.input.${field}`, bytes, { token: session, ...o });
+}
+
+const prisma = () => t.app.db.prisma;
+const counts = async () => ({ pushes: await prisma().push.count(), chunks: await prisma().pushChunk.count() });
+
+async function fetchFile(target: PushTarget, id: string) {
+  const r = await t.gql(FILE, { id }, { token: target.accessToken });
+  expect(r.errors).toBeUndefined();
+  return r.data!.postboxFile as { id: string; ciphertext: string; descriptor: string; sha256: string; size: number };
+}
+
+describe("multipart uploads", () => {
+  it("encrypts a streamed file to the user's key in slices; the user decrypts the original bytes", async () => {
+    const bytes = randomBytes(2 * MiB + 12345);
+    const r = await upload(rsa, "file", bytes);
+    expect(r.errors).toBeUndefined();
+    const p = r.data!.pushData;
+    expect(p).toMatchObject({ status: "PENDING", duplicate: false, postboxId: rsa.postboxId });
+
+    // Stored as slices of the JWE (2 MiB of plaintext is about 2.8 M characters of JWE: three slices), not as one value.
+    const content = await prisma().pushContent.findUniqueOrThrow({ where: { pushId: p.id } });
+    expect(content.ciphertext).toBeNull();
+    const slices = await prisma().pushChunk.findMany({ where: { pushId: p.id }, orderBy: { seq: "asc" } });
+    expect(slices.map((c) => c.seq)).toEqual([0, 1, 2]);
+
+    const f = await fetchFile(rsa, p.id);
+    expect(f.ciphertext).toBe(slices.map((c) => c.data).join(""));
+    expect(f.ciphertext.length).toBe(p.size);
+    expect(createHash("sha256").update(f.ciphertext).digest("hex")).toBe(p.sha256);
+    const { plaintext, protectedHeader } = await compactDecrypt(f.ciphertext, rsa.privateKey);
+    expect(Buffer.from(plaintext).equals(bytes)).toBe(true);
+    expect(protectedHeader).toMatchObject({ alg: "RSA-OAEP-256", enc: "A256GCM", kid: rsa.kid });
+    const descriptor = JSON.parse(Buffer.from((await compactDecrypt(f.descriptor, rsa.privateKey)).plaintext).toString());
+    expect(descriptor).toEqual({ fileName: "upload.bin", ...DESCRIPTOR });
+
+    const events = await prisma().auditEvent.findMany({ where: { targetId: p.id, action: "push.create" } });
+    expect(events.map((e) => (e.detail as { kind: string }).kind)).toEqual(["file"]);
+  });
+
+  it("stores an app-encrypted JWE upload as is", async () => {
+    const bytes = randomBytes(300_000);
+    const jwe = await encryptForPostbox(x25519, bytes);
+    const r = await upload(x25519, "encryptedFile", Buffer.from(jwe));
+    expect(r.errors).toBeUndefined();
+    const f = await fetchFile(x25519, r.data!.pushData.id);
+    expect(f.ciphertext).toBe(jwe);
+    expect(Buffer.from((await compactDecrypt(f.ciphertext, x25519.privateKey)).plaintext).equals(bytes)).toBe(true);
+  });
+
+  it("answers a retry with the same idempotency key from the original and refuses other content under it", async () => {
+    const bytes = randomBytes(50_000);
+    const first = await upload(rsa, "file", bytes, { idempotencyKey: "upload-retry-1" });
+    expect(first.errors).toBeUndefined();
+    const before = await counts();
+    const again = await upload(rsa, "file", bytes, { idempotencyKey: "upload-retry-1" });
+    expect(again.data!.pushData).toMatchObject({ id: first.data!.pushData.id, duplicate: true });
+    expect(await counts()).toEqual(before);
+    const other = await upload(rsa, "file", randomBytes(50_000), { idempotencyKey: "upload-retry-1" });
+    expect(errorCode(other)).toBe("CONFLICT");
+    expect(await counts()).toEqual(before);
+  });
+});
+
+describe("refused uploads leave nothing behind", () => {
+  it("refuses a file over MAX_PUSH_BYTES while it streams, with a refusal in the audit log", async () => {
+    const before = await counts();
+    const r = await upload(rsa, "file", randomBytes(3 * MiB + 1));
+    expect(errorCode(r)).toBe("PAYLOAD_TOO_LARGE");
+    expect(r.errors![0].message).toMatch(/at most 3145728 bytes/);
+    expect(await counts()).toEqual(before);
+    const refusal = await prisma().auditEvent.findFirst({ where: { action: "push.create", outcome: "REFUSED", reason: "PAYLOAD_TOO_LARGE:too_large" }, orderBy: { seq: "desc" } });
+    expect((refusal?.detail as { kind?: string } | undefined)?.kind).toBe("file");
+  });
+
+  it("refuses an encrypted upload whose ciphertext is too long, malformed, or addressed to another key", async () => {
+    const before = await counts();
+    const big = await encryptForPostbox(x25519, randomBytes(3 * MiB + 1));
+    expect(errorCode(await upload(x25519, "encryptedFile", Buffer.from(big)))).toBe("PAYLOAD_TOO_LARGE");
+    const jwe = await encryptForPostbox(x25519, randomBytes(2000));
+    const fourParts = jwe.split(".").slice(0, 4).join(".");
+    const malformed = await upload(x25519, "encryptedFile", Buffer.from(fourParts));
+    expect(errorCode(malformed)).toBe("BAD_USER_INPUT");
+    expect(malformed.errors![0].extensions).toMatchObject({ field: "encryptedFile" });
+    expect(malformed.errors![0].message).toMatch(/found 4 parts/);
+    // A JWE to the RSA postbox, uploaded to the X25519 one: its header names the other key.
+    const wrongKey = await upload(x25519, "encryptedFile", Buffer.from(await encryptForPostbox(rsa, randomBytes(2000))));
+    expect(errorCode(wrongKey)).toBe("BAD_USER_INPUT");
+    expect(await counts()).toEqual(before);
+  });
+
+  it("refuses an empty file and a push to a postbox that is not ready, and the connection still serves the next request", async () => {
+    const before = await counts();
+    expect(errorCode(await upload(rsa, "file", Buffer.alloc(0)))).toBe("BAD_USER_INPUT");
+    const pending = await t.gql(`mutation { createPostbox { id } }`, {}, { token: session });
+    const r = await multipartGql(t.url, PUSH_DATA, { input: { postboxId: pending.data!.createPostbox.id, fileName: "a.bin", fileDescriptor: DESCRIPTOR, file: null } }, "variables.input.file", randomBytes(MiB), { token: session });
+    expect(errorCode(r)).toBe("POSTBOX_NOT_READY");
+    expect((await t.gql(`{ __typename }`)).status).toBe(200);
+    expect(await counts()).toEqual(before);
+  });
+
+  it("deletes the slices already written when the client goes away mid-upload", async () => {
+    const before = await counts();
+    async function* cutOff() {
+      for (let i = 0; i < 20; i++) {
+        yield randomBytes(128 * 1024);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      throw new Error("client gave up");
+    }
+    await expect(upload(rsa, "file", Buffer.alloc(0), {}, { body: cutOff() })).rejects.toThrow();
+    // The server notices the closed connection and cleans up after itself.
+    for (let i = 0; i < 100 && (await prisma().pushChunk.count()) !== before.chunks; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await counts()).toEqual(before);
+  });
+
+  it("takes uploads only from multipart requests that carry the CSRF preflight header", async () => {
+    const noPreflight = await upload(rsa, "file", randomBytes(100), {}, { headers: {} });
+    expect(noPreflight.status).toBe(400);
+    expect(noPreflight.errors![0].message).toMatch(/Apollo-Require-Preflight/);
+    const inline = await t.gql(PUSH_DATA, { input: input(rsa, { file: "aGVsbG8=" }) }, { token: session });
+    expect(inline.errors![0].message).toMatch(/multipart/);
+    const fileFirst = await upload(rsa, "file", randomBytes(100), {}, { parts: ["file", "operations", "map"] });
+    expect(fileFirst.status).toBe(400);
+    const twoTargets = await upload(rsa, "file", randomBytes(100), {}, { map: { 0: ["variables.input.file"], 1: ["variables.input.encryptedFile"] } });
+    expect(twoTargets.errors![0].message).toMatch(/one file per request/);
+    const badPath = await upload(rsa, "file", randomBytes(100), {}, { map: { 0: ["query"] } });
+    expect(badPath.status).toBe(400);
+    expect(badPath.errors![0].message).toMatch(/variables/);
+    const both = await upload(rsa, "file", randomBytes(100), { data: "aGVsbG8=" });
+    expect(errorCode(both)).toBe("BAD_USER_INPUT");
+  });
+});
+
+describe("retention", () => {
+  it("deletes an upload's slices with its content, and abandoned slices of uploads that never became a push", async () => {
+    const r = await upload(rsa, "file", randomBytes(1000));
+    const id = r.data!.pushData.id;
+    expect(await prisma().pushChunk.count({ where: { pushId: id } })).toBe(1);
+    const hourAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    await prisma().pushChunk.create({ data: { pushId: "psh_abandoned", seq: 0, data: "x", createdAt: hourAgo } });
+    await prisma().pushChunk.create({ data: { pushId: "psh_in_flight", seq: 0, data: "x" } });
+
+    await t.app.services.pushes.retention(new Date());
+    expect(await prisma().pushChunk.count({ where: { pushId: "psh_abandoned" } })).toBe(0);
+    expect(await prisma().pushChunk.count({ where: { pushId: "psh_in_flight" } })).toBe(1);
+    expect(await prisma().pushChunk.count({ where: { pushId: id } })).toBe(1);
+
+    // Past the postbox's expiry the content goes, slices included.
+    await t.app.services.pushes.retention(new Date(Date.now() + 400 * 24 * 60 * 60 * 1000));
+    expect(await prisma().pushChunk.count({ where: { pushId: id } })).toBe(0);
+    expect(await prisma().pushContent.count({ where: { pushId: id } })).toBe(0);
+    await prisma().pushChunk.deleteMany({ where: { pushId: "psh_in_flight" } });
+  });
+});
