@@ -1,4 +1,5 @@
 import type { PrismaClient, Tx } from "../../infra/db/database.js";
+import type { ContractKind } from "../../generated/prisma/client.js";
 
 export class SessionRepository {
   constructor(private readonly prisma: PrismaClient) {}
@@ -15,11 +16,24 @@ export class SessionRepository {
     return tx.session.create({ data });
   }
 
-  findByKeyHash(keyHash: string) {
-    return this.prisma.session.findUnique({
-      where: { keyHash },
-      include: { contract: { select: { id: true, kind: true, disabledAt: true, applicationId: true, application: { select: { disabledAt: true } } } } },
-    });
+  /**
+   * The session with what authentication checks of its contract and application. One
+   * joined statement: every authenticated request runs it (Prisma's include took three).
+   */
+  async findByKeyHash(keyHash: string): Promise<SessionWithContract | null> {
+    const rows = await this.prisma.$queryRaw<SessionRow[]>`
+      SELECT s.id, s."expiresAt", s."revokedAt", c.id AS "contractId", c.kind::text AS kind, c."disabledAt" AS "contractDisabledAt",
+             c."applicationId", a."disabledAt" AS "applicationDisabledAt"
+      FROM "Session" s JOIN "Contract" c ON c.id = s."contractId" JOIN "Application" a ON a.id = c."applicationId"
+      WHERE s."keyHash" = ${keyHash}`;
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      id: r.id,
+      expiresAt: r.expiresAt,
+      revokedAt: r.revokedAt,
+      contract: { id: r.contractId, kind: r.kind, disabledAt: r.contractDisabledAt, applicationId: r.applicationId, application: { disabledAt: r.applicationDisabledAt } },
+    };
   }
 
   revoke(tx: Tx, id: string) {
@@ -32,4 +46,22 @@ export class SessionRepository {
     const sessions = await this.prisma.session.deleteMany({ where: { expiresAt: { lt: new Date(now.getTime() - 86_400_000) } } });
     return nonces.count + sessions.count;
   }
+}
+
+interface SessionRow {
+  id: string;
+  expiresAt: Date;
+  revokedAt: Date | null;
+  contractId: string;
+  kind: ContractKind;
+  contractDisabledAt: Date | null;
+  applicationId: string;
+  applicationDisabledAt: Date | null;
+}
+
+export interface SessionWithContract {
+  id: string;
+  expiresAt: Date;
+  revokedAt: Date | null;
+  contract: { id: string; kind: ContractKind; disabledAt: Date | null; applicationId: string; application: { disabledAt: Date | null } };
 }
