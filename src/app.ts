@@ -24,6 +24,7 @@ import { ApplicationRepository } from "./modules/application/application.reposit
 import { ApplicationService } from "./modules/application/application.service.js";
 import { applicationAdminRoutes } from "./modules/application/application.admin.js";
 import { SessionRepository } from "./modules/session/session.repository.js";
+import { SessionEnds } from "./modules/session/session.events.js";
 import { SessionService } from "./modules/session/session.service.js";
 import { SessionResolver } from "./modules/session/session.resolver.js";
 import { PostboxRepository } from "./modules/postbox/postbox.repository.js";
@@ -85,19 +86,21 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
 
   // Services, in dependency order. Repositories are the only Prisma users.
   const audit = new AuditService(new AuditRepository(prisma));
+  // Ends open subscriptions with their session (expiry, endSession, application disabled), across instances.
+  const sessionEnds = new SessionEnds(pubSub, log);
   const appRepo = new ApplicationRepository(prisma);
-  const applications = new ApplicationService(appRepo, audit, config);
-  const sessions = new SessionService(new SessionRepository(prisma), appRepo, audit, config);
+  const applications = new ApplicationService(appRepo, audit, config, sessionEnds);
+  const sessions = new SessionService(new SessionRepository(prisma), appRepo, audit, config, sessionEnds);
   const webhookRepo = new WebhookRepository(prisma);
   const webhookSender = new WebhookSender({ timeoutMs: config.WEBHOOK_TIMEOUT, allowPrivate: config.ALLOW_PRIVATE_URLS, userAgent: "Postbox-Webhooks/1.0" });
   const webhookDispatcher = new WebhookDispatcher(webhookRepo, webhookSender, audit, log, { concurrency: 8, lockMs: config.WEBHOOK_TIMEOUT + 60_000 });
   const webhooks = new WebhookService(webhookRepo, audit, webhookDispatcher, config);
   const users = new UserService(new UserRepository(prisma), audit, config);
-  const postboxes = new PostboxService({ repo: new PostboxRepository(prisma), audit, users, webhooks, pubSub, config, log });
+  const postboxes = new PostboxService({ repo: new PostboxRepository(prisma), audit, users, webhooks, pubSub, config, log, sessionEnds });
   // SERVER_SECRET keys the idempotency fingerprints (createApp fills it in when unset).
-  const pushes = new PushService(new PushRepository(prisma), audit, webhooks, pubSub, config, config.SERVER_SECRET, log);
+  const pushes = new PushService(new PushRepository(prisma), audit, webhooks, pubSub, config, config.SERVER_SECRET, log, sessionEnds);
   // Data sent back by users, encrypted to the application's READ contract key.
-  const dataRequests = new DataRequestService(new DataRequestRepository(prisma), appRepo, audit, webhooks, pubSub, config, log);
+  const dataRequests = new DataRequestService(new DataRequestRepository(prisma), appRepo, audit, webhooks, pubSub, config, log, sessionEnds);
 
   const auth: Authenticators = {
     // Concurrent requests with one session key share one lookup (see infra/coalesce.ts).

@@ -1,5 +1,5 @@
 // A GraphQL subscription stream over a pub/sub topic that lives no longer than
-// the app session that opened it.
+// the app session that opened it (see SessionEnds in modules/session).
 import { Repeater } from "@graphql-yoga/subscription";
 
 /** setTimeout's largest delay (2^31-1 ms); a longer one fires at once, so longer waits are re-armed. */
@@ -8,8 +8,8 @@ const MAX_TIMER_MS = 2_147_483_647;
 export interface SessionStreamOptions<S, T> {
   /** Events of the topic (e.g. `pubSub.subscribe(topic)`); returned when the stream ends. */
   source: AsyncIterable<S>;
-  /** When the session expires; the stream ends then. */
-  expiresAt: Date;
+  /** Registers the end of the session (expiry, endSession…): calls its argument then; returns the cancel function. */
+  until: (end: () => void) => () => void;
   /** The event as the client gets it, or undefined to drop it (scoping and filters live here). */
   select: (event: S) => T | undefined;
   /** Called once the stream is open (the source listener registered) and once when it ends; for open-stream counts. */
@@ -30,18 +30,18 @@ export function endAtExpiry(expiresAt: Date, end: () => void): () => void {
 }
 
 /**
- * The events of `source` that `select` keeps, until the session expires or the
+ * The events of `source` that `select` keeps, until the session ends or the
  * client leaves; either way the source subscription is returned.
  */
-export function sessionStream<S, T>({ source, expiresAt, select, onOpen, onClose }: SessionStreamOptions<S, T>): AsyncIterable<T> {
+export function sessionStream<S, T>({ source, until, select, onOpen, onClose }: SessionStreamOptions<S, T>): AsyncIterable<T> {
   return new Repeater<T>(async (push, stop) => {
     const it = source[Symbol.asyncIterator]();
     // The first next() registers the listener; only then does the stream count as open.
     let pending = it.next();
     onOpen();
-    const cancelExpiry = endAtExpiry(expiresAt, () => void stop());
+    const cancelEnd = until(() => void stop());
     void stop.then(() => {
-      cancelExpiry();
+      cancelEnd();
       onClose();
       void it.return?.();
     });

@@ -7,6 +7,7 @@ import { checkOutboundUrl } from "../../infra/url-policy.js";
 import type { AuditService } from "../audit/audit.service.js";
 import { parsePublicKey } from "./application.keys.js";
 import type { ApplicationRepository, ApplicationWithContracts } from "./application.repository.js";
+import type { SessionEnds } from "../session/session.events.js";
 
 export type ContractKindName = "WRITE" | "READ";
 export type PostboxModeName = "ONE_OFF" | "ONGOING";
@@ -39,6 +40,7 @@ export class ApplicationService {
     private readonly repo: ApplicationRepository,
     private readonly audit: AuditService,
     private readonly config: Config,
+    private readonly sessionEnds: SessionEnds,
   ) {}
 
   async createApplication(input: { name: string } & ContractInput): Promise<{ appId: string; name: string } & CreatedContract> {
@@ -99,11 +101,14 @@ export class ApplicationService {
   async setDisabled(appId: string, disabled: boolean) {
     const app = await this.repo.findApplication(appId);
     if (!app) throw notFound("Application", appId);
-    return this.repo.transaction(async (tx) => {
-      const updated = await this.repo.setApplicationDisabled(tx, appId, disabled ? new Date() : null);
+    const updated = await this.repo.transaction(async (tx) => {
+      const row = await this.repo.setApplicationDisabled(tx, appId, disabled ? new Date() : null);
       await this.audit.record({ actorType: "ADMIN", action: disabled ? "application.disable" : "application.enable", outcome: "SUCCESS", applicationId: appId }, tx);
-      return updated;
+      return row;
     });
+    // A disabled application's sessions are refused from now on; their open subscriptions end as well.
+    if (disabled) this.sessionEnds.announce({ applicationId: appId });
+    return updated;
   }
 
   list(): Promise<ApplicationWithContracts[]> {

@@ -82,7 +82,7 @@ export function createDataRequestSubscriptionResolver(requests: DataRequestServi
   class DataRequestSubscriptionResolver {
     @Subscription(() => DataRequestStatusEvent, {
       description:
-        "Status changes of data requests (session required): those your WRITE contract asked, or, for a READ contract session, those answered to it. With postboxId: that postbox only. The stream ends when the session expires.",
+        "Status changes of data requests (session required): those your WRITE contract asked, or, for a READ contract session, those answered to it. With postboxId: that postbox only. The stream ends when the session expires or is ended (endSession).",
       subscribe: async ({ args, context }) => requests.subscribe(await (context as GraphQLContext).session(), (args as { postboxId?: string | null }).postboxId),
     })
     dataRequestStatusChanged(@Root() event: DataRequestStatusPayload, @Arg("postboxId", () => ID, { nullable: true }) _postboxId?: string | null): DataRequestStatusEvent {

@@ -16,6 +16,7 @@ import type { Logger } from "../../infra/logger.js";
 import type { AppPubSub } from "../../infra/pubsub.js";
 import type { ApplicationRepository } from "../application/application.repository.js";
 import type { AuditInput, AuditService } from "../audit/audit.service.js";
+import type { SessionEnds } from "../session/session.events.js";
 import type { WebhookService } from "../webhook/webhook.service.js";
 import { MAX_DESCRIPTOR_BYTES, ResponseRefusal, checkResponseJwe, normaliseMimeTypes, recipientKeyOf, type RecipientKey } from "./datarequest.crypto.js";
 import { asDataRequestPayload, contractTopic, type DataRequestStatusPayload } from "./datarequest.events.js";
@@ -64,6 +65,7 @@ export class DataRequestService {
     private readonly pubSub: AppPubSub,
     private readonly config: Config,
     private readonly log: Logger,
+    private readonly sessionEnds: SessionEnds,
   ) {}
 
   /** Subscriptions currently open on this instance (tests wait on it instead of sleeping). */
@@ -231,7 +233,7 @@ export class DataRequestService {
   /**
    * dataRequestStatusChanged: status changes of the data requests this session
    * may see (asked by its WRITE contract, or answered to its READ contract),
-   * optionally of one postbox. The stream ends when the session expires.
+   * optionally of one postbox. The stream ends when the session does.
    */
   async subscribe(s: SessionPrincipal, postboxId?: string | null): Promise<AsyncIterable<DataRequestStatusPayload>> {
     if (postboxId != null) await this.visiblePostbox(s, postboxId);
@@ -239,7 +241,7 @@ export class DataRequestService {
     const contractId = s.contractId;
     return sessionStream({
       source,
-      expiresAt: s.expiresAt,
+      until: (end) => this.sessionEnds.watch(s, end),
       select: (raw) => {
         const p = asDataRequestPayload(raw);
         // The topic is per contract already; checking again guards against a misrouted event.

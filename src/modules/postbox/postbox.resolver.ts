@@ -81,7 +81,7 @@ export function createPostboxSubscriptionResolver(postboxes: PostboxService): ob
   class PostboxSubscriptionResolver {
     @Subscription(() => PostboxStatusEvent, {
       description:
-        "Status changes of your contract's postboxes (session required). With postboxId: that postbox only; the first event is its current status (previousStatus null) and the stream ends after a final status. Every stream ends when the session expires.",
+        "Status changes of your contract's postboxes (session required). With postboxId: that postbox only; the first event is its current status (previousStatus null) and the stream ends after a final status. Every stream ends when the session expires or is ended (endSession).",
       subscribe: async ({ args, context }) => postboxes.subscribe(await (context as GraphQLContext).session(), (args as { postboxId?: string | null }).postboxId),
     })
     postboxStatusChanged(@Root() event: PostboxStatusPayload, @Arg("postboxId", () => ID, { nullable: true }) _postboxId?: string | null): PostboxStatusEvent {

@@ -16,12 +16,12 @@ import type { Tx } from "../../infra/db/database.js";
 import { AppError, ErrorCode, badInput, conflict, forbidden, notFound } from "../../infra/errors.js";
 import type { SessionPrincipal, UserPrincipal } from "../../infra/graphql/context.js";
 import { pageRequest, toConnection, type Connection } from "../../infra/graphql/pagination.js";
-import { endAtExpiry } from "../../infra/graphql/session-stream.js";
 import { newId } from "../../infra/ids.js";
 import type { Logger } from "../../infra/logger.js";
 import type { AppPubSub } from "../../infra/pubsub.js";
 import { checkOutboundUrl } from "../../infra/url-policy.js";
 import type { ActorType, AuditService, DetailValue } from "../audit/audit.service.js";
+import type { SessionEnds } from "../session/session.events.js";
 import type { IssuedCredential, UserService } from "../user/user.service.js";
 import type { WebhookService } from "../webhook/webhook.service.js";
 import { StatusHub, WEBHOOK_TYPE, contractTopic, isFinal, statusRank, type PostboxStatusPayload } from "./postbox.events.js";
@@ -50,6 +50,7 @@ export interface PostboxDeps {
   pubSub: AppPubSub;
   config: Config;
   log: Logger;
+  sessionEnds: SessionEnds;
 }
 
 export interface AcceptResult {
@@ -437,7 +438,7 @@ export class PostboxService {
    * Status events of the session's contract, optionally of one postbox. With a
    * postboxId the first event is the postbox's current status, so a client that
    * subscribes late still learns it; the stream then ends after a final status.
-   * Every stream ends when the session expires.
+   * Every stream ends when the session does (expiry, endSession, application disabled).
    */
   async subscribe(session: SessionPrincipal, postboxId?: string | null): Promise<AsyncIterable<PostboxStatusPayload>> {
     if (postboxId != null && !(await this.d.repo.findForContract(postboxId, session.contractId))) throw notFound("Postbox", postboxId);
@@ -462,9 +463,9 @@ export class PostboxService {
       let held: PostboxStatusPayload[] | null = postboxId != null ? [] : null;
       const unlisten = this.hub.listen(contractId, postboxId ?? null, (p) => (held ? held.push(p) : deliver(p)));
       this.openStreams++;
-      const cancelExpiry = endAtExpiry(session.expiresAt, () => void stop());
+      const cancelEnd = this.d.sessionEnds.watch(session, () => void stop());
       void stop.then(() => {
-        cancelExpiry();
+        cancelEnd();
         unlisten();
         this.openStreams--;
       });

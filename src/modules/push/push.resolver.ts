@@ -71,7 +71,7 @@ export function createPushSubscriptionResolver(pushes: PushService): object {
   class PushSubscriptionResolver {
     @Subscription(() => PushStatusEvent, {
       description:
-        "Status changes of your contract's pushes (session required): DELIVERED when the user's app acknowledges a file. With postboxId: that postbox's pushes only. The stream ends when the session expires.",
+        "Status changes of your contract's pushes (session required): DELIVERED when the user's app acknowledges a file. With postboxId: that postbox's pushes only. The stream ends when the session expires or is ended (endSession).",
       subscribe: async ({ args, context }) => pushes.subscribe(await (context as GraphQLContext).session(), (args as { postboxId?: string | null }).postboxId),
     })
     pushStatusChanged(@Root() event: PushStatusPayload, @Arg("postboxId", () => ID, { nullable: true }) _postboxId?: string | null): PushStatusEvent {

@@ -13,6 +13,7 @@ import { newId } from "../../infra/ids.js";
 import type { Logger } from "../../infra/logger.js";
 import type { AppPubSub } from "../../infra/pubsub.js";
 import type { AuditInput, AuditService } from "../audit/audit.service.js";
+import type { SessionEnds } from "../session/session.events.js";
 import type { WebhookService } from "../webhook/webhook.service.js";
 import { createHash, type Hmac } from "node:crypto";
 import { MultipartError } from "../../infra/http/multipart.js";
@@ -154,6 +155,7 @@ export class PushService {
     /** Key of the idempotency fingerprints (SERVER_SECRET); unset only where no request is served (schema printing). */
     private readonly serverSecret: string | undefined,
     private readonly log: Logger,
+    private readonly sessionEnds: SessionEnds,
   ) {
     this.writer = new PushWriter(repo, audit);
   }
@@ -459,7 +461,7 @@ export class PushService {
   /**
    * pushStatusChanged: status changes of the contract's pushes (of one postbox when
    * given; another contract's postbox is NOT_FOUND before any event flows). The
-   * stream ends when the session expires.
+   * stream ends when the session does (expiry, endSession, application disabled).
    */
   async subscribe(s: SessionPrincipal, postboxId?: string | null): Promise<AsyncIterable<PushStatusPayload>> {
     if (postboxId != null && !(await this.repo.postboxExists(postboxId, s.contractId))) throw notFound("Postbox", postboxId);
@@ -467,7 +469,7 @@ export class PushService {
     const contractId = s.contractId;
     return sessionStream({
       source,
-      expiresAt: s.expiresAt,
+      until: (end) => this.sessionEnds.watch(s, end),
       select: (raw) => {
         const p = asPushPayload(raw);
         // The topic is per contract already; checking again costs nothing and guards against a misrouted event.

@@ -13,6 +13,7 @@ import { newId } from "../../infra/ids.js";
 import type { ApplicationRepository, ContractWithKeys } from "../application/application.repository.js";
 import type { AuditService } from "../audit/audit.service.js";
 import type { SessionRepository } from "./session.repository.js";
+import type { SessionEnds } from "./session.events.js";
 
 export interface CreateSessionInput {
   appId: string;
@@ -42,6 +43,7 @@ export class SessionService {
     private readonly apps: ApplicationRepository,
     private readonly audit: AuditService,
     private readonly config: Config,
+    private readonly ends: SessionEnds,
   ) {}
 
   async createSession(input: CreateSessionInput): Promise<IssuedSession> {
@@ -165,11 +167,14 @@ export class SessionService {
   }
 
   async endSession(principal: SessionPrincipal): Promise<boolean> {
-    return this.repo.transaction(async (tx) => {
+    const ended = await this.repo.transaction(async (tx) => {
       const { count } = await this.repo.revoke(tx, principal.sessionId);
       await this.audit.record({ actorType: "APP", actorId: principal.applicationId, action: "session.end", outcome: "SUCCESS", applicationId: principal.applicationId, contractId: principal.contractId, targetId: principal.sessionId }, tx);
       return count > 0;
     });
+    // The session's open subscriptions end too, on whichever instance holds them.
+    this.ends.announce({ sessionId: principal.sessionId });
+    return ended;
   }
 
   sweep(now = new Date()): Promise<number> {

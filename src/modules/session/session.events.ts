@@ -1,0 +1,89 @@
+// When an application's session stops being valid for its open subscriptions:
+// at its expiry, when it is ended (endSession), or when its application is
+// disabled. The last two are announced on the bus, so that a subscription held
+// by another instance ends too (with REDIS_URL), not only at expiry.
+import type { SessionPrincipal } from "../../infra/graphql/context.js";
+import { endAtExpiry } from "../../infra/graphql/session-stream.js";
+import type { Logger } from "../../infra/logger.js";
+import type { AppPubSub } from "../../infra/pubsub.js";
+
+export const SESSION_ENDED_TOPIC = "SESSION_ENDED";
+
+/** One of the two: a session ended, or every session of an application. */
+export interface SessionEndedPayload {
+  sessionId?: string;
+  applicationId?: string;
+}
+
+export class SessionEnds {
+  /** "s:<sessionId>" / "a:<applicationId>" → the end callbacks of open streams. */
+  private readonly watchers = new Map<string, Set<() => void>>();
+  private listening = false;
+
+  constructor(
+    private readonly pubSub: AppPubSub,
+    private readonly log: Logger,
+  ) {}
+
+  /** Calls `end` once, when the session expires, is ended or loses its application; returns the cancel function. */
+  watch(s: Pick<SessionPrincipal, "sessionId" | "applicationId" | "expiresAt">, end: () => void): () => void {
+    this.listen();
+    const keys = [`s:${s.sessionId}`, `a:${s.applicationId}`];
+    let done = false;
+    const fire = () => {
+      if (done) return;
+      cancel();
+      end();
+    };
+    const cancelExpiry = endAtExpiry(s.expiresAt, fire);
+    for (const k of keys) {
+      const set = this.watchers.get(k) ?? new Set();
+      set.add(fire);
+      this.watchers.set(k, set);
+    }
+    const cancel = () => {
+      done = true;
+      cancelExpiry();
+      for (const k of keys) {
+        const set = this.watchers.get(k);
+        set?.delete(fire);
+        if (set?.size === 0) this.watchers.delete(k);
+      }
+    };
+    return cancel;
+  }
+
+  /** Ends the matching streams on every instance; call after the change has committed. */
+  announce(p: SessionEndedPayload): void {
+    try {
+      this.pubSub.publish(SESSION_ENDED_TOPIC, { ...p });
+    } catch (err) {
+      // The change is committed; streams elsewhere still end at the session's expiry.
+      this.log.warn({ err }, "could not announce an ended session");
+    }
+  }
+
+  /** Streams watched on this instance (tests wait on it). */
+  get size(): number {
+    let n = 0;
+    for (const [k, set] of this.watchers) if (k.startsWith("s:")) n += set.size;
+    return n;
+  }
+
+  /** One bus subscription per instance, opened with the first stream. */
+  private listen(): void {
+    if (this.listening) return;
+    this.listening = true;
+    // Lives as long as the process (with Redis, closing the pub/sub connection ends it).
+    const it = this.pubSub.subscribe(SESSION_ENDED_TOPIC)[Symbol.asyncIterator]();
+    void (async () => {
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        const p = r.value as SessionEndedPayload;
+        const key = typeof p.sessionId === "string" ? `s:${p.sessionId}` : typeof p.applicationId === "string" ? `a:${p.applicationId}` : undefined;
+        for (const fire of [...(key ? (this.watchers.get(key) ?? []) : [])]) fire();
+      }
+    })().catch((err) => this.log.error({ err }, "session end listener failed"));
+  }
+}
