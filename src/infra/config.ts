@@ -114,6 +114,11 @@ export const SPEC = {
   AUDIT_RETENTION: { doc: "How long push metadata and audit events are kept.", default: "400d", parse: duration },
   SWEEP_INTERVAL: { doc: "How often expiry, purge and webhook work runs.", default: "5s", parse: duration },
   WEBHOOK_TIMEOUT: { doc: "Time a webhook receiver has to answer.", default: "15s", parse: duration },
+  WEBHOOK_SECRET_OVERLAP: {
+    doc: "After rotateWebhookSecret, how long deliveries also carry a signature with the previous secret, so receivers can switch without rejecting any.",
+    default: "24h",
+    parse: duration,
+  },
   ALLOW_PRIVATE_URLS: { doc: "Allow webhook and callback URLs on loopback and private networks (development and tests only).", default: "false", parse: bool },
   GRAPHQL_MAX_DEPTH: { doc: "Largest query depth.", default: "8", parse: int(1, 100) },
   GRAPHQL_MAX_COST: { doc: "Largest query cost (graphql-armor cost analysis).", default: "5000", parse: int(1, 1_000_000) },

@@ -6,6 +6,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { exportJWK, generateKeyPair } from "jose";
 import { runCli } from "../../src/cli/lib.js";
@@ -15,7 +16,7 @@ import { createTestDatabase, errorCode, startTestServer, type TestServer } from 
 import { CLOSE, DECLINE, accept, codeOf, createPostbox } from "./postbox.helpers.js";
 
 const SET = /* GraphQL */ `mutation Set($url: String!) { setWebhook(url: $url) { url secret createdAt } }`;
-const ROTATE = /* GraphQL */ `mutation { rotateWebhookSecret { url secret createdAt } }`;
+const ROTATE = /* GraphQL */ `mutation { rotateWebhookSecret { url secret createdAt previousSecretValidUntil } }`;
 const DELETE = /* GraphQL */ `mutation { deleteWebhook }`;
 const GET = /* GraphQL */ `query { webhook { url createdAt disabledAt disabledReason } }`;
 const DELIVERIES = /* GraphQL */ `
@@ -131,7 +132,7 @@ describe("registration over GraphQL", () => {
     expect(await t.app.db.prisma.auditEvent.count({ where: { action: "webhook.set", outcome: "REFUSED", contractId: who.app.contractId } })).toBe(refusalsBefore + 1);
   });
 
-  it("rotates the secret: later deliveries verify with the new one only", async () => {
+  it("rotates the secret: deliveries verify with the new one, and with the old one only until the overlap ends", async () => {
     const who = await tenant();
     const old = await setWebhook(who);
     const r = await t.gql(ROTATE, {}, { token: who.key });
@@ -139,12 +140,27 @@ describe("registration over GraphQL", () => {
     const fresh = r.data!.rotateWebhookSecret.secret as string;
     secrets.push(fresh);
     expect(fresh).not.toBe(old);
+    // WEBHOOK_SECRET_OVERLAP (24 h by default) from now.
+    const until = Date.parse(r.data!.rotateWebhookSecret.previousSecretValidUntil);
+    expect(Math.abs(until - (Date.now() + 24 * 3600_000))).toBeLessThan(60_000);
     await emit(who.app.contractId);
     await t.app.scheduler.tick();
     const [d] = await deliveriesOf(who.app.contractId);
     const [msg] = receivedFor(d.id);
+    expect(msg.signature.split(" ")).toHaveLength(2);
     expect(verifyWebhookSignature(fresh, msg)).toBe(true);
-    expect(verifyWebhookSignature(old, msg)).toBe(false);
+    expect(verifyWebhookSignature(old, msg)).toBe(true);
+    expect(verifyWebhookSignature(`whsec_${randomBytes(32).toString("base64")}`, msg)).toBe(false);
+
+    // Once the overlap is over, the old secret no longer signs.
+    await t.app.db.prisma.webhookEndpoint.update({ where: { contractId: who.app.contractId }, data: { previousSecretUntil: new Date(Date.now() - 1000) } });
+    await emit(who.app.contractId);
+    await t.app.scheduler.tick();
+    const later = (await deliveriesOf(who.app.contractId)).find((x) => x.id !== d.id)!;
+    const [msg2] = receivedFor(later.id);
+    expect(msg2.signature.split(" ")).toHaveLength(1);
+    expect(verifyWebhookSignature(fresh, msg2)).toBe(true);
+    expect(verifyWebhookSignature(old, msg2)).toBe(false);
     expect(await t.app.db.prisma.auditEvent.count({ where: { action: "webhook.rotate_secret", contractId: who.app.contractId } })).toBe(1);
   });
 

@@ -6,6 +6,7 @@ interface Registration {
   url: string;
   secret: string;
   createdAt: string;
+  previousSecretValidUntil?: string | null;
 }
 
 interface Attempt {
@@ -33,6 +34,7 @@ function showRegistration(r: Registration): string {
     `Webhook for contract ${r.contractId}: ${r.url}`,
     `Signing secret (shown only now; store it with the receiver): ${r.secret}`,
     `Deliveries are signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature).`,
+    ...(r.previousSecretValidUntil ? [`Until ${r.previousSecretValidUntil} they also carry a signature made with the previous secret.`] : []),
   ].join("\n");
 }
 

@@ -16,6 +16,9 @@ export interface ClaimedDelivery {
   lockedUntil: Date;
   url: string;
   secret: string;
+  /** Also signs until previousSecretUntil (after a rotation). */
+  previousSecret: string | null;
+  previousSecretUntil: Date | null;
 }
 
 export interface AttemptRow {
@@ -47,12 +50,16 @@ export class WebhookRepository {
     return tx.webhookEndpoint.upsert({
       where: { contractId: data.contractId },
       create: { id: data.id, contractId: data.contractId, url: data.url, secret: data.secret, createdAt: data.at },
-      update: { url: data.url, secret: data.secret, createdAt: data.at, disabledAt: null, disabledReason: null },
+      update: { url: data.url, secret: data.secret, previousSecret: null, previousSecretUntil: null, createdAt: data.at, disabledAt: null, disabledReason: null },
     });
   }
 
-  async setSecret(tx: Tx, contractId: string, secret: string): Promise<EndpointRow | null> {
-    const { count } = await tx.webhookEndpoint.updateMany({ where: { contractId }, data: { secret } });
+  /** Replaces the secret; the one it replaces keeps signing until `previousUntil`. */
+  async setSecret(tx: Tx, contractId: string, secret: string, previousUntil: Date): Promise<EndpointRow | null> {
+    // SET's right-hand sides read the row as it was, so the old secret moves over in the same statement.
+    const count = await tx.$executeRaw`
+      UPDATE "WebhookEndpoint" SET "previousSecret" = "secret", "previousSecretUntil" = ${previousUntil}, "secret" = ${secret}
+      WHERE "contractId" = ${contractId}`;
     return count ? tx.webhookEndpoint.findUnique({ where: { contractId } }) : null;
   }
 
@@ -91,7 +98,7 @@ export class WebhookRepository {
         ORDER BY d2."nextAttemptAt"
         LIMIT ${limit}
         FOR UPDATE OF d2 SKIP LOCKED)
-      RETURNING d."id", d."endpointId", d."contractId", d."eventType", d."payload", d."attemptCount", d."lockedUntil", e."url", e."secret"`;
+      RETURNING d."id", d."endpointId", d."contractId", d."eventType", d."payload", d."attemptCount", d."lockedUntil", e."url", e."secret", e."previousSecret", e."previousSecretUntil"`;
   }
 
   /** Which of `ids` are visible (committed) now. */

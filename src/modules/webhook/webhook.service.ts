@@ -27,6 +27,8 @@ export interface WebhookRegistration {
   /** whsec_…: returned here only, never again. */
   secret: string;
   createdAt: Date;
+  /** After a rotation: until when deliveries are also signed with the secret it replaced. */
+  previousSecretValidUntil?: Date | null;
 }
 
 export interface WebhookEndpointView {
@@ -44,7 +46,7 @@ export class WebhookService {
     private readonly repo: WebhookRepository,
     private readonly audit: AuditService,
     private readonly dispatcher: WebhookDispatcher,
-    private readonly config: Pick<Config, "ALLOW_PRIVATE_URLS">,
+    private readonly config: Pick<Config, "ALLOW_PRIVATE_URLS" | "WEBHOOK_SECRET_OVERLAP">,
   ) {}
 
   /**
@@ -109,11 +111,15 @@ export class WebhookService {
     return { url: row.url, secret, createdAt: row.createdAt };
   }
 
-  /** A new secret for the existing endpoint, effective for every attempt from now on. */
+  /**
+   * A new secret for the existing endpoint, signing every attempt from now on; the
+   * previous one signs too (a second signature) for WEBHOOK_SECRET_OVERLAP.
+   */
   async rotateSecret(actor: WebhookActor): Promise<WebhookRegistration> {
     const secret = newWebhookSecret();
+    const previousUntil = new Date(Date.now() + this.config.WEBHOOK_SECRET_OVERLAP);
     const row = await this.repo.transaction(async (tx) => {
-      const r = await this.repo.setSecret(tx, actor.contractId, secret);
+      const r = await this.repo.setSecret(tx, actor.contractId, secret, previousUntil);
       if (r) await this.audit.record({ ...this.auditBase(actor, "webhook.rotate_secret"), targetId: r.id }, tx);
       return r;
     });
@@ -122,7 +128,7 @@ export class WebhookService {
       await this.refused(actor, "webhook.rotate_secret", e);
       throw e;
     }
-    return { url: row.url, secret, createdAt: row.createdAt };
+    return { url: row.url, secret, createdAt: row.createdAt, previousSecretValidUntil: row.previousSecretUntil };
   }
 
   /** Removes the endpoint together with its delivery history. */

@@ -21,6 +21,12 @@ export class WebhookRegistration {
 
   @Field()
   createdAt!: Date;
+
+  @Field(() => Date, {
+    nullable: true,
+    description: "After rotateWebhookSecret: until this time every delivery carries a second signature, made with the previous secret, so your receiver can switch secrets without rejecting any.",
+  })
+  previousSecretValidUntil?: Date | null;
 }
 
 @ObjectType({ description: "The contract's webhook endpoint (the secret is never shown again)." })

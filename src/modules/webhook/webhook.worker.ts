@@ -148,7 +148,10 @@ export class WebhookDispatcher {
           "content-type": "application/json",
           "webhook-id": d.id,
           "webhook-timestamp": String(timestamp),
-          "webhook-signature": signWebhook(d.secret, d.id, timestamp, d.payload),
+          // Space-separated signatures (Standard Webhooks): the receiver accepts any one it can verify.
+          "webhook-signature": [d.secret, ...(d.previousSecret && d.previousSecretUntil && d.previousSecretUntil.getTime() > Date.now() ? [d.previousSecret] : [])]
+            .map((secret) => signWebhook(secret, d.id, timestamp, d.payload))
+            .join(" "),
         },
         d.payload,
         this.abort.signal,
