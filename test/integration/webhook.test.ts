@@ -363,6 +363,39 @@ describe("delivery", () => {
   });
 });
 
+describe("fairness between endpoints", () => {
+  it("sends at most two deliveries at a time to one endpoint, so a hanging receiver does not hold up others", async () => {
+    const slow = await startWebhookReceiver();
+    let release!: () => void;
+    slow.hold(new Promise<void>((r) => (release = r)));
+    try {
+      const hanging = await tenant();
+      await setWebhook(hanging, slow.url);
+      const other = await tenant();
+      await setWebhook(other);
+      for (let i = 0; i < 6; i++) await emit(hanging.app.contractId, "push.delivered", { i });
+      await slow.waitFor(2);
+      const before = rx.received.length;
+      await emit(other.app.contractId);
+      // The other tenant's event goes out while the hanging endpoint still holds its two.
+      await rx.waitFor(before + 1);
+      expect(slow.received).toHaveLength(2);
+      const [d] = await deliveriesOf(other.app.contractId);
+      expect(rx.received.some((m) => m.id === d.id)).toBe(true);
+
+      release();
+      for (let i = 0; i < 50 && slow.received.length < 6; i++) {
+        await t.app.scheduler.tick();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(slow.received).toHaveLength(6);
+    } finally {
+      release?.();
+      await slow.close();
+    }
+  });
+});
+
 describe("private addresses without ALLOW_PRIVATE_URLS", () => {
   let strict: TestServer;
   beforeAll(async () => {
@@ -576,16 +609,21 @@ describe("restart", () => {
     const b = await startTestServer({ databaseUrl: t.databaseUrl });
     const own = await startWebhookReceiver();
     try {
-      const who = await tenant(a);
-      await setWebhook(who, own.url, a);
+      // Eight tenants: at most two sends per endpoint, eight lanes per instance.
+      const tenants: Tenant[] = [];
+      for (let i = 0; i < 8; i++) {
+        const who = await tenant(a);
+        await setWebhook(who, `${own.url}?tenant=${i}`, a);
+        tenants.push(who);
+      }
       // Hold every answer until 16 requests are in flight: 8 lanes per instance,
       // so the gate opens only if both instances are sending at the same time.
       let open!: () => void;
       own.hold(new Promise<void>((r) => (open = r)));
       void own.waitFor(16).then(() => open());
-      const N = 60;
+      const N = 64;
       await a.app.db.prisma.$transaction(async (tx) => {
-        for (let i = 0; i < N; i++) await a.app.services.webhooks.enqueue(tx, { contractId: who.app.contractId, type: "push.delivered", data: { i } });
+        for (let i = 0; i < N; i++) await a.app.services.webhooks.enqueue(tx, { contractId: tenants[i % 8].app.contractId, type: "push.delivered", data: { i } });
       });
       await Promise.all([a.app.scheduler.tick(), b.app.scheduler.tick()]);
       await Promise.all([a.app.scheduler.tick(), b.app.scheduler.tick()]);
@@ -593,11 +631,14 @@ describe("restart", () => {
       const ids = own.received.map((r) => r.id);
       expect(ids).toHaveLength(N);
       expect(new Set(ids).size).toBe(N);
-      const ds = await deliveriesOf(who.app.contractId, a);
-      expect(ds).toHaveLength(N);
-      expect(ds.every((d) => d.status === "SUCCEEDED" && d.attemptCount === 1 && d.attempts.length === 1)).toBe(true);
-      expect(own.received.every((m) => verifyWebhookSignature(who.secret!, m))).toBe(true);
-      const sentBy = (s: TestServer) => s.logs.filter((l) => l.includes('"webhook delivered"') && l.includes(who.app.contractId)).length;
+      for (const who of tenants) {
+        const ds = await deliveriesOf(who.app.contractId, a);
+        expect(ds).toHaveLength(N / 8);
+        expect(ds.every((d) => d.status === "SUCCEEDED" && d.attemptCount === 1 && d.attempts.length === 1)).toBe(true);
+        const mine = new Set(ds.map((d) => d.id));
+        expect(own.received.filter((m) => mine.has(m.id)).every((m) => verifyWebhookSignature(who.secret!, m))).toBe(true);
+      }
+      const sentBy = (s: TestServer) => s.logs.filter((l) => l.includes('"webhook delivered"') && tenants.some((w) => l.includes(w.app.contractId))).length;
       expect(sentBy(a)).toBeGreaterThan(0);
       expect(sentBy(b)).toBeGreaterThan(0);
       expect(sentBy(a) + sentBy(b)).toBe(N);

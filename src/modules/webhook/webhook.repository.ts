@@ -85,19 +85,33 @@ export class WebhookRepository {
    * instances) take disjoint rows, and the lockedUntil filter keeps a claim
    * exclusive after commit. A claim whose holder died expires at lockUntil.
    */
-  claimDue(now: Date, lockUntil: Date, limit: number): Promise<ClaimedDelivery[]> {
+  claimDue(now: Date, lockUntil: Date, limit: number, perEndpoint: number): Promise<ClaimedDelivery[]> {
+    // At most `perEndpoint` deliveries of one endpoint in flight (claimed and not yet
+    // recorded, on any instance), so a receiver that hangs holds up its own events,
+    // not everyone's. Candidates are ranked per endpoint first; the lock comes after,
+    // since FOR UPDATE cannot sit beside a window function. Two instances claiming in
+    // the same instant may each take an endpoint's quota: a bound of perEndpoint per instance.
     return this.prisma.$queryRaw<ClaimedDelivery[]>`
       UPDATE "WebhookDelivery" AS d SET "lockedUntil" = ${lockUntil}
       FROM "WebhookEndpoint" AS e
       WHERE e."id" = d."endpointId" AND d."id" IN (
-        SELECT d2."id" FROM "WebhookDelivery" AS d2
-        JOIN "WebhookEndpoint" AS e2 ON e2."id" = d2."endpointId"
-        WHERE d2."status" = 'PENDING' AND d2."nextAttemptAt" <= ${now}
-          AND (d2."lockedUntil" IS NULL OR d2."lockedUntil" < ${now})
-          AND e2."disabledAt" IS NULL
-        ORDER BY d2."nextAttemptAt"
+        SELECT d3."id" FROM "WebhookDelivery" AS d3
+        WHERE d3."id" IN (
+          SELECT c."id" FROM (
+            SELECT d2."id", ROW_NUMBER() OVER (PARTITION BY d2."endpointId" ORDER BY d2."nextAttemptAt") AS rank,
+              (SELECT count(*) FROM "WebhookDelivery" AS f
+                WHERE f."endpointId" = d2."endpointId" AND f."status" = 'PENDING' AND f."lockedUntil" >= ${now}) AS busy
+            FROM "WebhookDelivery" AS d2
+            JOIN "WebhookEndpoint" AS e2 ON e2."id" = d2."endpointId"
+            WHERE d2."status" = 'PENDING' AND d2."nextAttemptAt" <= ${now}
+              AND (d2."lockedUntil" IS NULL OR d2."lockedUntil" < ${now})
+              AND e2."disabledAt" IS NULL
+          ) AS c
+          WHERE c.rank + c.busy <= ${perEndpoint})
+          AND d3."status" = 'PENDING' AND (d3."lockedUntil" IS NULL OR d3."lockedUntil" < ${now})
+        ORDER BY d3."nextAttemptAt"
         LIMIT ${limit}
-        FOR UPDATE OF d2 SKIP LOCKED)
+        FOR UPDATE OF d3 SKIP LOCKED)
       RETURNING d."id", d."endpointId", d."contractId", d."eventType", d."payload", d."attemptCount", d."lockedUntil", e."url", e."secret", e."previousSecret", e."previousSecretUntil"`;
   }
 

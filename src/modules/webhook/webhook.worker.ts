@@ -12,6 +12,8 @@ import { MAX_ATTEMPTS, retryDelayMs, signWebhook } from "./webhook.signature.js"
 export interface DispatcherOptions {
   /** Parallel sends per instance. */
   concurrency: number;
+  /** Parallel sends to one endpoint (see WebhookRepository.claimDue). */
+  perEndpoint: number;
   /** How long a claim lasts: longer than one attempt can take, so it never lapses mid-send. */
   lockMs: number;
 }
@@ -20,8 +22,9 @@ export interface DispatcherOptions {
 const WATCH_DELAYS_MS = [1, 10, 50, 250, 1000, 3000];
 
 export class WebhookDispatcher {
-  private draining?: Promise<number>;
-  private followUp?: Promise<number>;
+  /** Lanes sending now (each claims one delivery after another until none is due), plus slots being claimed. */
+  private readonly lanes = new Set<Promise<number>>();
+  private reserved = 0;
   private stopped = false;
   private readonly abort = new AbortController();
   private readonly watched = new Map<string, number>();
@@ -37,24 +40,29 @@ export class WebhookDispatcher {
     private readonly opts: DispatcherOptions,
   ) {}
 
-  /** Sends everything due now; resolves when nothing due is left (scheduler task and tests). */
-  run(): Promise<number> {
-    if (this.stopped) return Promise.resolve(0);
-    if (!this.draining) {
-      this.draining = this.drain().finally(() => {
-        this.draining = undefined;
-      });
-      return this.draining;
+  /**
+   * Sends everything due now; resolves when nothing due is left (scheduler task and
+   * tests). Lanes already busy (say, on a receiver that hangs) keep going; free lane
+   * slots are filled at once, so a new event never waits for a slow send to end.
+   */
+  async run(): Promise<number> {
+    if (this.stopped) return 0;
+    const free = this.opts.concurrency - this.lanes.size - this.reserved;
+    let started: Promise<number>[] = [];
+    if (free > 0) {
+      this.reserved += free;
+      try {
+        started = (await this.claim(free)).map((row) => this.lane(row));
+      } finally {
+        this.reserved -= free;
+      }
     }
-    // A drain is under way and may already have looked: callers share one more
-    // drain after it, which sees everything that was due when they called.
-    this.followUp ??= this.draining
-      .catch(() => 0)
-      .then(() => {
-        this.followUp = undefined;
-        return this.run();
-      });
-    return this.followUp;
+    // Then wait for every lane, this run's and earlier ones (those claim whatever else is due).
+    while (this.lanes.size) await Promise.allSettled([...this.lanes]);
+    const results = await Promise.allSettled(started);
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    return results.reduce((n, r) => n + (r.status === "fulfilled" ? r.value : 0), 0);
   }
 
   /** Fire-and-forget run, e.g. right after a transaction that enqueued deliveries committed. */
@@ -114,29 +122,27 @@ export class WebhookDispatcher {
     if (visible.length) this.notify();
   }
 
-  private async drain(): Promise<number> {
-    let sent = 0;
-    // Each lane keeps claiming one at a time until nothing is due, so one slow
-    // receiver holds up only its own lane.
-    const first = await this.claim(this.opts.concurrency);
-    const lanes = first.map(async (row) => {
-      let next: ClaimedDelivery | undefined = row;
+  /** Sends `first`, then claims and sends one more at a time until nothing is due. */
+  private lane(first: ClaimedDelivery): Promise<number> {
+    const run = (async () => {
+      let sent = 0;
+      let next: ClaimedDelivery | undefined = first;
       while (next && !this.stopped) {
         await this.attempt(next);
         sent++;
         [next] = await this.claim(1);
       }
-    });
-    // Wait for every lane (so at most `concurrency` run at once) before reporting a failure.
-    const failed = (await Promise.allSettled(lanes)).find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
-    return sent;
+      return sent;
+    })();
+    const tracked = run.finally(() => this.lanes.delete(tracked));
+    this.lanes.add(tracked);
+    return tracked;
   }
 
   private claim(limit: number): Promise<ClaimedDelivery[]> {
     if (this.stopped) return Promise.resolve([]);
     const now = new Date();
-    return this.repo.claimDue(now, new Date(now.getTime() + this.opts.lockMs), limit);
+    return this.repo.claimDue(now, new Date(now.getTime() + this.opts.lockMs), limit, this.opts.perEndpoint);
   }
 
   private async attempt(d: ClaimedDelivery): Promise<void> {
@@ -208,7 +214,7 @@ export class WebhookDispatcher {
     if (this.watchTimer) clearTimeout(this.watchTimer);
     this.watched.clear();
     this.abort.abort();
-    await Promise.allSettled([this.draining, this.followUp, this.watching]);
+    await Promise.allSettled([...this.lanes, this.watching]);
     await this.sender.close().catch(() => {});
   }
 }
