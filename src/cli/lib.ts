@@ -40,6 +40,8 @@ export class ApiError extends CliError {
     code: string,
     message: string,
     readonly field?: string,
+    /** The server's `extensions.reissue`: a proof of the postbox key gets a new user credential. */
+    readonly reissue = false,
   ) {
     super(message, 1, code);
     this.name = "ApiError";

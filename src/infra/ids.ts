@@ -20,7 +20,7 @@ export function base32(buf: Uint8Array): string {
   return out;
 }
 
-export type IdPrefix = "app" | "ctr" | "key" | "ses" | "evt" | "pbx" | "grt" | "psh" | "drq" | "drs" | "whe" | "msg" | "wha";
+export type IdPrefix = "app" | "ctr" | "key" | "ses" | "evt" | "pbx" | "grt" | "psh" | "drq" | "drs" | "whe" | "msg" | "wha" | "uch";
 
 export function newId(prefix: IdPrefix): string {
   return `${prefix}_${base32(randomBytes(16))}`;

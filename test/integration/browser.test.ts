@@ -438,7 +438,16 @@ if (!THIS_PROJECT) {
       expect(watched.problems).toEqual([]);
     });
 
-    it("restores the postbox from the key backup in another browser context", async () => {
+    it("restores the postbox from the key backup in another browser context, re-establishing its stale credential with the key", async () => {
+      // The backup's tokens are stale: its refresh token was exchanged since, and using it
+      // again (as a thief with a copy would) revoked the credential.
+      const stale = JSON.parse(await readFile(backupFile, "utf8"));
+      const REFRESH = `mutation($r: String!) { refreshUserToken(refreshToken: $r) { accessToken } }`;
+      expect((await t.gql(REFRESH, { r: stale.credential.refreshToken })).errors).toBeUndefined();
+      const reused = await t.gql(REFRESH, { r: stale.credential.refreshToken });
+      expect(reused.errors![0].extensions?.reissue).toBe(true);
+      const reissuedBefore = await t.app.db.prisma.auditEvent.count({ where: { action: "user.reissue", outcome: "SUCCESS", postboxId } });
+
       const other = await browser!.newContext({ viewport: PHONE });
       const p2 = await other.newPage();
       const w2 = watch(p2);
@@ -449,6 +458,7 @@ if (!THIS_PROJECT) {
       const textItem = p2.locator(".file", { hasText: "results.txt" });
       await textItem.locator("pre.content").waitFor();
       expect(await textItem.locator("pre.content").textContent()).toBe(text);
+      expect(await t.app.db.prisma.auditEvent.count({ where: { action: "user.reissue", outcome: "SUCCESS", postboxId } })).toBe(reissuedBefore + 1);
       // A file that is not a backup is refused with a message.
       await p2.getByLabel("Key backup file").setInputFiles({ name: "notes.json", mimeType: "application/json", buffer: Buffer.from('{"hello":1}') });
       await p2.getByText("That file is not a Postbox key backup.").waitFor();

@@ -320,10 +320,85 @@ describe("user credentials", () => {
     expect(c.refreshTokenExpiresAt).toBe(pb.expiresAt);
     expect((await t.gql(MY_POSTBOX, {}, { token: c.accessToken })).data!.myPostbox.id).toBe(pb.id);
     expect(errorCode(await t.gql(MY_POSTBOX, {}, { token: a.credential.accessToken }))).toBe("UNAUTHENTICATED");
+    const next = await t.gql(REFRESH, { refreshToken: c.refreshToken });
+    expect(next.data!.refreshUserToken.accessToken).toMatch(/^pbu_/);
+    expect(errorCode(await t.gql(REFRESH, { refreshToken: "pbr_neverissued" }))).toBe("UNAUTHENTICATED");
+  });
+
+  it("a refresh token used a second time revokes its credential, whoever holds the current pair", async () => {
+    const pb = await createPostbox(t, session);
+    const a = await accept(t, pb.consentUrl, (await makeUserKeyPair("RSA")).publicJwk);
+    const first = (await t.gql(REFRESH, { refreshToken: a.credential.refreshToken })).data!.refreshUserToken;
+    // Say an attacker copied the original refresh token and the device used it first: the copy shows up again.
     const reuse = await t.gql(REFRESH, { refreshToken: a.credential.refreshToken });
     expect(errorCode(reuse)).toBe("UNAUTHENTICATED");
-    expect(reuse.errors![0].message).toMatch(/works once/);
-    expect((await t.gql(REFRESH, { refreshToken: c.refreshToken })).data!.refreshUserToken.accessToken).toMatch(/^pbu_/);
+    expect(reuse.errors![0].message).toMatch(/already used once.*revoked.*userKeyChallenge/);
+    expect(errorCode(await t.gql(MY_POSTBOX, {}, { token: first.accessToken }))).toBe("UNAUTHENTICATED");
+    expect(errorCode(await t.gql(REFRESH, { refreshToken: first.refreshToken }))).toBe("UNAUTHENTICATED");
+    const refused = await t.app.db.prisma.auditEvent.findMany({ where: { action: "user.token_refresh", postboxId: pb.id, outcome: "REFUSED" }, orderBy: { seq: "asc" } });
+    expect(refused.map((e) => e.reason)).toEqual(["UNAUTHENTICATED:reused", "UNAUTHENTICATED:revoked"]);
+  });
+
+  describe("a new credential by proof of the postbox key", () => {
+    const CHALLENGE = `mutation($postboxId: ID!) { userKeyChallenge(postboxId: $postboxId) { challengeId jwe expiresAt } }`;
+    const REISSUE = `mutation($challengeId: ID!, $answer: String!) { reissueUserCredential(challengeId: $challengeId, answer: $answer) { postboxId accessToken refreshToken refreshTokenExpiresAt } }`;
+
+    async function answer(jwe: string, privateKey: CryptoKey) {
+      return Buffer.from((await compactDecrypt(jwe, privateKey)).plaintext).toString("base64url");
+    }
+
+    it.each(["RSA", "P-256", "X25519"] as const)("the holder of the %s private key gets a working credential; the challenge works once", async (kind) => {
+      const pb = await createPostbox(t, session);
+      const keys = await makeUserKeyPair(kind);
+      const a = await accept(t, pb.consentUrl, keys.publicJwk);
+      const ch = (await t.gql(CHALLENGE, { postboxId: pb.id })).data!.userKeyChallenge;
+      expect(Date.parse(ch.expiresAt) - Date.now()).toBeGreaterThan(60_000);
+      const r = await t.gql(REISSUE, { challengeId: ch.challengeId, answer: await answer(ch.jwe, keys.privateKey) });
+      expect(r.errors).toBeUndefined();
+      const c = r.data!.reissueUserCredential;
+      expect(c.postboxId).toBe(pb.id);
+      expect(c.refreshTokenExpiresAt).toBe(pb.expiresAt);
+      expect((await t.gql(MY_POSTBOX, {}, { token: c.accessToken })).data!.myPostbox.id).toBe(pb.id);
+      // The device's existing credential is untouched: a reissue adds a grant.
+      expect((await t.gql(MY_POSTBOX, {}, { token: a.credential.accessToken })).data!.myPostbox.id).toBe(pb.id);
+      expect(errorCode(await t.gql(REISSUE, { challengeId: ch.challengeId, answer: await answer(ch.jwe, keys.privateKey) }))).toBe("UNAUTHENTICATED");
+      expect(await t.app.db.prisma.auditEvent.count({ where: { action: "user.reissue", postboxId: pb.id, outcome: "SUCCESS" } })).toBe(1);
+    });
+
+    it("refuses a wrong answer (and burns the challenge), another key's answer, and postboxes that are not READY", async () => {
+      const pb = await createPostbox(t, session);
+      const keys = await makeUserKeyPair("P-256");
+      await accept(t, pb.consentUrl, keys.publicJwk);
+      const ch = (await t.gql(CHALLENGE, { postboxId: pb.id })).data!.userKeyChallenge;
+      const wrong = await t.gql(REISSUE, { challengeId: ch.challengeId, answer: Buffer.alloc(32).toString("base64url") });
+      expect(errorCode(wrong)).toBe("UNAUTHENTICATED");
+      expect(wrong.errors![0].message).toMatch(/Wrong answer/);
+      expect(errorCode(await t.gql(REISSUE, { challengeId: ch.challengeId, answer: await answer(ch.jwe, keys.privateKey) }))).toBe("UNAUTHENTICATED");
+      const other = await makeUserKeyPair("P-256");
+      const ch2 = (await t.gql(CHALLENGE, { postboxId: pb.id })).data!.userKeyChallenge;
+      await expect(answer(ch2.jwe, other.privateKey)).rejects.toThrow();
+      expect(await t.app.db.prisma.auditEvent.count({ where: { action: "user.reissue", postboxId: pb.id, outcome: "REFUSED", reason: "UNAUTHENTICATED:wrong_answer" } })).toBe(1);
+
+      const pending = await createPostbox(t, session);
+      expect(errorCode(await t.gql(CHALLENGE, { postboxId: pending.id }))).toBe("NOT_FOUND");
+      expect(errorCode(await t.gql(CHALLENGE, { postboxId: "pbx_nosuchthing" }))).toBe("NOT_FOUND");
+      expect(await t.app.db.prisma.userGrant.count({ where: { postboxId: pb.id } })).toBe(1);
+    });
+
+    it("caps open challenges per postbox, and expired challenges are refused and swept", async () => {
+      const pb = await createPostbox(t, session);
+      const keys = await makeUserKeyPair("X25519");
+      await accept(t, pb.consentUrl, keys.publicJwk);
+      const challenges = [];
+      for (let i = 0; i < 10; i++) challenges.push((await t.gql(CHALLENGE, { postboxId: pb.id })).data!.userKeyChallenge);
+      expect(errorCode(await t.gql(CHALLENGE, { postboxId: pb.id }))).toBe("RATE_LIMITED");
+      await t.app.db.prisma.userKeyChallenge.updateMany({ where: { postboxId: pb.id }, data: { expiresAt: new Date(Date.now() - 1000) } });
+      const late = await t.gql(REISSUE, { challengeId: challenges[0].challengeId, answer: await answer(challenges[0].jwe, keys.privateKey) });
+      expect(late.errors![0].message).toMatch(/expired/);
+      await t.app.services.users.sweep();
+      expect(await t.app.db.prisma.userKeyChallenge.count({ where: { postboxId: pb.id } })).toBe(0);
+      expect((await t.gql(CHALLENGE, { postboxId: pb.id })).data!.userKeyChallenge.challengeId).toMatch(/^uch_/);
+    });
   });
 
   it("an expired access token is refused with a hint to refresh", async () => {

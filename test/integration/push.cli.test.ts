@@ -118,9 +118,17 @@ describe("user files / fetch / ack", () => {
     expect(after.credential.accessToken).not.toBe(before.credential.accessToken);
     expect(after.privateKey).toEqual(before.privateKey);
     expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
-    // The old refresh token was used up.
+    // The old refresh token was used up: a second use revokes the credential (a copy is loose)…
     const reuse = await t.gql(`mutation($r: String!) { refreshUserToken(refreshToken: $r) { accessToken } }`, { r: before.credential.refreshToken });
     expect(errorCode(reuse)).toBe("UNAUTHENTICATED");
+    expect(reuse.errors![0].extensions?.reissue).toBe(true);
+    // …and the CLI gets a new one by proving it holds the postbox key.
+    const again = await cli(["user", "files", "--key-file", keyFile, "--json"]);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toMatch(/new one was issued by proof of the postbox key/);
+    const reissued = JSON.parse(await readFile(keyFile, "utf8"));
+    expect(reissued.credential.accessToken).not.toBe(after.credential.accessToken);
+    expect(await t.app.db.prisma.auditEvent.count({ where: { action: "user.reissue", outcome: "SUCCESS", postboxId } })).toBe(1);
   });
 
   it("names a file that is not in this postbox", async () => {

@@ -13,7 +13,8 @@ export class NetworkError extends Error {
 
 /** The server answered with a GraphQL error; `code` is its stable extensions.code. */
 export class ApiError extends Error {
-  constructor(readonly code: string, message: string) {
+  /** `reissue`: the server says proving the postbox key (userKeyChallenge) gets a new credential. */
+  constructor(readonly code: string, message: string, readonly reissue = false) {
     super(message);
     this.name = "ApiError";
   }
@@ -33,14 +34,14 @@ export async function gql<T>(query: string, variables: Record<string, unknown> =
   } catch {
     throw new NetworkError();
   }
-  let body: { data?: T | null; errors?: { message: string; extensions?: { code?: string } }[] };
+  let body: { data?: T | null; errors?: { message: string; extensions?: { code?: string; reissue?: boolean } }[] };
   try {
     body = await res.json();
   } catch {
     throw new NetworkError(`The server answered ${res.status} ${res.statusText || ""} without a GraphQL response. Try again in a moment.`.replace(/\s+\./, "."));
   }
   const err = body.errors?.[0];
-  if (err) throw new ApiError(err.extensions?.code ?? "INTERNAL_SERVER_ERROR", err.message);
+  if (err) throw new ApiError(err.extensions?.code ?? "INTERNAL_SERVER_ERROR", err.message, err.extensions?.reissue === true);
   if (!body.data) throw new NetworkError("The server's answer had no data. Try again in a moment.");
   return body.data;
 }

@@ -1,9 +1,28 @@
 // Calls the API as the user of one stored postbox: attaches the access token,
 // renews it with the refresh token when it has expired (refresh tokens rotate,
 // so renewal is serialised per postbox, across tabs with the Web Locks API),
-// and keeps the new pair in IndexedDB.
+// and keeps the new pair in IndexedDB. When the server has revoked the credential
+// (its refresh token was used twice) or no longer knows it (restored from an old
+// backup), a new one is obtained by decrypting a challenge with this device's key.
 import { ApiError, gql } from "./api.js";
+import { decryptJwe } from "./keys.js";
 import { getPostbox, savePostbox, type StoredPostbox } from "./store.js";
+
+const CHALLENGE = /* GraphQL */ `
+  mutation Challenge($postboxId: ID!) { userKeyChallenge(postboxId: $postboxId) { challengeId jwe } }
+`;
+const REISSUE = /* GraphQL */ `
+  mutation Reissue($challengeId: ID!, $answer: String!) {
+    reissueUserCredential(challengeId: $challengeId, answer: $answer) { accessToken accessTokenExpiresAt refreshToken refreshTokenExpiresAt }
+  }
+`;
+
+interface IssuedTokens {
+  accessToken: string;
+  accessTokenExpiresAt: string;
+  refreshToken: string;
+  refreshTokenExpiresAt: string;
+}
 
 const REFRESH = /* GraphQL */ `
   mutation Refresh($refreshToken: String!) {
@@ -34,13 +53,19 @@ function refresh(postboxId: string, force: boolean, usedToken: string): Promise<
       const current = await getPostbox(postboxId);
       if (!current) throw new ApiError("NOT_FOUND", "This postbox was removed from this device.");
       if (!expired(current) && (!force || current.accessToken !== usedToken)) return current;
-      const r = await gql<{ refreshUserToken: { accessToken: string; accessTokenExpiresAt: string; refreshToken: string; refreshTokenExpiresAt: string } }>(REFRESH, { refreshToken: current.refreshToken });
+      let tokens: IssuedTokens;
+      try {
+        tokens = (await gql<{ refreshUserToken: IssuedTokens }>(REFRESH, { refreshToken: current.refreshToken })).refreshUserToken;
+      } catch (e) {
+        if (!(e instanceof ApiError && e.reissue)) throw e;
+        tokens = await reissue(current);
+      }
       const next: StoredPostbox = {
         ...current,
-        accessToken: r.refreshUserToken.accessToken,
-        accessExpiresAt: r.refreshUserToken.accessTokenExpiresAt,
-        refreshToken: r.refreshUserToken.refreshToken,
-        refreshExpiresAt: r.refreshUserToken.refreshTokenExpiresAt,
+        accessToken: tokens.accessToken,
+        accessExpiresAt: tokens.accessTokenExpiresAt,
+        refreshToken: tokens.refreshToken,
+        refreshExpiresAt: tokens.refreshTokenExpiresAt,
       };
       await savePostbox(next);
       return next;
@@ -48,6 +73,14 @@ function refresh(postboxId: string, force: boolean, usedToken: string): Promise<
     inFlight.set(postboxId, p);
   }
   return p;
+}
+
+/** A new credential for whoever can decrypt the server's challenge: this device's key proves it is the user's. */
+async function reissue(p: StoredPostbox): Promise<IssuedTokens> {
+  const { userKeyChallenge: ch } = await gql<{ userKeyChallenge: { challengeId: string; jwe: string } }>(CHALLENGE, { postboxId: p.postboxId });
+  const code = await decryptJwe(ch.jwe, p.privateKey, p.publicJwk);
+  const answer = btoa(String.fromCharCode(...code)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return (await gql<{ reissueUserCredential: IssuedTokens }>(REISSUE, { challengeId: ch.challengeId, answer })).reissueUserCredential;
 }
 
 export class Credential {

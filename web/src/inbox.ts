@@ -121,13 +121,10 @@ async function fillPostbox(cred: Credential, heading: HTMLElement, body: HTMLEle
   try {
     info = (await cred.call<{ myPostbox: MyPostbox }>(MY_POSTBOX)).myPostbox;
   } catch (e) {
-    // A refresh token this browser holds but the server no longer knows: it was renewed elsewhere.
-    const stale = e instanceof ApiError && e.code === "UNAUTHENTICATED" && /refresh token/i.test(e.message);
+    // A credential the server revoked or no longer knows was already replaced by proof of this device's key
+    // (see credential.ts); what is left here is a postbox that is over, or the network.
     body.replaceChildren(
       notice(e instanceof NetworkError ? "error" : "warning", errorText(e)),
-      stale
-        ? h("p", { class: "small" }, "This browser's credential for the postbox was renewed in another browser (for example the one where you accepted it, after this backup was made). Its files can be read there.")
-        : "",
       h("p", { class: "small muted" }, `Postbox ${p.postboxId}. If it has expired or was closed, nothing more can be read from it and you can remove it from this device.`),
       h("div", { class: "actions" }, h("button", { type: "button", onclick: () => void fillPostbox(cred, heading, body) }, "Try again"), removeButton(p)),
     );

@@ -53,6 +53,14 @@ const FILE = /* GraphQL */ `
 const ACK = /* GraphQL */ `
   mutation AcknowledgeFiles($ids: [ID!]!) { acknowledgeFiles(ids: $ids) { id status deliveredAt expiresAt } }
 `;
+const CHALLENGE = /* GraphQL */ `
+  mutation UserKeyChallenge($postboxId: ID!) { userKeyChallenge(postboxId: $postboxId) { challengeId jwe } }
+`;
+const REISSUE = /* GraphQL */ `
+  mutation ReissueUserCredential($challengeId: ID!, $answer: String!) {
+    reissueUserCredential(challengeId: $challengeId, answer: $answer) { accessToken accessTokenExpiresAt refreshToken refreshTokenExpiresAt tokenType }
+  }
+`;
 const REFRESH = /* GraphQL */ `
   mutation RefreshUserToken($refreshToken: String!) {
     refreshUserToken(refreshToken: $refreshToken) { accessToken accessTokenExpiresAt refreshToken refreshTokenExpiresAt tokenType }
@@ -114,6 +122,10 @@ class UserClient {
         await this.refresh(note);
         return this.post<T>(query, variables, this.key.credential.accessToken);
       }
+      if (e instanceof ApiError && e.reissue) {
+        await this.reestablish(note);
+        return this.post<T>(query, variables, this.key.credential.accessToken);
+      }
       throw e;
     }
   }
@@ -122,10 +134,30 @@ class UserClient {
     if (Date.parse(this.key.credential.refreshTokenExpiresAt) <= Date.now()) {
       throw new CliError("Both tokens in the key file have expired (the refresh token lives as long as the postbox): the postbox is over.");
     }
-    const { refreshUserToken } = await this.post<{ refreshUserToken: Credential }>(REFRESH, { refreshToken: this.key.credential.refreshToken });
-    this.key = { ...this.key, credential: refreshUserToken };
+    let renewed: Credential;
+    try {
+      renewed = (await this.post<{ refreshUserToken: Credential }>(REFRESH, { refreshToken: this.key.credential.refreshToken })).refreshUserToken;
+    } catch (e) {
+      if (e instanceof ApiError && e.reissue) return this.reestablish(note);
+      throw e;
+    }
+    this.key = { ...this.key, credential: renewed };
     await this.save();
     note?.(`Access token renewed; ${this.file} updated with the new tokens.`);
+  }
+
+  /**
+   * The credential is dead but the postbox is not (its refresh token was used twice,
+   * or this key file's tokens are older than the last renewal): prove we hold the
+   * postbox key by decrypting a challenge, and take the new credential it buys.
+   */
+  private async reestablish(note?: (m: string) => void): Promise<void> {
+    const { userKeyChallenge: ch } = await this.post<{ userKeyChallenge: { challengeId: string; jwe: string } }>(CHALLENGE, { postboxId: this.key.postboxId });
+    const answer = Buffer.from(await this.decrypt(ch.jwe)).toString("base64url");
+    const { reissueUserCredential } = await this.post<{ reissueUserCredential: Credential }>(REISSUE, { challengeId: ch.challengeId, answer });
+    this.key = { ...this.key, credential: reissueUserCredential };
+    await this.save();
+    note?.(`The key file's credential no longer worked; a new one was issued by proof of the postbox key, and ${this.file} updated.`);
   }
 
   /** Rewrites the key file atomically (same directory, mode 0600), since the old refresh token no longer works. */
@@ -162,14 +194,14 @@ class UserClient {
       throw new CliError(`Cannot reach the Postbox server at ${url}${code ? ` (${code})` : ""}.`);
     }
     const text = await res.body.text();
-    let body: { data?: T | null; errors?: { message: string; extensions?: { code?: string; field?: string } }[] };
+    let body: { data?: T | null; errors?: { message: string; extensions?: { code?: string; field?: string; reissue?: boolean } }[] };
     try {
       body = JSON.parse(text);
     } catch {
       throw new CliError(`The server at ${url} answered HTTP ${res.statusCode} with a body that is not JSON.`);
     }
     const err = body.errors?.[0];
-    if (err) throw new ApiError(res.statusCode, err.extensions?.code ?? "ERROR", err.message, err.extensions?.field);
+    if (err) throw new ApiError(res.statusCode, err.extensions?.code ?? "ERROR", err.message, err.extensions?.field, err.extensions?.reissue === true);
     if (!body.data) throw new CliError(`The server at ${url} answered HTTP ${res.statusCode} without data.`);
     return body.data;
   }

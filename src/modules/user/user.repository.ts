@@ -29,6 +29,57 @@ export class UserRepository {
     return count;
   }
 
+  /** The grant a used (already exchanged) refresh token belonged to. */
+  findByUsedRefreshHash(hash: string): Promise<GrantWithPostbox | null> {
+    return this.prisma.userGrant.findFirst({ where: { usedRefreshTokens: { some: { hash } } }, include: withPostbox });
+  }
+
+  async recordUsedRefresh(tx: Tx, grantId: string, hash: string): Promise<void> {
+    await tx.usedRefreshToken.create({ data: { hash, grantId } });
+  }
+
+  /** Revokes one grant; 0 when it already was. */
+  async revokeGrant(tx: Tx, id: string, at: Date): Promise<number> {
+    const { count } = await tx.userGrant.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: at } });
+    return count;
+  }
+
+  /** Revokes the postbox's live grants beyond the newest `keep`. */
+  async revokeAllButNewest(tx: Tx, postboxId: string, keep: number, at: Date): Promise<number> {
+    const live = await tx.userGrant.findMany({ where: { postboxId, revokedAt: null }, orderBy: { createdAt: "desc" }, select: { id: true }, skip: keep });
+    if (!live.length) return 0;
+    const { count } = await tx.userGrant.updateMany({ where: { id: { in: live.map((g) => g.id) } }, data: { revokedAt: at } });
+    return count;
+  }
+
+  /** What a key challenge needs of a postbox: its state, key and owner. */
+  findPostboxKey(postboxId: string) {
+    return this.prisma.postbox.findUnique({
+      where: { id: postboxId },
+      select: { id: true, status: true, expiresAt: true, publicJwk: true, publicKeyThumbprint: true, contractId: true, contract: { select: { applicationId: true } } },
+    });
+  }
+
+  async createChallenge(data: { id: string; postboxId: string; answerHash: string; expiresAt: Date }): Promise<void> {
+    await this.prisma.userKeyChallenge.create({ data });
+  }
+
+  countLiveChallenges(postboxId: string, now: Date): Promise<number> {
+    return this.prisma.userKeyChallenge.count({ where: { postboxId, expiresAt: { gt: now } } });
+  }
+
+  /** Takes a challenge out (single use, whatever the answer): the row, or null if there was none. */
+  async takeChallenge(id: string): Promise<{ postboxId: string; answerHash: string; expiresAt: Date } | null> {
+    const rows = await this.prisma.$queryRaw<{ postboxId: string; answerHash: string; expiresAt: Date }[]>`
+      DELETE FROM "UserKeyChallenge" WHERE id = ${id} RETURNING "postboxId", "answerHash", "expiresAt"`;
+    return rows[0] ?? null;
+  }
+
+  async deleteExpiredChallenges(now: Date): Promise<number> {
+    const { count } = await this.prisma.userKeyChallenge.deleteMany({ where: { expiresAt: { lte: now } } });
+    return count;
+  }
+
   async revokeForPostbox(tx: Tx, postboxId: string, at: Date): Promise<number> {
     const { count } = await tx.userGrant.updateMany({ where: { postboxId, revokedAt: null }, data: { revokedAt: at } });
     return count;

@@ -2,14 +2,18 @@
 // An access token (pbu_…, USER_ACCESS_TTL) and a refresh token (pbr_…, until the
 // postbox expires) scoped to that one postbox; both are stored as sha256 only.
 // Refresh tokens rotate on use: the old one stops working the moment a new pair
-// is issued. Grants are revoked when their postbox closes or expires.
+// is issued, and one presented a second time revokes its grant (a copy is in
+// other hands). Whoever proves they hold the postbox's private key, by decrypting
+// a challenge, gets a new grant. Grants are revoked when their postbox closes or expires.
 import type { Config } from "../../infra/config.js";
-import { newSecret, sha256Hex } from "../../infra/crypto.js";
+import { randomBytes } from "node:crypto";
+import { newSecret, safeEqual, sha256Hex } from "../../infra/crypto.js";
 import type { Tx } from "../../infra/db/database.js";
-import { unauthenticated, type AppError } from "../../infra/errors.js";
+import { AppError, ErrorCode, notFound, unauthenticated } from "../../infra/errors.js";
 import { USER_TOKEN_PREFIX, type UserPrincipal } from "../../infra/graphql/context.js";
 import { newId } from "../../infra/ids.js";
 import type { AuditService } from "../audit/audit.service.js";
+import { encryptBytes } from "../push/push.crypto.js";
 import type { GrantWithPostbox, UserRepository } from "./user.repository.js";
 
 export const REFRESH_TOKEN_PREFIX = "pbr";
@@ -22,6 +26,28 @@ export interface IssuedCredential {
   refreshTokenExpiresAt: Date;
   tokenType: "Bearer";
 }
+
+/** A challenge lives this long: enough to decrypt it on a slow device. */
+const CHALLENGE_TTL_MS = 5 * 60 * 1000;
+/** Open challenges per postbox: generating them costs a public-key operation each. */
+const MAX_LIVE_CHALLENGES = 10;
+/** Live grants per postbox (devices); a reissue beyond it revokes the oldest. */
+const MAX_LIVE_GRANTS = 10;
+
+export interface KeyChallenge {
+  challengeId: string;
+  /** Compact JWE to the postbox key; its plaintext, base64url, is the answer. */
+  jwe: string;
+  expiresAt: Date;
+}
+
+/**
+ * UNAUTHENTICATED where the postbox is (or may be) READY and only this device's
+ * credential is dead: `extensions.reissue` tells clients that proving the postbox
+ * key (userKeyChallenge → reissueUserCredential) gets a new one.
+ */
+const reissuable = (message: string) => new AppError(ErrorCode.UNAUTHENTICATED, message, { reissue: true });
+const REISSUE_HINT = "Get a new one by proving you hold the postbox key: userKeyChallenge, then reissueUserCredential (the Postbox app does this by itself).";
 
 class Refusal extends Error {
   constructor(readonly error: AppError, readonly reason: string, readonly grant?: GrantWithPostbox) {
@@ -59,6 +85,7 @@ export class UserService {
   async authenticate(token: string): Promise<UserPrincipal> {
     const g = await this.repo.findByAccessHash(sha256Hex(token));
     if (!g) throw unauthenticated("Unknown access token. Use the token from acceptPostbox or refreshUserToken.");
+    if (g.revokedAt && g.postbox.status === "READY") throw reissuable(`This credential was revoked (its refresh token was used twice). ${REISSUE_HINT}`);
     if (g.revokedAt) throw unauthenticated(`This access token was revoked: the postbox is ${g.postbox.status}.`);
     const now = Date.now();
     if (g.postbox.expiresAt.getTime() <= now) throw unauthenticated("The postbox of this access token has expired.");
@@ -92,8 +119,16 @@ export class UserService {
     }
     const oldHash = sha256Hex(refreshToken);
     const g = await this.repo.findByRefreshHash(oldHash);
-    if (!g) throw new Refusal(unauthenticated("Unknown refresh token. It may have been used already: each refresh token works once."), "unknown");
+    if (!g) {
+      const reused = await this.repo.findByUsedRefreshHash(oldHash);
+      if (!reused) throw new Refusal(reissuable(`Unknown refresh token (from an old backup, or not issued here). ${REISSUE_HINT}`), "unknown");
+      // Exchanged once already: whoever holds the current pair got it with this token, and
+      // we cannot tell which holder is the user's device. Stop both.
+      await this.repo.transaction((tx) => this.repo.revokeGrant(tx, reused.id, new Date()));
+      throw new Refusal(reissuable(`This refresh token was already used once, so a copy of it exists elsewhere; its credential has been revoked. ${REISSUE_HINT}`), "reused", reused);
+    }
     const now = new Date();
+    if (g.revokedAt && g.postbox.status === "READY") throw new Refusal(reissuable(`This credential was revoked (its refresh token was used twice). ${REISSUE_HINT}`), "revoked", g);
     if (g.revokedAt) throw new Refusal(unauthenticated(`This credential was revoked: the postbox is ${g.postbox.status}.`), "revoked", g);
     if (g.refreshExpiresAt <= now || g.postbox.expiresAt <= now) throw new Refusal(unauthenticated("This refresh token has expired with its postbox."), "expired", g);
     if (g.postbox.status !== "READY") throw new Refusal(unauthenticated(`The postbox is ${g.postbox.status}; its credentials no longer work.`), "postbox_inactive", g);
@@ -106,6 +141,7 @@ export class UserService {
         refreshTokenHash: sha256Hex(tokens.refreshToken),
       });
       if (n !== 1) throw new Refusal(unauthenticated("This refresh token was just used by another request; each refresh token works once."), "concurrent_use", g);
+      await this.repo.recordUsedRefresh(tx, g.id, oldHash);
       await this.audit.record(
         { actorType: "USER", actorId: g.id, action: "user.token_refresh", outcome: "SUCCESS", applicationId: g.postbox.contract.applicationId, contractId: g.postbox.contractId, postboxId: g.postboxId, targetId: g.id },
         tx,
@@ -114,9 +150,72 @@ export class UserService {
     return { postboxId: g.postboxId, ...tokens, refreshTokenExpiresAt: g.refreshExpiresAt };
   }
 
-  /** Safety net: no live grant may outlive its postbox's READY state. */
-  sweep(now = new Date()): Promise<number> {
-    return this.repo.revokeOnInactivePostboxes(now);
+  /**
+   * userKeyChallenge: a random code encrypted to the postbox's key. Only the holder
+   * of the user's private key can answer it. Anyone may ask (no credential: that is
+   * the point); it costs them a rate-limited request and reveals nothing.
+   */
+  async keyChallenge(postboxId: string, now = new Date()): Promise<KeyChallenge> {
+    const pb = typeof postboxId === "string" && postboxId.length <= 64 ? await this.repo.findPostboxKey(postboxId) : null;
+    if (!pb || pb.status !== "READY" || pb.expiresAt <= now || !pb.publicJwk || !pb.publicKeyThumbprint) {
+      throw notFound("A READY postbox with that id");
+    }
+    if ((await this.repo.countLiveChallenges(pb.id, now)) >= MAX_LIVE_CHALLENGES) {
+      throw new AppError(ErrorCode.RATE_LIMITED, `Too many open challenges for this postbox; answer one or wait ${CHALLENGE_TTL_MS / 60_000} minutes.`, { retryAfterSeconds: CHALLENGE_TTL_MS / 1000 });
+    }
+    const code = randomBytes(32);
+    const answer = code.toString("base64url");
+    const jwe = encryptBytes({ jwk: pb.publicJwk as Record<string, unknown>, kid: pb.publicKeyThumbprint }, code).jwe;
+    const challengeId = newId("uch");
+    const expiresAt = new Date(now.getTime() + CHALLENGE_TTL_MS);
+    await this.repo.createChallenge({ id: challengeId, postboxId: pb.id, answerHash: sha256Hex(answer), expiresAt });
+    return { challengeId, jwe, expiresAt };
+  }
+
+  /** reissueUserCredential: a new grant for whoever decrypted the challenge. Each challenge takes one answer. */
+  async reissue(challengeId: string, answer: string): Promise<IssuedCredential> {
+    let postboxId: string | null = null;
+    try {
+      const c = typeof challengeId === "string" && challengeId.length <= 64 ? await this.repo.takeChallenge(challengeId) : null;
+      const now = new Date();
+      if (!c || c.expiresAt <= now) throw new Refusal(unauthenticated("Unknown or expired challenge: ask for a new one with userKeyChallenge."), "unknown_challenge");
+      postboxId = c.postboxId;
+      if (typeof answer !== "string" || !safeEqual(sha256Hex(answer), c.answerHash)) {
+        throw new Refusal(unauthenticated("Wrong answer: it must be the challenge JWE's plaintext, base64url, decrypted with the postbox's private key. Ask for a new challenge."), "wrong_answer");
+      }
+      const pb = await this.repo.findPostboxKey(c.postboxId);
+      if (!pb || pb.status !== "READY" || pb.expiresAt <= now) throw new Refusal(unauthenticated(`The postbox is ${pb?.status ?? "gone"}; its credentials no longer work.`), "postbox_inactive");
+      return await this.repo.transaction(async (tx) => {
+        const issued = await this.issueGrant(tx, pb.id, pb.expiresAt, now);
+        await this.repo.revokeAllButNewest(tx, pb.id, MAX_LIVE_GRANTS, now);
+        await this.audit.record(
+          { actorType: "USER", actorId: issued.grantId, action: "user.reissue", outcome: "SUCCESS", applicationId: pb.contract.applicationId, contractId: pb.contractId, postboxId: pb.id, targetId: issued.grantId },
+          tx,
+        );
+        const { grantId: _grantId, ...credential } = issued;
+        return credential;
+      });
+    } catch (e) {
+      if (!(e instanceof Refusal)) throw e;
+      const pb = postboxId ? await this.repo.findPostboxKey(postboxId) : null;
+      await this.audit.record({
+        actorType: "USER",
+        action: "user.reissue",
+        outcome: "REFUSED",
+        reason: `${e.error.code}:${e.reason}`,
+        applicationId: pb?.contract.applicationId ?? null,
+        contractId: pb?.contractId ?? null,
+        postboxId: pb?.id ?? null,
+      });
+      throw e.error;
+    }
+  }
+
+  /** Safety net: no live grant may outlive its postbox's READY state; expired challenges go. */
+  async sweep(now = new Date()): Promise<number> {
+    const revoked = await this.repo.revokeOnInactivePostboxes(now);
+    await this.repo.deleteExpiredChallenges(now);
+    return revoked;
   }
 
   private newTokens(postboxExpiresAt: Date, now: Date) {

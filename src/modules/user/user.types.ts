@@ -27,3 +27,15 @@ export class UserPostbox {
   @Field(() => String, { nullable: true, description: "RSA-OAEP-256 or ECDH-ES+A256KW." })
   keyAlg!: string | null;
 }
+
+@ObjectType({ description: "A proof-of-key challenge for a postbox: decrypt `jwe` with the user's private key and send its plaintext (base64url) to reissueUserCredential." })
+export class UserKeyChallenge {
+  @Field(() => ID)
+  challengeId!: string;
+
+  @Field({ description: "Compact JWE to the postbox key (Postbox.publicKey); its plaintext is 32 random bytes." })
+  jwe!: string;
+
+  @Field({ description: "The challenge is single use and must be answered before this time." })
+  expiresAt!: Date;
+}
