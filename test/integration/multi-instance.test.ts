@@ -1,7 +1,8 @@
 // Two Postbox instances on one PostgreSQL database with Redis pub/sub: a
 // subscriber on one instance sees a postbox accepted through the other; racing
 // acceptances and sweepers on both instances change each postbox once, with one
-// audit event, one webhook delivery and one status event per transition.
+// audit event, one webhook delivery and one status event per transition; a session
+// ended on one instance ends its streams on the other.
 // PostgreSQL only: the embedded database belongs to a single process.
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { createSession, makeUserKeyPair, registerApp, type TestApp } from "../helpers/factories.js";
@@ -57,6 +58,24 @@ describeTwo("two instances on PostgreSQL + Redis", () => {
     expect(closed.data?.closePostbox.status).toBe("CLOSED");
     expect((await onA.next(2)).postboxStatusChanged).toMatchObject({ status: "CLOSED", previousStatus: "READY" });
     expect((await onB.next(3)).postboxStatusChanged).toMatchObject({ status: "CLOSED", previousStatus: "READY" });
+  });
+
+  it("endSession through instance A ends the session's streams held by instance B", async () => {
+    const ending = await createSession(a, app);
+    const c = wsClient(b.wsUrl, `Bearer ${ending}`);
+    clients.push(c);
+    const before = b.app.services.pushes.openSubscriptions;
+    const stream = collect(c, `subscription { pushStatusChanged { pushId status } }`);
+    for (let i = 0; i < 200 && b.app.services.pushes.openSubscriptions === before; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(b.app.services.pushes.openSubscriptions).toBe(before + 1);
+    // Another session's stream on B stays open.
+    const staying = subscribe(b);
+    const ended = await a.gql(`mutation { endSession }`, {}, { token: ending });
+    expect(ended.data?.endSession).toBe(true);
+    await expect(stream.next(1, 5000)).rejects.toThrow("subscription completed");
+    expect(staying.errors).toEqual([]);
+    for (let i = 0; i < 200 && b.app.services.pushes.openSubscriptions !== before; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(b.app.services.pushes.openSubscriptions).toBe(before);
   });
 
   it("two acceptances of one code racing on both instances: exactly one wins", async () => {

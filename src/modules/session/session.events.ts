@@ -18,16 +18,18 @@ export interface SessionEndedPayload {
 export class SessionEnds {
   /** "s:<sessionId>" / "a:<applicationId>" → the end callbacks of open streams. */
   private readonly watchers = new Map<string, Set<() => void>>();
-  private listening = false;
 
   constructor(
     private readonly pubSub: AppPubSub,
     private readonly log: Logger,
-  ) {}
+  ) {
+    // At once, not with the first stream: with Redis, SUBSCRIBE takes a round trip, and
+    // an end announced during it would be missed.
+    this.listen();
+  }
 
   /** Calls `end` once, when the session expires, is ended or loses its application; returns the cancel function. */
   watch(s: Pick<SessionPrincipal, "sessionId" | "applicationId" | "expiresAt">, end: () => void): () => void {
-    this.listen();
     const keys = [`s:${s.sessionId}`, `a:${s.applicationId}`];
     let done = false;
     const fire = () => {
@@ -70,10 +72,8 @@ export class SessionEnds {
     return n;
   }
 
-  /** One bus subscription per instance, opened with the first stream. */
+  /** One bus subscription per instance, for its lifetime. */
   private listen(): void {
-    if (this.listening) return;
-    this.listening = true;
     // Lives as long as the process (with Redis, closing the pub/sub connection ends it).
     const it = this.pubSub.subscribe(SESSION_ENDED_TOPIC)[Symbol.asyncIterator]();
     void (async () => {
