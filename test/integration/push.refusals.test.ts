@@ -120,11 +120,35 @@ describe("refused pushes write nothing but their audit event", () => {
     expect((ev?.detail as Record<string, unknown>).requestedPostboxId).toMatch(/^pbx_/);
   });
 
-  it("refuses a field the schema requires before running anything", async () => {
+  it("refuses a field the schema requires before running anything, and still audits the attempt (without its content)", async () => {
     const before = await counts();
-    const r = await t.gql(PUSH_DATA, { input: { fileName: "x", data: "QUJD" } }, { token: session });
+    const marker = `QUJD${randomBytes(6).toString("hex")}`;
+    const r = await t.gql(PUSH_DATA, { input: { fileName: "x", data: marker } }, { token: session });
     expect(errorCode(r)).toBe("BAD_USER_INPUT");
     expect(r.errors![0].message).toMatch(/postboxId/);
+    expect(await counts()).toEqual({ ...before, audit: before.audit + 1 });
+    const ev = await t.app.db.prisma.auditEvent.findFirstOrThrow({ where: { action: "push.create" }, orderBy: { seq: "desc" } });
+    expect(ev).toMatchObject({ outcome: "REFUSED", reason: "BAD_USER_INPUT:invalid_request", contractId: app.contractId, actorId: app.appId });
+    expect(ev.detail).toEqual({ stage: "variables", session: "valid" });
+    expect(JSON.stringify(ev, (_k, v) => (typeof v === "bigint" ? String(v) : v))).not.toContain(marker);
+  });
+
+  it("audits pushData documents that do not parse or validate, with or without a session; other bad requests are not push attempts", async () => {
+    const lastPush = () => t.app.db.prisma.auditEvent.findFirstOrThrow({ where: { action: "push.create" }, orderBy: { seq: "desc" } });
+    const unparsable = await t.gql(`mutation { pushData(input: { postboxId: "x" } `, {}, { token: session });
+    expect(unparsable.errors![0].message).toMatch(/Syntax Error/);
+    // graphql-armor's parser fails the request from a hook that Apollo does not wait out, so this
+    // refusal may be written a moment after the response.
+    const parseRefusal = () => t.app.db.prisma.auditEvent.count({ where: { action: "push.create", reason: "GRAPHQL_PARSE_FAILED:invalid_request", contractId: app.contractId } });
+    for (let i = 0; i < 100 && (await parseRefusal()) === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await lastPush()).toMatchObject({ reason: "GRAPHQL_PARSE_FAILED:invalid_request", contractId: app.contractId, detail: { stage: "parse", session: "valid" } });
+
+    const invalid = await t.gql(`mutation { pushData(input: { postboxId: "x", bogus: 1 }) { id } }`);
+    expect(errorCode(invalid)).toBe("GRAPHQL_VALIDATION_FAILED");
+    expect(await lastPush()).toMatchObject({ reason: "GRAPHQL_VALIDATION_FAILED:invalid_request", contractId: null, actorId: null, detail: { stage: "validation", session: "none" } });
+
+    const before = await counts();
+    expect(errorCode(await t.gql(`{ nope }`, {}, { token: session }))).toBe("GRAPHQL_VALIDATION_FAILED");
     expect(await counts()).toEqual(before);
   });
 });

@@ -34,6 +34,8 @@ export interface GraphQLContext {
   session(): Promise<SessionPrincipal>;
   /** Throws UNAUTHENTICATED unless the caller sent a valid user access token. */
   user(): Promise<UserPrincipal>;
+  /** Resolvers that ran for this request (those that audit their own refusals mark themselves). */
+  reached: Set<string>;
 }
 
 export const SESSION_KEY_PREFIX = "pbs";
@@ -60,6 +62,7 @@ export function createContext(opts: {
     requestId: opts.requestId,
     ip: opts.ip,
     log: opts.log,
+    reached: new Set(),
     session() {
       if (!session) {
         session = (async () => {

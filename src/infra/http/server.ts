@@ -25,7 +25,9 @@ export interface HttpServerDeps {
   log: Logger;
   ready: () => Promise<void>;
   adminRouter: Router;
-  /** Extra routes mounted before GraphQL (the user's web app). */
+  /** Apollo plugins of the modules (e.g. auditing refused pushes). */
+  plugins?: ApolloServerPlugin<GraphQLContext>[];
+  /** Extra routes mounted after GraphQL (the user's web app). */
   mounts?: { path: string; handler: RequestHandler | Router }[];
 }
 
@@ -81,6 +83,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
         : ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }),
       loggingPlugin(),
       ...deps.limits.plugins,
+      ...(deps.plugins ?? []),
     ],
   });
   await apollo.start();

@@ -17,6 +17,7 @@ export class PushResolver {
       "Push one file to a READY postbox of this contract. The file is stored only encrypted to the user's key (yours via encryptedData, or the server's encryption of data), with its descriptor likewise encrypted.",
   })
   async pushData(@Arg("input", () => PushDataInput) input: PushDataInput, @Ctx() ctx: GraphQLContext): Promise<PushResult> {
+    ctx.reached.add("pushData"); // from here on the service audits the attempt (see push.plugin.ts)
     return this.service.push(() => ctx.session(), input);
   }
 

@@ -212,6 +212,25 @@ export class PushService {
     }
   }
 
+  /**
+   * A pushData request that GraphQL refused before the resolver ran (unparsable,
+   * invalid against the schema, variables of the wrong shape, over a limit): still a
+   * push attempt, so it is audited, without any of its content.
+   */
+  async recordRejectedRequest(authenticate: () => Promise<SessionPrincipal>, stage: string, code: string): Promise<void> {
+    const s = await authenticate().catch(() => null);
+    await this.audit.record({
+      actorType: "APP",
+      actorId: s?.applicationId ?? null,
+      action: "push.create",
+      outcome: "REFUSED",
+      reason: `${code}:invalid_request`,
+      applicationId: s?.applicationId ?? null,
+      contractId: s?.contractId ?? null,
+      detail: { stage, session: s ? "valid" : "none" },
+    });
+  }
+
   private async accept(s: SessionPrincipal, req: PushDataRequest, base: AuditInput, known: { postboxId: string | null }): Promise<PushResultDto> {
     if (s.contractKind !== "WRITE") {
       throw input(ErrorCode.FORBIDDEN, "read_contract", "Only a WRITE contract's session can push data; this session belongs to a READ contract.");
