@@ -41,7 +41,7 @@ import { WebhookResolver } from "./modules/webhook/webhook.resolver.js";
 import { webhookAdminRoutes } from "./modules/webhook/webhook.admin.js";
 import { PushRepository } from "./modules/push/push.repository.js";
 import { PushService } from "./modules/push/push.service.js";
-import { pushAuditPlugin } from "./modules/push/push.plugin.js";
+import { pushRefusalAudit } from "./modules/push/push.plugin.js";
 import { PushResolver, UserFilesResolver, createPushSubscriptionResolver } from "./modules/push/push.resolver.js";
 import { AuditResolver } from "./modules/audit/audit.resolver.js";
 import { auditAdminRoutes } from "./modules/audit/audit.admin.js";
@@ -135,9 +135,9 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
 
   const adminRoutes = [applicationAdminRoutes(applications), webhookAdminRoutes(webhooks), auditAdminRoutes(audit)];
   // Every pushData attempt is audited, also those GraphQL refuses before the resolver.
-  const plugins = [pushAuditPlugin(pushes, config.GRAPHQL_MAX_TOKENS)];
+  const refusalListeners = [pushRefusalAudit(pushes)];
   const services: Services = { audit, applications, sessions, webhooks, postboxes, users, pushes, dataRequests };
-  return { resolvers, tasks, adminRoutes, plugins, auth, services };
+  return { resolvers, tasks, adminRoutes, refusalListeners, auth, services };
 }
 
 export async function createApp(config: Config, opts: AppOptions = {}): Promise<App> {
@@ -167,7 +167,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       log,
       ready: () => db.ping(),
       adminRouter: createAdminRouter(adminToken, log, wired.adminRoutes),
-      plugins: wired.plugins,
+      refusalListeners: wired.refusalListeners,
       mounts: [{ path: "/", handler: createWebRouter(log, config) }],
     });
     // With PORT=0 (tests) the public URL is known only now.

@@ -17,6 +17,7 @@ import {
   type TestApp,
 } from "../helpers/factories.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
+import { collect, wsClient } from "../helpers/ws.js";
 
 const MAX = 4096;
 
@@ -150,6 +151,25 @@ describe("refused pushes write nothing but their audit event", () => {
     const before = await counts();
     expect(errorCode(await t.gql(`{ nope }`, {}, { token: session }))).toBe("GRAPHQL_VALIDATION_FAILED");
     expect(await counts()).toEqual(before);
+  });
+
+  it("audits the same refusals over WebSocket", async () => {
+    const client = wsClient(t.wsUrl, `Bearer ${session}`);
+    const audited = () => t.app.db.prisma.auditEvent.findMany({ where: { action: "push.create", contractId: app.contractId, reason: { endsWith: ":invalid_request" } }, orderBy: { seq: "asc" } });
+    const before = (await audited()).length;
+    try {
+      const variables = collect(client, PUSH_DATA, { input: { fileName: "x" } });
+      await expect(variables.next(1, 5000)).rejects.toBeTruthy();
+      const unparsable = collect(client, `mutation { pushData(input: { postboxId: "x" } `);
+      await expect(unparsable.next(1, 5000)).rejects.toBeTruthy();
+      const invalid = collect(client, `mutation { pushData(input: { postboxId: "x", bogus: 1 }) { id } }`);
+      await expect(invalid.next(1, 5000)).rejects.toBeTruthy();
+      const events = (await audited()).slice(before);
+      expect(events.map((e) => (e.detail as { stage: string }).stage)).toEqual(["variables", "parse", "validation"]);
+      expect(events.every((e) => e.actorId === app.appId && e.outcome === "REFUSED")).toBe(true);
+    } finally {
+      await client.dispose();
+    }
   });
 });
 

@@ -14,6 +14,7 @@ import type { Limits } from "../graphql/armor.js";
 import { createContext, type Authenticators, type GraphQLContext } from "../graphql/context.js";
 import { makeFormatError } from "../graphql/errors.js";
 import type { Logger } from "../logger.js";
+import { refusalPlugin, type RefusalListener } from "../graphql/refusals.js";
 import { graphqlMultipart } from "./multipart.js";
 import { createWsServer } from "./ws.js";
 
@@ -25,8 +26,8 @@ export interface HttpServerDeps {
   log: Logger;
   ready: () => Promise<void>;
   adminRouter: Router;
-  /** Apollo plugins of the modules (e.g. auditing refused pushes). */
-  plugins?: ApolloServerPlugin<GraphQLContext>[];
+  /** Told of operations GraphQL refused before any resolver ran, over HTTP and WebSocket (e.g. to audit pushes). */
+  refusalListeners?: RefusalListener[];
   /** Extra routes mounted after GraphQL (the user's web app). */
   mounts?: { path: string; handler: RequestHandler | Router }[];
 }
@@ -62,7 +63,18 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   const formatError = makeFormatError(log);
   const clientIp = (req: http.IncomingMessage) => (config.TRUST_PROXY ? ((req as Request).ip ?? req.socket.remoteAddress) : req.socket.remoteAddress) ?? "unknown";
 
-  const ws = createWsServer({ server, schema: deps.schema, limits: deps.limits, auth: deps.auth, log, maxPayload: config.BODY_LIMIT_BYTES, formatError, clientIp, introspection: config.INTROSPECTION });
+  const ws = createWsServer({
+    server,
+    schema: deps.schema,
+    limits: deps.limits,
+    auth: deps.auth,
+    log,
+    maxPayload: config.BODY_LIMIT_BYTES,
+    formatError,
+    clientIp,
+    introspection: config.INTROSPECTION,
+    refusalListeners: deps.refusalListeners ?? [],
+  });
 
   const apollo = new ApolloServer<GraphQLContext>({
     schema: deps.schema,
@@ -83,7 +95,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
         : ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }),
       loggingPlugin(),
       ...deps.limits.plugins,
-      ...(deps.plugins ?? []),
+      refusalPlugin(deps.refusalListeners ?? [], deps.limits.maxTokens),
     ],
   });
   await apollo.start();

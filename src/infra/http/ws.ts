@@ -7,7 +7,9 @@ import { parse, specifiedRules, validate, GraphQLError, NoSchemaIntrospectionCus
 import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
 import type { Limits } from "../graphql/armor.js";
-import { bearerToken, createContext, SESSION_KEY_PREFIX, USER_TOKEN_PREFIX, type Authenticators } from "../graphql/context.js";
+import { reportRefusal, type RefusalListener } from "../graphql/refusals.js";
+import type { Context } from "graphql-ws";
+import { bearerToken, createContext, SESSION_KEY_PREFIX, USER_TOKEN_PREFIX, type Authenticators, type GraphQLContext } from "../graphql/context.js";
 import type { Logger } from "../logger.js";
 
 export interface WsOptions {
@@ -21,6 +23,8 @@ export interface WsOptions {
   clientIp: (req: http.IncomingMessage) => string;
   /** INTROSPECTION: Apollo enforces it on HTTP; here it is a validation rule. */
   introspection: boolean;
+  /** Told of operations refused before any resolver ran. */
+  refusalListeners: RefusalListener[];
 }
 
 function authorizationOf(params: Record<string, unknown> | undefined): string | undefined {
@@ -32,6 +36,14 @@ export function createWsServer(opts: WsOptions) {
   const wss = new WebSocketServer({ server: opts.server, path: "/graphql", maxPayload: opts.maxPayload });
   const rules = [...specifiedRules, ...opts.limits.validationRules, ...(opts.introspection ? [] : [NoSchemaIntrospectionCustomRule])];
   const formatAll = (errors: readonly GraphQLError[]) => errors.map((e) => opts.formatError(e.toJSON(), e));
+  const contextOf = (ctx: Context<Record<string, unknown> | undefined, { request: http.IncomingMessage }>) =>
+    createContext({
+      requestId: randomUUID(),
+      ip: opts.clientIp(ctx.extra.request),
+      log: opts.log,
+      authorization: authorizationOf(ctx.connectionParams),
+      auth: opts.auth,
+    });
 
   const serverCleanup = useServer(
     {
@@ -39,16 +51,20 @@ export function createWsServer(opts: WsOptions) {
       // Parse and validate here rather than through graphql-ws's parse/validate options:
       // a parse error (syntax, token limit) thrown from those closes the whole socket
       // with 4500, while errors returned from onSubscribe answer just this operation.
-      onSubscribe: (_ctx, _id, payload) => {
+      onSubscribe: async (ctx, _id, payload) => {
         let document: DocumentNode;
         try {
           document = parse(payload.query, { maxTokens: opts.limits.maxTokens });
         } catch (e) {
-          if (e instanceof GraphQLError) return [e];
-          throw e;
+          if (!(e instanceof GraphQLError)) throw e;
+          await reportRefusal(opts.refusalListeners, { context: contextOf(ctx), source: payload.query, stage: "parse", code: "GRAPHQL_PARSE_FAILED" });
+          return [e];
         }
         const errors = validate(opts.schema, document, rules);
-        if (errors.length) return errors;
+        if (errors.length) {
+          await reportRefusal(opts.refusalListeners, { context: contextOf(ctx), document, source: payload.query, stage: "validation", code: "GRAPHQL_VALIDATION_FAILED" });
+          return errors;
+        }
         return { schema: opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
       },
       onConnect: async (ctx) => {
@@ -64,17 +80,20 @@ export function createWsServer(opts: WsOptions) {
           return false; // closes with 4403 Forbidden
         }
       },
-      context: (ctx) =>
-        createContext({
-          requestId: randomUUID(),
-          ip: opts.clientIp(ctx.extra.request),
-          log: opts.log,
-          authorization: authorizationOf(ctx.connectionParams),
-          auth: opts.auth,
-        }),
+      context: contextOf,
       onError: (_ctx, _id, _payload, errors) => formatAll(errors),
-      onNext: (_ctx, _id, _payload, _args, result) => {
+      onNext: async (_ctx, _id, _payload, args, result) => {
         if (!result.errors?.length) return result;
+        // Errors with no resolver reached (listeners check context.reached): variables that do not fit.
+        if (!result.data) {
+          await reportRefusal(opts.refusalListeners, {
+            context: args.contextValue as GraphQLContext,
+            document: args.document,
+            source: _payload.query,
+            stage: "variables",
+            code: String(result.errors[0].extensions?.code ?? "BAD_USER_INPUT"),
+          });
+        }
         return { ...result, errors: result.errors.map((e) => (e instanceof GraphQLError ? opts.formatError(e.toJSON(), e) : e)) };
       },
     },
