@@ -337,6 +337,11 @@ describe("user credentials", () => {
     expect(errorCode(await t.gql(REFRESH, { refreshToken: first.refreshToken }))).toBe("UNAUTHENTICATED");
     const refused = await t.app.db.prisma.auditEvent.findMany({ where: { action: "user.token_refresh", postboxId: pb.id, outcome: "REFUSED" }, orderBy: { seq: "asc" } });
     expect(refused.map((e) => e.reason)).toEqual(["UNAUTHENTICATED:reused", "UNAUTHENTICATED:revoked"]);
+    // The revoked grant's history of used tokens is no longer needed.
+    const grant = await t.app.db.prisma.userGrant.findFirstOrThrow({ where: { postboxId: pb.id } });
+    expect(await t.app.db.prisma.usedRefreshToken.count({ where: { grantId: grant.id } })).toBe(1);
+    await t.app.services.users.sweep();
+    expect(await t.app.db.prisma.usedRefreshToken.count({ where: { grantId: grant.id } })).toBe(0);
   });
 
   describe("a new credential by proof of the postbox key", () => {

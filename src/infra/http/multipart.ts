@@ -98,6 +98,9 @@ export function graphqlMultipart({ maxBodyBytes }: MultipartOptions): RequestHan
       const err = e instanceof MultipartError ? e : bad("The multipart/form-data body is malformed.");
       failAll(err);
       stopReading(req, bb);
+      // Whoever answers (here, or the resolver that was reading), the connection then closes
+      // instead of reading the rest of a body this server will not use.
+      if (!res.headersSent) res.setHeader("connection", "close");
       if (!handedOn && !res.headersSent) {
         handedOn = true;
         res.setHeader("connection", "close");

@@ -75,6 +75,12 @@ export class UserRepository {
     return rows[0] ?? null;
   }
 
+  /** Reuse detection matters only while a grant can still refresh. */
+  async deleteUsedRefreshOfDeadGrants(now: Date): Promise<number> {
+    const { count } = await this.prisma.usedRefreshToken.deleteMany({ where: { grant: { OR: [{ revokedAt: { not: null } }, { refreshExpiresAt: { lte: now } }] } } });
+    return count;
+  }
+
   async deleteExpiredChallenges(now: Date): Promise<number> {
     const { count } = await this.prisma.userKeyChallenge.deleteMany({ where: { expiresAt: { lte: now } } });
     return count;

@@ -211,10 +211,11 @@ export class UserService {
     }
   }
 
-  /** Safety net: no live grant may outlive its postbox's READY state; expired challenges go. */
+  /** Safety net: no live grant may outlive its postbox's READY state. Also drops expired challenges and dead grants' used tokens. */
   async sweep(now = new Date()): Promise<number> {
     const revoked = await this.repo.revokeOnInactivePostboxes(now);
     await this.repo.deleteExpiredChallenges(now);
+    await this.repo.deleteUsedRefreshOfDeadGrants(now);
     return revoked;
   }
 
