@@ -41,6 +41,7 @@ import { WebhookResolver } from "./modules/webhook/webhook.resolver.js";
 import { webhookAdminRoutes } from "./modules/webhook/webhook.admin.js";
 import { PushRepository } from "./modules/push/push.repository.js";
 import { PushService } from "./modules/push/push.service.js";
+import { fileDownloadRouter } from "./modules/push/push.download.js";
 import { pushRefusalAudit } from "./modules/push/push.plugin.js";
 import { PushResolver, UserFilesResolver, createPushSubscriptionResolver } from "./modules/push/push.resolver.js";
 import { AuditResolver } from "./modules/audit/audit.resolver.js";
@@ -168,7 +169,10 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       ready: () => db.ping(),
       adminRouter: createAdminRouter(adminToken, log, wired.adminRoutes),
       refusalListeners: wired.refusalListeners,
-      mounts: [{ path: "/", handler: createWebRouter(log, config) }],
+      mounts: [
+        { path: "/files", handler: fileDownloadRouter(wired.services.pushes, wired.auth, log) },
+        { path: "/", handler: createWebRouter(log, config) },
+      ],
     });
     // With PORT=0 (tests) the public URL is known only now.
     if (config.PORT === 0 && !process.env.PUBLIC_URL) config.PUBLIC_URL = http.url;

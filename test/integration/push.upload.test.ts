@@ -8,6 +8,7 @@ import { compactDecrypt } from "jose";
 import { DESCRIPTOR, PUSH_DATA, createReadyPostboxForPush, createSession, encryptForPostbox, registerApp, type PushTarget } from "../helpers/factories.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
 import { multipartGql } from "../helpers/upload.js";
+import { request } from "undici";
 
 const MiB = 1024 * 1024;
 let t: TestServer;
@@ -24,7 +25,7 @@ beforeAll(async () => {
 });
 afterAll(async () => t?.stop());
 
-const FILE = `query($id: ID!) { postboxFile(id: $id) { id ciphertext descriptor sha256 size } }`;
+const FILE = `query($id: ID!) { postboxFile(id: $id) { id ciphertext descriptor sha256 size downloadUrl } }`;
 
 function input(target: PushTarget, extra: Record<string, unknown> = {}) {
   return { postboxId: target.postboxId, fileName: "upload.bin", fileDescriptor: DESCRIPTOR, ...extra };
@@ -92,6 +93,46 @@ describe("multipart uploads", () => {
     const other = await upload(rsa, "file", randomBytes(50_000), { idempotencyKey: "upload-retry-1" });
     expect(errorCode(other)).toBe("CONFLICT");
     expect(await counts()).toEqual(before);
+  });
+});
+
+describe("downloads", () => {
+  it("streams a file's JWE from downloadUrl with the user's token, scoped and audited like postboxFile", async () => {
+    const bytes = randomBytes(2 * MiB + 7);
+    const pushed = await upload(rsa, "file", bytes);
+    const id = pushed.data!.pushData.id;
+    const meta = await t.gql(`query($id: ID!) { postboxFile(id: $id) { downloadUrl sha256 size } }`, { id }, { token: rsa.accessToken });
+    const { downloadUrl, sha256, size } = meta.data!.postboxFile;
+    expect(downloadUrl).toBe(`${t.url}/files/${id}`);
+
+    const res = await request(downloadUrl, { headers: { authorization: `Bearer ${rsa.accessToken}` } });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers["content-type"]).toBe("application/jose");
+    expect(res.headers["content-length"]).toBe(String(size));
+    expect(res.headers.etag).toBe(`"${sha256}"`);
+    const jwe = await res.body.text();
+    expect(createHash("sha256").update(jwe).digest("hex")).toBe(sha256);
+    expect(Buffer.from((await compactDecrypt(jwe, rsa.privateKey)).plaintext).equals(bytes)).toBe(true);
+    const fetches = await prisma().auditEvent.findMany({ where: { action: "push.fetch", targetId: id }, orderBy: { seq: "asc" } });
+    expect(fetches.map((e) => (e.detail as { via: string }).via)).toEqual(["graphql", "download"]);
+
+    // An inline push downloads the same way.
+    const inline = await t.gql(PUSH_DATA, { input: input(x25519, { data: Buffer.from("small file").toString("base64") }) }, { token: session });
+    const small = await request(`${t.url}/files/${inline.data!.pushData.id}`, { headers: { authorization: `Bearer ${x25519.accessToken}` } });
+    expect(Buffer.from((await compactDecrypt(await small.body.text(), x25519.privateKey)).plaintext).toString()).toBe("small file");
+  });
+
+  it("refuses without the user's token, and for another postbox's file", async () => {
+    const id = (await upload(rsa, "file", randomBytes(100))).data!.pushData.id;
+    const none = await request(`${t.url}/files/${id}`);
+    expect(none.statusCode).toBe(401);
+    expect(((await none.body.json()) as { errors: { extensions: { code: string } }[] }).errors[0].extensions.code).toBe("UNAUTHENTICATED");
+    const session_ = await request(`${t.url}/files/${id}`, { headers: { authorization: `Bearer ${session}` } });
+    expect(session_.statusCode).toBe(401);
+    await session_.body.dump();
+    const other = await request(`${t.url}/files/${id}`, { headers: { authorization: `Bearer ${x25519.accessToken}` } });
+    expect(other.statusCode).toBe(404);
+    await other.body.dump();
   });
 });
 

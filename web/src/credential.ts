@@ -4,7 +4,8 @@
 // and keeps the new pair in IndexedDB. When the server has revoked the credential
 // (its refresh token was used twice) or no longer knows it (restored from an old
 // backup), a new one is obtained by decrypting a challenge with this device's key.
-import { ApiError, gql } from "./api.js";
+import { ApiError, NetworkError, gql } from "./api.js";
+import { BASE } from "./base.js";
 import { decryptJwe } from "./keys.js";
 import { getPostbox, savePostbox, type StoredPostbox } from "./store.js";
 
@@ -85,6 +86,31 @@ async function reissue(p: StoredPostbox): Promise<IssuedTokens> {
 
 export class Credential {
   constructor(private record: StoredPostbox) {}
+
+  /** GETs a file's JWE from the download route (files/:id) with this postbox's access token, renewing it once if needed. */
+  async download(pushId: string): Promise<string> {
+    if (expired(this.record)) this.record = await refresh(this.record.postboxId, false, this.record.accessToken);
+    const get = () =>
+      fetch(new URL(`files/${encodeURIComponent(pushId)}`, BASE), {
+        headers: { authorization: `Bearer ${this.record.accessToken}` },
+        credentials: "omit",
+        cache: "no-store",
+        referrerPolicy: "no-referrer",
+      }).catch(() => {
+        throw new NetworkError();
+      });
+    let res = await get();
+    if (res.status === 401) {
+      this.record = await refresh(this.record.postboxId, true, this.record.accessToken);
+      res = await get();
+    }
+    if (!res.ok) {
+      const body = (await res.json().catch(() => null)) as { errors?: { message: string; extensions?: { code?: string } }[] } | null;
+      const err = body?.errors?.[0];
+      throw err ? new ApiError(err.extensions?.code ?? "INTERNAL_SERVER_ERROR", err.message) : new NetworkError(`The server answered ${res.status} to the download. Try again in a moment.`);
+    }
+    return res.text();
+  }
 
   get postbox(): StoredPostbox {
     return this.record;

@@ -20,7 +20,7 @@ const FILES = /* GraphQL */ `
   }
 `;
 const FILE = /* GraphQL */ `
-  query File($id: ID!) { postboxFile(id: $id) { id ciphertext descriptor } }
+  query File($id: ID!) { postboxFile(id: $id) { id descriptor } }
 `;
 const ACK = /* GraphQL */ `
   mutation Ack($ids: [ID!]!) { acknowledgeFiles(ids: $ids) { id status deliveredAt } }
@@ -263,9 +263,10 @@ async function fileItem(cred: Credential, f: FileNode, list: HTMLUListElement): 
   let descriptor: Descriptor;
   let bytes: Uint8Array;
   try {
-    const file = (await cred.call<{ postboxFile: { ciphertext: string; descriptor: string } }>(FILE, { id: f.id })).postboxFile;
+    // The descriptor over GraphQL; the file from the download route, which streams large files.
+    const file = (await cred.call<{ postboxFile: { descriptor: string } }>(FILE, { id: f.id })).postboxFile;
     descriptor = JSON.parse(new TextDecoder().decode(await decryptJwe(file.descriptor, p.privateKey, p.publicJwk)));
-    bytes = await decryptJwe(file.ciphertext, p.privateKey, p.publicJwk);
+    bytes = await decryptJwe(await cred.download(f.id), p.privateKey, p.publicJwk);
   } catch (e) {
     name.textContent = "Unreadable file";
     const msg = e instanceof ApiError || e instanceof NetworkError ? e.message : "It could not be decrypted with this device's key (it was encrypted to another key, or damaged).";

@@ -48,7 +48,7 @@ const FILES = /* GraphQL */ `
   }
 `;
 const FILE = /* GraphQL */ `
-  query PostboxFile($id: ID!) { postboxFile(id: $id) { id ciphertext descriptor sha256 size } }
+  query PostboxFile($id: ID!) { postboxFile(id: $id) { id descriptor sha256 size downloadUrl } }
 `;
 const ACK = /* GraphQL */ `
   mutation AcknowledgeFiles($ids: [ID!]!) { acknowledgeFiles(ids: $ids) { id status deliveredAt expiresAt } }
@@ -177,6 +177,23 @@ class UserClient {
     }
   }
 
+  /** GETs a file's JWE from its downloadUrl with the current access token (fresh: a gql call just ran). */
+  async download(url: string): Promise<string> {
+    let res;
+    try {
+      res = await request(url, { headers: { authorization: `Bearer ${this.key.credential.accessToken}` }, headersTimeout: 60_000, bodyTimeout: 300_000 });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? (e as { cause?: NodeJS.ErrnoException }).cause?.code;
+      throw new CliError(`Cannot download from ${url}${code ? ` (${code})` : ""}.`);
+    }
+    if (res.statusCode !== 200) {
+      const body = (await res.body.json().catch(() => null)) as { errors?: { message: string; extensions?: { code?: string } }[] } | null;
+      const err = body?.errors?.[0];
+      throw new ApiError(res.statusCode, err?.extensions?.code ?? "ERROR", err?.message ?? `HTTP ${res.statusCode} from ${url}`);
+    }
+    return res.body.text();
+  }
+
   private async post<T>(query: string, variables: Record<string, unknown>, token?: string): Promise<T> {
     const url = this.key.graphqlUrl;
     let res;
@@ -275,7 +292,9 @@ const fetchCmd: Command = {
     const client = await UserClient.load(ctx);
     const outArg = path.resolve(ctx.requireString("out"));
     const id = ctx.args.pushId;
-    const { postboxFile: f } = await client.gql<{ postboxFile: { id: string; ciphertext: string; descriptor: string; sha256: string; size: number } }>(FILE, { id }, ctx.note);
+    const { postboxFile: meta } = await client.gql<{ postboxFile: { id: string; descriptor: string; sha256: string; size: number; downloadUrl: string } }>(FILE, { id }, ctx.note);
+    // The file itself from the download route (it streams; the GraphQL field would hold it whole).
+    const f = { ...meta, ciphertext: await client.download(meta.downloadUrl) };
     if (createHash("sha256").update(f.ciphertext).digest("hex") !== f.sha256) {
       throw new CliError(`The ciphertext of ${id} does not match its sha256 ${f.sha256}: it was corrupted on the way. Try again.`);
     }

@@ -127,8 +127,26 @@ export class PushRepository {
     return this.prisma.push.findFirst({ where: { id, ...where }, select: pushFields });
   }
 
-  findWithContent(id: string, postboxId: string) {
-    return this.prisma.push.findFirst({ where: { id, postboxId }, select: { ...pushFields, content: { select: { ciphertext: true, descriptor: true } } } });
+  /** A push of the postbox with its descriptor, and whether (and how) its content is stored; not the ciphertext itself. */
+  async findFile(id: string, postboxId: string): Promise<(PushRow & { descriptor: string | null; chunked: boolean }) | null> {
+    const rows = await this.prisma.$queryRaw<(PushRow & { descriptor: string | null; chunked: boolean })[]>`
+      SELECT p.id, p."postboxId", p."contractId", p.status::text AS status, p.size, p.sha256, p."receivedAt", p."expiresAt", p."deliveredAt", p."purgedAt",
+             c.descriptor, (c."pushId" IS NOT NULL AND c.ciphertext IS NULL) AS chunked
+      FROM "Push" p LEFT JOIN "PushContent" c ON c."pushId" = p.id
+      WHERE p.id = ${id} AND p."postboxId" = ${postboxId}`;
+    return rows[0] ?? null;
+  }
+
+  /** The ciphertext of a push stored in one piece (not an upload), or null once purged. */
+  async readCiphertext(pushId: string): Promise<string | null> {
+    const row = await this.prisma.pushContent.findUnique({ where: { pushId }, select: { ciphertext: true } });
+    return row?.ciphertext ?? null;
+  }
+
+  /** One slice of an upload's JWE, or null past the last (or once purged). */
+  async readChunk(pushId: string, seq: number): Promise<string | null> {
+    const row = await this.prisma.pushChunk.findUnique({ where: { pushId_seq: { pushId, seq } }, select: { data: true } });
+    return row?.data ?? null;
   }
 
   /** Newest first by (receivedAt, id), after the keyset position when given. */

@@ -5,7 +5,7 @@
 import { Arg, Ctx, ID, Int, Mutation, Query, Resolver, Root, Subscription } from "type-graphql";
 import type { GraphQLContext } from "../../infra/graphql/context.js";
 import type { Connection } from "../../infra/graphql/pagination.js";
-import type { PushService, PushStatusPayload, PushView } from "./push.service.js";
+import type { FileContent, PushService, PushStatusPayload, PushView } from "./push.service.js";
 import { PostboxFile, PostboxFileConnection, PostboxFileContent, Push, PushConnection, PushDataInput, PushResult, PushStatusEvent } from "./push.types.js";
 
 @Resolver()
@@ -51,9 +51,10 @@ export class UserFilesResolver {
   }
 
   @Query(() => PostboxFileContent, {
-    description: "User side: one file's content as compact JWEs (file and descriptor), to decrypt on the device with the user's private key. Recorded in the audit log.",
+    description:
+      "User side: one file's content as compact JWEs (file and descriptor), to decrypt on the device with the user's private key. Recorded in the audit log. For large files, leave out `ciphertext` and download it from `downloadUrl` instead.",
   })
-  async postboxFile(@Arg("id", () => ID) id: string, @Ctx() ctx: GraphQLContext): Promise<PostboxFileContent> {
+  async postboxFile(@Arg("id", () => ID) id: string, @Ctx() ctx: GraphQLContext): Promise<FileContent> {
     return this.service.getFile(await ctx.user(), id);
   }
 

@@ -100,10 +100,21 @@ export interface PushView {
 
 export interface FileContent {
   id: string;
-  ciphertext: string;
+  /** A getter: the JWE is read only when the GraphQL field is selected. */
+  readonly ciphertext: Promise<string>;
+  /** GET it with the access token for the same JWE as a stream. */
+  downloadUrl: string;
   descriptor: string;
   sha256: string;
   size: number;
+}
+
+/** A file's JWE as a stream of text, for GET /files/:id. */
+export interface FileDownload {
+  id: string;
+  size: number;
+  sha256: string;
+  text: AsyncIterable<string>;
 }
 
 const MAX_LIST = 100;
@@ -509,6 +520,28 @@ export class PushService {
   }
 
   async getFile(u: UserPrincipal, id: string): Promise<FileContent> {
+    const row = await this.openForUser(u, id, "graphql");
+    const read = () => collect(this.ciphertextOf(row)).then((parts) => parts.join(""));
+    return {
+      id: row.id,
+      descriptor: row.descriptor,
+      sha256: row.sha256,
+      size: row.size,
+      downloadUrl: `${this.config.PUBLIC_URL}/files/${encodeURIComponent(row.id)}`,
+      get ciphertext() {
+        return read();
+      },
+    };
+  }
+
+  /** The same as getFile, for the download route: the JWE streams out slice by slice, never whole in memory. */
+  async download(u: UserPrincipal, id: string): Promise<FileDownload> {
+    const row = await this.openForUser(u, id, "download");
+    return { id: row.id, size: row.size, sha256: row.sha256, text: this.ciphertextOf(row) };
+  }
+
+  /** Finds the user's file with its content still there, recording the fetch (or its refusal). */
+  private async openForUser(u: UserPrincipal, id: string, via: "graphql" | "download"): Promise<PushRow & { descriptor: string; chunked: boolean }> {
     const base: AuditInput = {
       actorType: "USER",
       actorId: u.grantId,
@@ -518,18 +551,35 @@ export class PushService {
       contractId: u.contractId,
       postboxId: u.postboxId,
     };
-    const row = await this.repo.findWithContent(id, u.postboxId);
+    const row = typeof id === "string" && id.length <= 64 ? await this.repo.findFile(id, u.postboxId) : null;
     if (!row) {
-      await this.audit.record({ ...base, outcome: "REFUSED", reason: "NOT_FOUND:unknown_push", detail: { requestedPushId: clip(id) } });
-      throw notFound("File", id);
+      await this.audit.record({ ...base, outcome: "REFUSED", reason: "NOT_FOUND:unknown_push", detail: { requestedPushId: clip(id), via } });
+      throw notFound("File", clip(id));
     }
-    if (!row.content) {
-      await this.audit.record({ ...base, outcome: "REFUSED", reason: "NOT_FOUND:purged", targetId: row.id });
+    if (row.descriptor === null) {
+      await this.audit.record({ ...base, outcome: "REFUSED", reason: "NOT_FOUND:purged", targetId: row.id, detail: { via } });
       throw new AppError(ErrorCode.NOT_FOUND, `File ${id} was deleted at ${row.purgedAt?.toISOString() ?? "its expiry"} (retention); its content is gone.`);
     }
-    await this.audit.record({ ...base, targetId: row.id, detail: { size: row.size } });
-    const ciphertext = row.content.ciphertext ?? (await this.repo.readChunks(row.id)).join("");
-    return { id: row.id, ciphertext, descriptor: row.content.descriptor, sha256: row.sha256, size: row.size };
+    await this.audit.record({ ...base, targetId: row.id, detail: { size: row.size, via } });
+    return { ...row, descriptor: row.descriptor };
+  }
+
+  /** The JWE text: one piece, or an upload's slices read one at a time. */
+  private async *ciphertextOf(row: { id: string; chunked: boolean }): AsyncGenerator<string> {
+    if (!row.chunked) {
+      const text = await this.repo.readCiphertext(row.id);
+      if (text === null) throw new AppError(ErrorCode.NOT_FOUND, `File ${row.id} was deleted while it was being read.`);
+      yield text;
+      return;
+    }
+    for (let seq = 0; ; seq++) {
+      const slice = await this.repo.readChunk(row.id, seq);
+      if (slice === null) {
+        if (seq === 0) throw new AppError(ErrorCode.NOT_FOUND, `File ${row.id} was deleted while it was being read.`);
+        return;
+      }
+      yield slice;
+    }
   }
 
   /** Marks files DELIVERED. Idempotent: already delivered files are returned unchanged. */
@@ -625,6 +675,12 @@ export class PushService {
     if (purged || deleted || abandoned) this.log.info({ purged, deleted, abandonedSlices: abandoned }, "push retention");
     return { purged, deleted };
   }
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
 }
 
 function clip(s: unknown): string {

@@ -175,8 +175,13 @@ export class PostboxFileContent {
   @Field(() => ID)
   id!: string;
 
-  @Field({ description: "Compact JWE of the file's bytes." })
+  @Field({ description: "Compact JWE of the file's bytes. Read only when selected; for large files prefer downloadUrl, which streams." })
   ciphertext!: string;
+
+  @Field({
+    description: "Where the same JWE downloads as a stream: GET it with the same Authorization header; the body is the compact JWE (application/jose). Recorded in the audit log like this query.",
+  })
+  downloadUrl!: string;
 
   @Field({ description: "Compact JWE of the JSON descriptor { fileName, mimeType, accounts: [{ accountId }], reference, tags }." })
   descriptor!: string;

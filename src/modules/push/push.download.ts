@@ -1,0 +1,49 @@
+// GET /files/:id — the user's app downloads a file's JWE as a stream, with its
+// access token (Authorization: Bearer pbu_…). The GraphQL field postboxFile.ciphertext
+// holds the whole JWE in one string (and the JSON response around it); this route
+// sends an upload's 1 MiB slices as they are read, so a large file is never whole
+// in the server's memory. Same scoping and audit as postboxFile.
+import { once } from "node:events";
+import { Router, type Response } from "express";
+import { isAppError, unauthenticated, type AppError } from "../../infra/errors.js";
+import { bearerToken, USER_TOKEN_PREFIX, type Authenticators } from "../../infra/graphql/context.js";
+import type { Logger } from "../../infra/logger.js";
+import type { PushService } from "./push.service.js";
+
+function sendError(res: Response, e: AppError): void {
+  res.status(e.httpStatus).json({ errors: [{ message: e.message, extensions: e.extensions }] });
+}
+
+export function fileDownloadRouter(pushes: PushService, auth: Pick<Authenticators, "user">, log: Logger): Router {
+  const router = Router();
+  router.get("/:id", async (req, res, next) => {
+    try {
+      const token = bearerToken(req.get("authorization"));
+      if (!token?.startsWith(`${USER_TOKEN_PREFIX}_`)) {
+        return sendError(res, unauthenticated("Send the user's access token from acceptPostbox: `Authorization: Bearer pbu_…`."));
+      }
+      const file = await pushes.download(await auth.user(token), String(req.params.id));
+      res.status(200).set({
+        "content-type": "application/jose",
+        "content-length": String(file.size),
+        "cache-control": "no-store",
+        etag: `"${file.sha256}"`,
+        "x-content-type-options": "nosniff",
+      });
+      try {
+        for await (const text of file.text) {
+          if (!res.write(text, "latin1")) await once(res, "drain");
+        }
+        res.end();
+      } catch (err) {
+        // Headers are gone: cut the response short, so the client sees an incomplete body rather than a wrong one.
+        log.warn({ err, pushId: file.id }, "file download interrupted");
+        res.destroy();
+      }
+    } catch (e) {
+      if (isAppError(e) && !res.headersSent) return sendError(res, e);
+      next(e);
+    }
+  });
+  return router;
+}
