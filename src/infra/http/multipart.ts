@@ -15,6 +15,7 @@ import busboy from "busboy";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { ErrorCode } from "../errors.js";
 import { Upload } from "../graphql/upload.js";
+import { bodyTooLargeMessage, sendError } from "./http-errors.js";
 
 const MAX_OPERATIONS_BYTES = 1024 * 1024;
 
@@ -64,15 +65,7 @@ export function graphqlMultipart({ maxBodyBytes }: MultipartOptions): RequestHan
     if (req.method !== "POST" || !req.is("multipart/form-data")) return next();
     if (!req.get("apollo-require-preflight") && !req.get("x-apollo-operation-name")) {
       res.setHeader("connection", "close");
-      res.status(400).json({
-        errors: [
-          {
-            message: "Multipart requests must carry the header `Apollo-Require-Preflight: true` (CSRF protection: a plain form cannot send it).",
-            extensions: { code: "BAD_REQUEST" },
-          },
-        ],
-      });
-      return;
+      return sendError(res, 400, "BAD_REQUEST", "Multipart requests must carry the header `Apollo-Require-Preflight: true` (CSRF protection: a plain form cannot send it).");
     }
     const declared = Number(req.get("content-length") ?? NaN);
     if (declared > maxBodyBytes) return tooLarge(res, maxBodyBytes);
@@ -81,7 +74,7 @@ export function graphqlMultipart({ maxBodyBytes }: MultipartOptions): RequestHan
     try {
       bb = busboy({ headers: req.headers, limits: { fields: 2, fieldSize: MAX_OPERATIONS_BYTES, files: 1, fileSize: maxBodyBytes, parts: 3 } });
     } catch {
-      return void res.status(400).json({ errors: [{ message: "The multipart/form-data request has no boundary.", extensions: { code: "BAD_REQUEST" } }] });
+      return sendError(res, 400, "BAD_REQUEST", "The multipart/form-data request has no boundary.");
     }
     let operations: unknown;
     const uploads = new Map<string, Upload>();
@@ -104,13 +97,13 @@ export function graphqlMultipart({ maxBodyBytes }: MultipartOptions): RequestHan
       if (!handedOn && !res.headersSent) {
         handedOn = true;
         res.setHeader("connection", "close");
-        res.status(err.status).json({ errors: [{ message: err.message, extensions: { code: err.code } }] });
+        sendError(res, err.status, err.code, err.message);
       }
     };
 
     req.on("data", (chunk: Buffer) => {
       received += chunk.length;
-      if (received > maxBodyBytes) fail(new MultipartError(413, ErrorCode.PAYLOAD_TOO_LARGE, tooLargeMessage(maxBodyBytes)));
+      if (received > maxBodyBytes) fail(new MultipartError(413, ErrorCode.PAYLOAD_TOO_LARGE, bodyTooLargeMessage(maxBodyBytes)));
     });
     // The client went away mid-upload: whoever reads the file sees an error, not a short file.
     req.on("close", () => {
@@ -160,7 +153,7 @@ export function graphqlMultipart({ maxBodyBytes }: MultipartOptions): RequestHan
         if (!handedOn) fail(bad(`The file part "${name}" arrived before map, or map does not name it.`));
         return;
       }
-      stream.once("limit", () => stream.destroy(new MultipartError(413, ErrorCode.PAYLOAD_TOO_LARGE, tooLargeMessage(maxBodyBytes))));
+      stream.once("limit", () => stream.destroy(new MultipartError(413, ErrorCode.PAYLOAD_TOO_LARGE, bodyTooLargeMessage(maxBodyBytes))));
       upload.resolve({ filename: info.filename ?? "", mimeType: info.mimeType, stream });
     });
     bb.once("close", () => {
@@ -178,11 +171,7 @@ function stopReading(req: IncomingMessage, bb: busboy.Busboy): void {
   req.resume();
 }
 
-function tooLargeMessage(max: number): string {
-  return `The request body is larger than this server accepts (${max} bytes; MAX_PUSH_BYTES sets it).`;
-}
-
 function tooLarge(res: Response, max: number): void {
   res.setHeader("connection", "close");
-  res.status(413).json({ errors: [{ message: tooLargeMessage(max), extensions: { code: ErrorCode.PAYLOAD_TOO_LARGE } }] });
+  sendError(res, 413, ErrorCode.PAYLOAD_TOO_LARGE, bodyTooLargeMessage(max));
 }

@@ -15,6 +15,7 @@ import { createContext, type Authenticators, type GraphQLContext } from "../grap
 import { makeFormatError } from "../graphql/errors.js";
 import type { Logger } from "../logger.js";
 import { refusalPlugin, type RefusalListener } from "../graphql/refusals.js";
+import { bodyTooLargeMessage, sendError } from "./http-errors.js";
 import { graphqlMultipart } from "./multipart.js";
 import { createWsServer } from "./ws.js";
 
@@ -140,11 +141,11 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   // Body-parser errors (oversized or malformed JSON) in GraphQL's response shape.
   app.use((err: { type?: string; status?: number; limit?: number }, _req: Request, res: express.Response, next: express.NextFunction) => {
     if (err?.type === "entity.too.large") {
-      res.status(413).json({ errors: [{ message: `The request body is larger than this server accepts (${err.limit} bytes; MAX_PUSH_BYTES sets it).`, extensions: { code: ErrorCode.PAYLOAD_TOO_LARGE } }] });
+      sendError(res, 413, ErrorCode.PAYLOAD_TOO_LARGE, bodyTooLargeMessage(err.limit ?? config.BODY_LIMIT_BYTES));
       return;
     }
     if (err?.type === "entity.parse.failed") {
-      res.status(400).json({ errors: [{ message: "The request body is not valid JSON.", extensions: { code: "BAD_REQUEST" } }] });
+      sendError(res, 400, "BAD_REQUEST", "The request body is not valid JSON.");
       return;
     }
     next(err);

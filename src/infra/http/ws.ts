@@ -82,14 +82,14 @@ export function createWsServer(opts: WsOptions) {
       },
       context: contextOf,
       onError: (_ctx, _id, _payload, errors) => formatAll(errors),
-      onNext: async (_ctx, _id, _payload, args, result) => {
+      onNext: async (_ctx, _id, payload, args, result) => {
         if (!result.errors?.length) return result;
         // Errors with no resolver reached (listeners check context.reached): variables that do not fit.
         if (!result.data) {
           await reportRefusal(opts.refusalListeners, {
             context: args.contextValue as GraphQLContext,
             document: args.document,
-            source: _payload.query,
+            source: payload.query,
             stage: "variables",
             code: String(result.errors[0].extensions?.code ?? "BAD_USER_INPUT"),
           });

@@ -162,7 +162,7 @@ export function checkJweSegments(s: JweSegments, maxBytes: number, field: JweFie
   for (const [name, chars] of parts) if (chars % 4 === 1) throw malformedJwe(field, `the ${name} is not unpadded base64url`);
   if (s.header.length === 0 || s.header.length > MAX_JWE_HEADER) throw malformedJwe(field, "the protected header is missing or too long");
   const contentBytes = base64urlBytes(s.ciphertextChars);
-  if (contentBytes === 0) throw refuse(ErrorCode.BAD_USER_INPUT, "empty_file", "The file is empty; push at least one byte.", field);
+  if (contentBytes === 0) throw emptyFile(field);
   if (contentBytes > maxBytes) throw tooLarge(contentBytes, maxBytes);
   if (base64urlLength(s.iv) !== 12) throw malformedJwe(field, "the iv of A256GCM must be 96 bits (12 bytes)");
   if (base64urlLength(s.tag) !== 16) throw malformedJwe(field, "the A256GCM authentication tag must be 128 bits (16 bytes)");
@@ -212,6 +212,10 @@ export class JweTextChecker {
 }
 
 const PART_NAMES = ["protected header", "encrypted key", "iv", "ciphertext", "tag"];
+
+export function emptyFile(field: string) {
+  return refuse(ErrorCode.BAD_USER_INPUT, "empty_file", "The file is empty; push at least one byte.", field);
+}
 
 export function tooLarge(bytes: number, maxBytes: number) {
   return refuse(ErrorCode.PAYLOAD_TOO_LARGE, "too_large", `The file is ${bytes} bytes; this server accepts at most ${maxBytes} bytes per push (MAX_PUSH_BYTES).`);

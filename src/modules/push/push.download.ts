@@ -6,12 +6,13 @@
 import { once } from "node:events";
 import { Router, type Response } from "express";
 import { isAppError, unauthenticated, type AppError } from "../../infra/errors.js";
+import { sendError as send } from "../../infra/http/http-errors.js";
 import { bearerToken, USER_TOKEN_PREFIX, type Authenticators } from "../../infra/graphql/context.js";
 import type { Logger } from "../../infra/logger.js";
 import type { PushService } from "./push.service.js";
 
 function sendError(res: Response, e: AppError): void {
-  res.status(e.httpStatus).json({ errors: [{ message: e.message, extensions: e.extensions }] });
+  send(res, e.httpStatus, e.code, e.message, e.extensions);
 }
 
 export function fileDownloadRouter(pushes: PushService, auth: Pick<Authenticators, "user">, log: Logger): Router {

@@ -25,6 +25,7 @@ import {
   checkJweHeader,
   checkJweStructure,
   digestJwe,
+  emptyFile,
   encryptBase64,
   encryptBytes,
   fingerprinter,
@@ -269,7 +270,7 @@ export class PushService {
       // Refuse by length before decoding anything: base64 is 4 characters per 3 bytes.
       if ((data.length / 4) * 3 - 2 > max) throw tooLarge(Math.floor((data.length / 4) * 3), max);
       const bytes = strictBase64Length(data);
-      if (bytes === 0) throw input(ErrorCode.BAD_USER_INPUT, "empty_file", "The file is empty; push at least one byte.", "data");
+      if (bytes === 0) throw emptyFile("data");
       if (bytes > max) throw tooLarge(bytes, max);
     } else if (kind === "encryptedData") {
       jweParts = checkJweStructure(req.encryptedData!, max).parts;
@@ -439,7 +440,7 @@ export class PushService {
         const parts = checker.end();
         if (to.key) checkJweHeader(parts, to.key, "encryptedFile");
       } else if (bytes === 0) {
-        throw input(ErrorCode.BAD_USER_INPUT, "empty_file", "The file is empty; push at least one byte.", kind);
+        throw emptyFile(kind);
       }
       if (encryptor) await emit(encryptor.final());
       await flush();

@@ -65,13 +65,6 @@ export class SessionEnds {
     }
   }
 
-  /** Streams watched on this instance (tests wait on it). */
-  get size(): number {
-    let n = 0;
-    for (const [k, set] of this.watchers) if (k.startsWith("s:")) n += set.size;
-    return n;
-  }
-
   /** One bus subscription per instance, for its lifetime. */
   private listen(): void {
     // Lives as long as the process (with Redis, closing the pub/sub connection ends it).
