@@ -45,6 +45,7 @@ export function parseBytes(raw: string, name = "size"): number {
 const str: Parser<string> = (raw) => raw;
 const optionalStr: Parser<string | undefined> = (raw) => (raw === "" ? undefined : raw);
 const duration: Parser<number> = (raw, name) => parseDuration(raw, name);
+const durationOrOff: Parser<number> = (raw, name) => (/^\s*0+\s*(ms|s|m|h|d)?\s*$/.test(raw) ? 0 : parseDuration(raw, name));
 const bytes: Parser<number> = (raw, name) => parseBytes(raw, name);
 const bool: Parser<boolean> = (raw, name) => {
   if (/^(1|true|yes|on)$/i.test(raw)) return true;
@@ -101,6 +102,11 @@ export const SPEC = {
   INTROSPECTION: { doc: "Allow schema introspection. Default: on, except when `NODE_ENV=production`.", default: "", parse: (raw, name) => (raw === "" ? undefined : bool(raw, name)) },
   TRUST_PROXY: { doc: "Trust `X-Forwarded-*` headers (behind a reverse proxy).", default: "false", parse: bool },
   SESSION_TTL: { doc: "Lifetime of a session key.", default: "30m", parse: duration },
+  SESSION_RECHECK: {
+    doc: "How long an instance answers from a session key it has verified before reading the session from the database again. `endSession` and disabling an application take effect at once on every instance (through Redis with several); this only bounds the delay if that message is lost. `0`: read on every request.",
+    default: "5s",
+    parse: durationOrOff,
+  },
   ASSERTION_MAX_SKEW: { doc: "How far a session assertion's `timestamp` may be from the server clock, either way.", default: "5m", parse: duration },
   CONSENT_TTL: { doc: "Lifetime of a postbox consent code.", default: "15m", parse: duration },
   POSTBOX_TTL_ONE_OFF: { doc: "Default lifetime of a postbox on a one-off contract.", default: "7d", parse: duration },

@@ -26,8 +26,10 @@ describeTwo("two instances on PostgreSQL + Redis", () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    a = await startTestServer({ databaseUrl: db.url, env: { REDIS_URL } });
-    b = await startTestServer({ databaseUrl: db.url, env: { REDIS_URL } });
+    // A long SESSION_RECHECK: an ended session must be refused everywhere because the end
+    // is announced, not because an instance happened to read the session again.
+    a = await startTestServer({ databaseUrl: db.url, env: { REDIS_URL, SESSION_RECHECK: "10m" } });
+    b = await startTestServer({ databaseUrl: db.url, env: { REDIS_URL, SESSION_RECHECK: "10m" } });
     app = await registerApp(a, { name: "Two-instance app" });
     session = await createSession(a, app);
   });
@@ -76,6 +78,30 @@ describeTwo("two instances on PostgreSQL + Redis", () => {
     expect(staying.errors).toEqual([]);
     for (let i = 0; i < 200 && b.app.services.pushes.openSubscriptions !== before; i++) await new Promise((r) => setTimeout(r, 10));
     expect(b.app.services.pushes.openSubscriptions).toBe(before);
+  });
+
+  it("a session ended through A, or whose application is disabled through A, is refused by B, which had verified it", async () => {
+    const CURRENT = `query { currentSession { appId } }`;
+    const refusedOnB = async (key: string) => {
+      for (let i = 0; i < 200; i++) {
+        const r = await b.gql(CURRENT, {}, { token: key });
+        if (r.errors) return r.errors[0].extensions?.code;
+        await new Promise((res) => setTimeout(res, 10));
+      }
+      return "still accepted after 2 s";
+    };
+    const ending = await createSession(a, app);
+    expect((await b.gql(CURRENT, {}, { token: ending })).data?.currentSession.appId).toBe(app.appId);
+    expect((await a.gql(`mutation { endSession }`, {}, { token: ending })).data?.endSession).toBe(true);
+    expect(await refusedOnB(ending)).toBe("UNAUTHENTICATED");
+
+    const other = await registerApp(a, { name: "Disabled through A" });
+    const key = await createSession(a, other);
+    expect((await b.gql(CURRENT, {}, { token: key })).data?.currentSession.appId).toBe(other.appId);
+    expect((await a.admin("POST", `/applications/${other.appId}/disable`)).status).toBe(200);
+    expect(await refusedOnB(key)).toBe("FORBIDDEN");
+    // The session of the app that was not disabled still works on B.
+    expect((await b.gql(CURRENT, {}, { token: session })).errors).toBeUndefined();
   });
 
   it("two acceptances of one code racing on both instances: exactly one wins", async () => {

@@ -175,6 +175,33 @@ describe("session keys", () => {
     expect(r.errors![0].message).toMatch(/ended/);
   });
 
+  it("refuses a session at once when its application is disabled, though it was verified a moment before", async () => {
+    const other = await registerApp(t, { name: "Disabled at once" });
+    const key = await createSession(t, other);
+    expect((await t.gql(CURRENT, {}, { token: key })).data?.currentSession.appId).toBe(other.appId);
+    expect((await t.admin("POST", `/applications/${other.appId}/disable`)).status).toBe(200);
+    expect(errorCode(await t.gql(CURRENT, {}, { token: key }))).toBe("FORBIDDEN");
+  });
+
+  it("sees a change made behind the server's back within SESSION_RECHECK", async () => {
+    // Only changes that go through the server are announced; one made straight in the
+    // database (an operator's UPDATE) is seen when the instance next reads the session.
+    const s = await startTestServer({ env: { SESSION_RECHECK: "1500ms" } });
+    try {
+      const a = await registerApp(s, { name: "Recheck" });
+      const key = await createSession(s, a);
+      expect((await s.gql(CURRENT, {}, { token: key })).errors).toBeUndefined();
+      const since = Date.now();
+      await s.app.db.prisma.session.updateMany({ where: { contractId: a.contractId }, data: { revokedAt: new Date() } });
+      const cached = await s.gql(CURRENT, {}, { token: key });
+      if (Date.now() - since < 1000) expect(cached.errors).toBeUndefined(); // still within the interval: answered from memory
+      await new Promise((r) => setTimeout(r, 1600));
+      expect(errorCode(await s.gql(CURRENT, {}, { token: key }))).toBe("UNAUTHENTICATED");
+    } finally {
+      await s.stop();
+    }
+  });
+
   it("refuses an expired session", async () => {
     const key = await createSession(t, app);
     await t.app.db.prisma.session.updateMany({ where: { revokedAt: null, contractId: app.contractId }, data: { expiresAt: new Date(Date.now() - 1000) } });

@@ -76,6 +76,17 @@ describe("loadConfig", () => {
     expect(c.MAX_PUSH_BYTES).toBe(10 * 1024 * 1024);
   });
 
+  it("reads SESSION_RECHECK as a duration, 0 turning it off, and names it when it is wrong", () => {
+    expect(loadConfig({}).SESSION_RECHECK).toBe(5000);
+    expect(loadConfig({ SESSION_RECHECK: "0" }).SESSION_RECHECK).toBe(0);
+    expect(loadConfig({ SESSION_RECHECK: "0s" }).SESSION_RECHECK).toBe(0);
+    expect(loadConfig({ SESSION_RECHECK: "250ms" }).SESSION_RECHECK).toBe(250);
+    for (const raw of ["-1s", "soon", "5 minutes"]) {
+      const e = configError(() => loadConfig({ SESSION_RECHECK: raw }));
+      expect(e.variable).toBe("SESSION_RECHECK");
+    }
+  });
+
   it("treats empty and blank values as unset and trims the rest", () => {
     const c = loadConfig({ PORT: " 5000 ", DATABASE_URL: "", ADMIN_TOKEN: "   ", LOG_LEVEL: "" });
     expect(c.PORT).toBe(5000);

@@ -18,6 +18,8 @@ export interface SessionEndedPayload {
 export class SessionEnds {
   /** "s:<sessionId>" / "a:<applicationId>" → the end callbacks of open streams. */
   private readonly watchers = new Map<string, Set<() => void>>();
+  /** Told of every end, local or from the bus (the session cache forgets the session). */
+  private readonly listeners: ((p: SessionEndedPayload) => void)[] = [];
 
   constructor(
     private readonly pubSub: AppPubSub,
@@ -55,8 +57,16 @@ export class SessionEnds {
     return cancel;
   }
 
+  /** Calls `listener` for every end announced, on this instance (at once) or on another (through the bus). */
+  onEnded(listener: (p: SessionEndedPayload) => void): void {
+    this.listeners.push(listener);
+  }
+
   /** Ends the matching streams on every instance; call after the change has committed. */
   announce(p: SessionEndedPayload): void {
+    // Here at once, so that this instance's very next request already sees the end; the
+    // bus brings it to the others (and back here, which is harmless).
+    for (const l of this.listeners) l(p);
     try {
       this.pubSub.publish(SESSION_ENDED_TOPIC, { ...p });
     } catch (err) {
@@ -74,6 +84,7 @@ export class SessionEnds {
         const r = await it.next();
         if (r.done) return;
         const p = r.value as SessionEndedPayload;
+        for (const l of this.listeners) l(p);
         const key = typeof p.sessionId === "string" ? `s:${p.sessionId}` : typeof p.applicationId === "string" ? `a:${p.applicationId}` : undefined;
         for (const fire of [...(key ? (this.watchers.get(key) ?? []) : [])]) fire();
       }

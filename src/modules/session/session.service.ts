@@ -13,6 +13,7 @@ import { newId } from "../../infra/ids.js";
 import type { ApplicationRepository, ContractWithKeys } from "../application/application.repository.js";
 import type { AuditService } from "../audit/audit.service.js";
 import type { SessionRepository } from "./session.repository.js";
+import { VerifiedSessions } from "./session.cache.js";
 import type { SessionEnds } from "./session.events.js";
 
 export interface CreateSessionInput {
@@ -38,13 +39,18 @@ class Refusal extends Error {
 }
 
 export class SessionService {
+  private readonly verified: VerifiedSessions;
+
   constructor(
     private readonly repo: SessionRepository,
     private readonly apps: ApplicationRepository,
     private readonly audit: AuditService,
     private readonly config: Config,
     private readonly ends: SessionEnds,
-  ) {}
+  ) {
+    this.verified = new VerifiedSessions(config.SESSION_RECHECK);
+    ends.onEnded((p) => this.verified.forget(p));
+  }
 
   async createSession(input: CreateSessionInput): Promise<IssuedSession> {
     const { appId, contractId, assertion } = input;
@@ -156,14 +162,20 @@ export class SessionService {
     throw new Refusal(unauthenticated("The assertion's signature does not verify with the contract's registered public key. Sign with the contract's private key."), "bad_signature");
   }
 
-  /** Resolves a session key to its principal; the key is looked up by hash. */
+  /** Resolves a session key to its principal; the key is looked up by hash (see VerifiedSessions). */
   async authenticate(key: string): Promise<SessionPrincipal> {
-    const s = await this.repo.findByKeyHash(sha256Hex(key));
+    const keyHash = sha256Hex(key);
+    const known = this.verified.get(keyHash);
+    if (known) return known;
+    const mark = this.verified.mark();
+    const s = await this.repo.findByKeyHash(keyHash);
     if (!s) throw unauthenticated("Unknown session key. Establish a session with createSession.");
     if (s.revokedAt) throw unauthenticated("This session was ended. Establish a new one with createSession.");
     if (s.expiresAt.getTime() <= Date.now()) throw unauthenticated("This session has expired. Establish a new one with createSession.");
     if (s.contract.application.disabledAt || s.contract.disabledAt) throw new AppError(ErrorCode.FORBIDDEN, "The application or contract of this session is disabled.");
-    return { sessionId: s.id, applicationId: s.contract.applicationId, contractId: s.contract.id, contractKind: s.contract.kind, expiresAt: s.expiresAt };
+    const principal: SessionPrincipal = { sessionId: s.id, applicationId: s.contract.applicationId, contractId: s.contract.id, contractKind: s.contract.kind, expiresAt: s.expiresAt };
+    this.verified.put(keyHash, principal, mark);
+    return principal;
   }
 
   async endSession(principal: SessionPrincipal): Promise<boolean> {
