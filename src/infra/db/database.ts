@@ -3,13 +3,12 @@
 // client on both; only the driver adapter differs.
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
-import { PGlite } from "@electric-sql/pglite";
-import { PrismaPGlite } from "pglite-prisma-adapter";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaClient } from "../../generated/prisma/client.js";
 import { acquireDbLock, type DbLock } from "./lock.js";
 import { migrate, type MigrateResult, type SqlRunner } from "./migrate.js";
+import { PgliteThread } from "./pglite-proxy.js";
 
 export type { PrismaClient };
 export type Tx = Omit<PrismaClient, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends">;
@@ -53,34 +52,27 @@ async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database
     await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o700 });
     lock = await acquireDbLock(pgliteLockFile(dataDir));
   }
-  let pglite: PGlite;
+  // PGlite runs in its own thread (see pglite.worker.mjs).
+  let thread: PgliteThread;
   try {
-    pglite = await PGlite.create(dataDir, loadDataDir ? { loadDataDir } : {});
+    thread = await PgliteThread.start(dataDir, loadDataDir);
   } catch (e) {
     await lock?.release();
     throw e;
   }
-  const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
-  const runner: SqlRunner = {
-    query: async <T>(sql: string, params?: unknown[]) => (await pglite.query<T>(sql, params)).rows,
-    execInTransaction: (script, after) =>
-      pglite.transaction(async (tx) => {
-        await tx.exec(script);
-        await after(async <T>(sql: string, params?: unknown[]) => (await tx.query<T>(sql, params)).rows);
-      }),
-    withLock: (fn) => fn(), // one process owns an embedded database
-  };
+  const prisma = new PrismaClient({ adapter: thread.adapterFactory() });
+  const runner = thread.runner();
   return {
     kind: "pglite",
     prisma,
     migrate: () => migrate(runner),
     ping: async () => {
-      await pglite.query("SELECT 1");
+      await runner.query("SELECT 1");
     },
     close: once(async () => {
       try {
         await prisma.$disconnect();
-        await pglite.close();
+        await thread.close();
       } finally {
         await lock?.release();
       }
