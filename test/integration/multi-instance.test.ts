@@ -5,7 +5,7 @@
 // ended on one instance ends its streams on the other.
 // PostgreSQL only: the embedded database belongs to a single process.
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { createSession, makeUserKeyPair, registerApp, type TestApp } from "../helpers/factories.js";
+import { DESCRIPTOR, PUSH_DATA, createReadyPostboxForPush, createSession, makeUserKeyPair, registerApp, type TestApp } from "../helpers/factories.js";
 import { createTestDatabase, startTestServer, type TestServer } from "../helpers/server.js";
 import { collect, wsClient } from "../helpers/ws.js";
 import { ACCEPT, GET, STATUS_CHANGED, accept, codeOf, createPostbox, type StatusEvent } from "./postbox.helpers.js";
@@ -102,6 +102,25 @@ describeTwo("two instances on PostgreSQL + Redis", () => {
     expect(await refusedOnB(key)).toBe("FORBIDDEN");
     // The session of the app that was not disabled still works on B.
     expect((await b.gql(CURRENT, {}, { token: session })).errors).toBeUndefined();
+  });
+
+  it("pushes and other audited writes racing on both instances leave one unbroken audit chain", async () => {
+    const target = await createReadyPostboxForPush(a, session);
+    const before = await a.app.db.prisma.auditEvent.count();
+    const push = (s: TestServer, i: number) =>
+      s.gql(PUSH_DATA, { input: { postboxId: target.postboxId, fileName: `f${i}.txt`, fileDescriptor: DESCRIPTOR, data: Buffer.from(`racing ${i}`).toString("base64") } }, { token: session });
+    // Batched pushes (one statement chains their events) and single events (createPostbox) interleave.
+    const results = await Promise.all([
+      ...Array.from({ length: 24 }, (_, i) => push(i % 2 ? a : b, i)),
+      ...Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).gql(`mutation { createPostbox { id } }`, {}, { token: session })),
+    ]);
+    expect(results.filter((r) => r.errors)).toEqual([]);
+    expect(await a.app.db.prisma.auditEvent.count()).toBe(before + 30);
+    const verify = await b.admin("GET", "/audit/verify");
+    expect(verify.body).toMatchObject({ ok: true });
+    const head = await a.app.db.prisma.auditHead.findUniqueOrThrow({ where: { id: 1 } });
+    const newest = await a.app.db.prisma.auditEvent.findFirstOrThrow({ orderBy: { seq: "desc" } });
+    expect(head.hash).toBe(newest.hash);
   });
 
   it("two acceptances of one code racing on both instances: exactly one wins", async () => {

@@ -66,7 +66,9 @@ describe("verify() on a real database", () => {
   }
 
   async function resetWith(n: number) {
+    // A fresh log: no events, and the head back at the genesis hash.
     await db.prisma.auditEvent.deleteMany({});
+    await db.prisma.auditHead.update({ where: { id: 1 }, data: { hash: GENESIS_HASH } });
     for (let i = 0; i < n; i++) {
       await audit.record({ actorType: "ADMIN", action: "application.create", outcome: "SUCCESS", applicationId: `app_${i}`, detail: { i } });
     }
@@ -78,6 +80,11 @@ describe("verify() on a real database", () => {
     expect(events[0].prevHash).toBe(GENESIS_HASH);
     for (let i = 1; i < events.length; i++) expect(events[i].prevHash).toBe(events[i - 1].hash);
     expect(await audit.verify()).toMatchObject({ ok: true, checked: 4 });
+  });
+
+  it("keeps the head row on the newest event's hash", async () => {
+    const events = await resetWith(3);
+    expect((await db.prisma.auditHead.findUniqueOrThrow({ where: { id: 1 } })).hash).toBe(events[2].hash);
   });
 
   it("detects an edited event and names it", async () => {

@@ -14,35 +14,30 @@ function push(id: string, postboxId = "pbx_ok"): NewPush {
 
 const row = (p: NewPush): PushRow => ({ id: p.id, postboxId: p.postboxId, contractId: p.contractId, status: "PENDING", size: p.size, sha256: p.sha256, receivedAt: p.receivedAt, expiresAt: p.expiresAt, deliveredAt: null, purgedAt: null });
 
-/** A fake database: records every transaction's pushes and audit events; `failWhen` makes a transaction throw. */
+/**
+ * A fake database: records every statement's pushes and the audit events it
+ * chained (only for pushes stored); `failWhen` makes a statement throw, storing nothing.
+ */
 function fakes(failWhen: (ids: string[]) => boolean = () => false) {
   const transactions: { pushes: string[]; audited: string[] }[] = [];
   const repo = {
-    async transaction<T>(fn: (tx: unknown) => Promise<T>) {
-      const current = { pushes: [] as string[], audited: [] as string[] };
-      const result = await fn(current);
-      if (failWhen(current.pushes)) throw new Error("unique violation");
-      transactions.push(current);
-      return result;
-    },
-    async insertIfAccepting(tx: { pushes: string[] }, pushes: NewPush[]) {
-      tx.pushes.push(...pushes.map((p) => p.id));
+    async insertWithAudit(items: { push: NewPush; event: { targetId: string | null } }[]) {
+      const pushes = items.map((i) => i.push.id);
+      if (failWhen(pushes)) throw new Error("unique violation");
       // Only postbox "pbx_ok" is READY.
-      return pushes.filter((p) => p.postboxId === "pbx_ok").map(row);
+      const stored = items.filter((i) => i.push.postboxId === "pbx_ok");
+      transactions.push({ pushes, audited: stored.map((i) => String(i.event.targetId)) });
+      return stored.map((i) => row(i.push));
     },
   } as unknown as PushRepository;
-  const audit = {
-    async recordMany(inputs: AuditInput[], tx: { audited: string[] }) {
-      tx.audited.push(...inputs.map((i) => String(i.targetId)));
-    },
-  } as unknown as AuditService;
+  const audit = { pending: (input: AuditInput) => ({ ...input, canonical: "" }) } as unknown as AuditService;
   return { writer: new PushWriter(repo, audit), transactions };
 }
 
 const audited = (id: string): AuditInput => ({ actorType: "APP", action: "push.create", outcome: "SUCCESS", targetId: id });
 
 describe("PushWriter", () => {
-  it("commits pushes that arrive together in one transaction, auditing only those stored", async () => {
+  it("writes pushes that arrive together in one statement, auditing only those stored", async () => {
     const { writer, transactions } = fakes();
     const ids = ["a", "b", "c", "d"];
     const results = await Promise.all(ids.map((id) => writer.write({ push: push(id, id === "c" ? "pbx_closed" : "pbx_ok"), audit: audited(id) })));
@@ -50,14 +45,14 @@ describe("PushWriter", () => {
     expect(transactions).toEqual([{ pushes: ids, audited: ["a", "b", "d"] }]);
   });
 
-  it("writes a lone push at once, in its own transaction", async () => {
+  it("writes a lone push at once, in its own statement", async () => {
     const { writer, transactions } = fakes();
     expect((await writer.write({ push: push("solo"), audit: audited("solo") }))?.id).toBe("solo");
     expect((await writer.write({ push: push("next"), audit: audited("next") }))?.id).toBe("next");
     expect(transactions.map((t) => t.pushes)).toEqual([["solo"], ["next"]]);
   });
 
-  it("writes what arrives after a transaction has started together, in the next one", async () => {
+  it("writes what arrives after a statement has started together, in the next one", async () => {
     const { writer, transactions } = fakes();
     const first = writer.write({ push: push("1"), audit: audited("1") });
     await new Promise((r) => setImmediate(r)); // the first write has begun

@@ -21,37 +21,70 @@ export interface NewAuditRow {
   hash: string;
 }
 
-// A transaction-scoped advisory lock serialises appends, so each event sees the
-// true previous hash even with several instances writing.
-const CHAIN_LOCK = 727275;
+/** An event ready to be chained: its columns, and its canonical text (which the hash covers). */
+export type PendingAuditRow = Omit<NewAuditRow, "prevHash" | "hash"> & { canonical: string };
 
 export class AuditRepository {
   constructor(private readonly prisma: PrismaClient) {}
 
-  /** Must run inside a transaction: the lock is released at commit. */
+  /**
+   * Locks the chain's head row until the transaction ends and returns its hash.
+   * A row lock rather than an advisory one: an appender that waited for it reads
+   * the head as the previous holder left it (READ COMMITTED re-reads a locked row).
+   */
   async lockChainAndGetHead(tx: Tx): Promise<string | null> {
-    await tx.$executeRawUnsafe(`SELECT pg_advisory_xact_lock(${CHAIN_LOCK})`);
-    const last = await tx.auditEvent.findFirst({ orderBy: { seq: "desc" }, select: { hash: true } });
-    return last?.hash ?? null;
-  }
-
-  insert(tx: Tx, data: Prisma.AuditEventCreateInput): Promise<AuditRow> {
-    return tx.auditEvent.create({ data });
+    const rows = await tx.$queryRaw<{ hash: string }[]>`SELECT hash FROM "AuditHead" WHERE id = 1 FOR UPDATE`;
+    return rows[0]?.hash ?? null;
   }
 
   /**
-   * Several chained events in one INSERT; rows get their seq in the order given,
-   * which is the chain's order. (Raw SQL: Prisma's createMany costs several times
-   * a single create on the embedded database.)
+   * Several chained events in one INSERT, and the head moved to the last; rows get
+   * their seq in the order given, which is the chain's order. Inside the transaction
+   * that holds the head's lock. (Raw SQL: Prisma's createMany costs several times a
+   * single create on the embedded database.)
    */
   async insertMany(tx: Tx, rows: NewAuditRow[]): Promise<void> {
+    if (rows.length === 0) return;
     const values = Prisma.join(
       rows.map(
         (r) => Prisma.sql`(${r.id}, ${r.at.toISOString()}::timestamp(3), ${r.actorType}, ${r.actorId}, ${r.action}, ${r.outcome}, ${r.reason}, ${r.applicationId},
           ${r.contractId}, ${r.postboxId}, ${r.targetId}, ${r.detail === undefined ? null : JSON.stringify(r.detail)}::jsonb, ${r.prevHash}, ${r.hash})`,
       ),
     );
-    await tx.$executeRaw`INSERT INTO "AuditEvent" (id, at, "actorType", "actorId", action, outcome, reason, "applicationId", "contractId", "postboxId", "targetId", detail, "prevHash", hash) VALUES ${values}`;
+    await tx.$executeRaw`
+      WITH appended AS (
+        INSERT INTO "AuditEvent" (id, at, "actorType", "actorId", action, outcome, reason, "applicationId", "contractId", "postboxId", "targetId", detail, "prevHash", hash) VALUES ${values}
+      )
+      UPDATE "AuditHead" SET hash = ${rows[rows.length - 1].hash} WHERE id = 1`;
+  }
+
+  /**
+   * The part of one statement that chains and appends events, for a write that
+   * must record them atomically without a round trip per step (see PushWriter).
+   * The statement must start WITH RECURSIVE and define `audit_input` with the
+   * columns (n, id, at, "actorType", "actorId", action, outcome, reason,
+   * "applicationId", "contractId", "postboxId", "targetId", detail, canonical), n
+   * numbering the events 1, 2, ... in chain order. Each hash is computed by the
+   * database exactly as chainHash() does: sha256 of the previous hash, a newline
+   * and the canonical text, after locking the head row.
+   */
+  static chainedAppend(): Prisma.Sql {
+    return Prisma.sql`
+      audit_head AS (SELECT hash FROM "AuditHead" WHERE id = 1 FOR UPDATE),
+      audit_chain (n, hash) AS (
+        SELECT 0::bigint, (SELECT hash FROM audit_head)
+        UNION ALL
+        SELECT e.n, encode(sha256(convert_to(c.hash || E'\n' || e.canonical, 'UTF8')), 'hex') FROM audit_chain c JOIN audit_input e ON e.n = c.n + 1
+      ),
+      audit_appended AS (
+        INSERT INTO "AuditEvent" (id, at, "actorType", "actorId", action, outcome, reason, "applicationId", "contractId", "postboxId", "targetId", detail, "prevHash", hash)
+        SELECT e.id, e.at::timestamp(3), e."actorType", e."actorId", e.action, e.outcome, e.reason, e."applicationId", e."contractId", e."postboxId", e."targetId", e.detail::jsonb, p.hash, c.hash
+        FROM audit_input e JOIN audit_chain c ON c.n = e.n JOIN audit_chain p ON p.n = e.n - 1
+        ORDER BY e.n
+      ),
+      audit_moved AS (
+        UPDATE "AuditHead" SET hash = (SELECT hash FROM audit_chain ORDER BY n DESC LIMIT 1) WHERE id = 1 AND EXISTS (SELECT 1 FROM audit_input)
+      )`;
   }
 
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {

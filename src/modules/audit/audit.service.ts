@@ -6,7 +6,7 @@ import { badInput, notFound } from "../../infra/errors.js";
 import { pageRequest, toConnection, type Connection } from "../../infra/graphql/pagination.js";
 import { newId } from "../../infra/ids.js";
 import type { Tx } from "../../infra/db/database.js";
-import type { AuditRepository, AuditRow } from "./audit.repository.js";
+import type { AuditRepository, AuditRow, NewAuditRow, PendingAuditRow } from "./audit.repository.js";
 
 export const GENESIS_HASH = "0".repeat(64);
 
@@ -79,42 +79,42 @@ export class AuditService {
     await this.append(tx, prevHash, input);
   }
 
-  /**
-   * Appends several events in order inside `tx` with one lock, one read of the
-   * chain's head and one insert (for writes made in batches, e.g. pushes).
-   */
-  async recordMany(inputs: AuditInput[], tx: Tx): Promise<void> {
-    if (inputs.length === 0) return;
-    let prevHash = (await this.repo.lockChainAndGetHead(tx)) ?? GENESIS_HASH;
-    const rows = inputs.map((input) => {
-      const row = this.row(prevHash, input);
-      prevHash = row.hash;
-      return row;
-    });
-    await this.repo.insertMany(tx, rows);
-  }
-
   private async append(tx: Tx, prevHash: string, input: AuditInput): Promise<void> {
-    await this.repo.insert(tx, this.row(prevHash, input));
+    await this.repo.insertMany(tx, [this.row(prevHash, input)]);
   }
 
-  private row(prevHash: string, input: AuditInput) {
+  /**
+   * An event to be chained by the database in the same statement as the change it
+   * records (AuditRepository.chainedAppend): its columns and canonical text.
+   */
+  pending(input: AuditInput): PendingAuditRow {
+    const { fields, columns } = this.columns(input);
+    return { ...columns, canonical: canonicalEvent(fields) };
+  }
+
+  private row(prevHash: string, input: AuditInput): NewAuditRow {
+    const { fields, columns } = this.columns(input);
+    return { ...columns, prevHash, hash: chainHash(prevHash, fields) };
+  }
+
+  private columns(input: AuditInput): { fields: HashedFields; columns: Omit<NewAuditRow, "prevHash" | "hash"> } {
     const fields: HashedFields = { ...input, id: newId("evt"), at: new Date() };
     return {
-      id: fields.id,
-      at: fields.at,
-      actorType: input.actorType,
-      actorId: input.actorId ?? null,
-      action: input.action,
-      outcome: input.outcome,
-      reason: input.reason ?? null,
-      applicationId: input.applicationId ?? null,
-      contractId: input.contractId ?? null,
-      postboxId: input.postboxId ?? null,
-      targetId: input.targetId ?? null,
-      detail: input.detail ?? undefined,
-      prevHash,
-      hash: chainHash(prevHash, fields),
+      fields,
+      columns: {
+        id: fields.id,
+        at: fields.at,
+        actorType: input.actorType,
+        actorId: input.actorId ?? null,
+        action: input.action,
+        outcome: input.outcome,
+        reason: input.reason ?? null,
+        applicationId: input.applicationId ?? null,
+        contractId: input.contractId ?? null,
+        postboxId: input.postboxId ?? null,
+        targetId: input.targetId ?? null,
+        detail: input.detail ?? undefined,
+      },
     };
   }
 

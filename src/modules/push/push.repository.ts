@@ -1,5 +1,6 @@
 import { Prisma } from "../../generated/prisma/client.js";
 import type { PrismaClient, Tx } from "../../infra/db/database.js";
+import { AuditRepository, type PendingAuditRow } from "../audit/audit.repository.js";
 
 const pushFields = {
   id: true,
@@ -68,21 +69,25 @@ export class PushRepository {
   }
 
   /**
-   * Inserts pushes (metadata and content) in one statement, each only if its
-   * postbox is (still) READY, unexpired and of its contract: the check and the write
-   * are atomic, so a postbox closed or expired a moment ago takes nothing. Returns
-   * the rows inserted; a push missing from them was refused by its postbox's state.
+   * Stores pushes (metadata and content) with their push.create audit events in
+   * one statement, each only if its postbox is (still) READY, unexpired and of its
+   * contract: the check and the write are atomic, so a postbox closed or expired a
+   * moment ago takes nothing. One statement is one commit and, on the embedded
+   * database, one message to its thread. Returns the rows inserted; a push
+   * missing from them was refused by its postbox's state (and has no event).
    */
-  insertIfAccepting(tx: Tx, pushes: NewPush[]): Promise<PushRow[]> {
+  insertWithAudit(pushes: { push: NewPush; event: PendingAuditRow }[]): Promise<PushRow[]> {
     // Values travel as text and are cast where used: VALUES rows have no column types of their own.
     const values = Prisma.join(
-      pushes.map(
-        (p) =>
-          Prisma.sql`(${p.id}, ${p.postboxId}, ${p.contractId}, ${String(p.size)}, ${p.sha256}, ${p.idempotencyKey}, ${p.requestHash}, ${p.receivedAt.toISOString()}, ${p.expiresAt.toISOString()}, ${p.ciphertext}, ${p.descriptor})`,
-      ),
+      pushes.map(({ push: p, event: e }, i) => {
+        const detail = e.detail === undefined ? null : JSON.stringify(e.detail);
+        return Prisma.sql`(${i}::int, ${p.id}, ${p.postboxId}, ${p.contractId}, ${String(p.size)}, ${p.sha256}, ${p.idempotencyKey}, ${p.requestHash}, ${p.receivedAt.toISOString()}, ${p.expiresAt.toISOString()}, ${p.ciphertext}, ${p.descriptor},
+          ${e.id}, ${e.at.toISOString()}, ${e.actorType}, ${e.actorId}, ${e.action}, ${e.outcome}, ${e.reason}, ${e.applicationId}, ${e.contractId}, ${e.postboxId}, ${e.targetId}, ${detail}, ${e.canonical})`;
+      }),
     );
-    return tx.$queryRaw<PushRow[]>`
-      WITH input (id, "postboxId", "contractId", size, sha256, "idempotencyKey", "requestHash", "receivedAt", "expiresAt", ciphertext, descriptor) AS (VALUES ${values}),
+    return this.prisma.$queryRaw<PushRow[]>`
+      WITH RECURSIVE input (ord, id, "postboxId", "contractId", size, sha256, "idempotencyKey", "requestHash", "receivedAt", "expiresAt", ciphertext, descriptor,
+                            e_id, e_at, e_actor_type, e_actor_id, e_action, e_outcome, e_reason, e_application_id, e_contract_id, e_postbox_id, e_target_id, e_detail, e_canonical) AS (VALUES ${values}),
       accepted AS (
         SELECT i.* FROM input i JOIN "Postbox" b
           ON b.id = i."postboxId" AND b."contractId" = i."contractId" AND b.status = 'READY' AND b."expiresAt" > i."receivedAt"::timestamp(3)
@@ -93,7 +98,13 @@ export class PushRepository {
         RETURNING id, "postboxId", "contractId", status::text AS status, size, sha256, "receivedAt", "expiresAt", "deliveredAt", "purgedAt"
       ), stored AS (
         INSERT INTO "PushContent" ("pushId", ciphertext, descriptor) SELECT a.id, a.ciphertext, a.descriptor FROM accepted a JOIN pushed USING (id)
-      )
+      ), audit_input AS (
+        SELECT row_number() OVER (ORDER BY a.ord) AS n, a.e_id AS id, a.e_at AS at, a.e_actor_type AS "actorType", a.e_actor_id AS "actorId", a.e_action AS action,
+               a.e_outcome AS outcome, a.e_reason AS reason, a.e_application_id AS "applicationId", a.e_contract_id AS "contractId", a.e_postbox_id AS "postboxId",
+               a.e_target_id AS "targetId", a.e_detail AS detail, a.e_canonical AS canonical
+        FROM accepted a JOIN pushed USING (id)
+      ),
+      ${AuditRepository.chainedAppend()}
       SELECT * FROM pushed`;
   }
 

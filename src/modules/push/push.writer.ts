@@ -1,15 +1,13 @@
-// Group commit for pushes. Every push is one transaction (metadata, content and
-// audit event), and on the embedded database each statement has a fixed cost
-// that dwarfs the rest of a push. So pushes that arrive while a write is in
-// flight are written together by the next one: one transaction, one insert for
-// all of them, one lock and one insert for their audit events. Each request still
-// resolves only after the transaction holding its push has committed.
+// Group commit for pushes. Every push is stored atomically with its audit event,
+// and each statement has a fixed cost that dwarfs the rest of a push. So pushes
+// that arrive while a write is in flight are written together by the next one:
+// one statement stores all of them, their content and their audit events (which
+// the database chains onto the log's head). Each request still resolves only
+// after the statement holding its push has committed.
 //
 // A write starts on the next turn of the event loop (setImmediate), not at once:
-// the embedded database answers without real I/O, so a transaction started at
-// once would run to its end before Node reads any other request. Yielding lets
-// requests already waiting on their sockets reach the queue and join the batch;
-// when idle this costs one event-loop turn.
+// yielding lets requests already waiting on their sockets reach the queue and
+// join the batch; when idle this costs one event-loop turn.
 import type { AuditInput, AuditService } from "../audit/audit.service.js";
 import type { NewPush, PushRepository, PushRow } from "./push.repository.js";
 
@@ -88,12 +86,8 @@ export class PushWriter {
     return this.queue.splice(0, n);
   }
 
-  private commit(batch: Waiter[]): Promise<Map<string, PushRow>> {
-    return this.repo.transaction(async (tx) => {
-      const rows = await this.repo.insertIfAccepting(tx, batch.map((w) => w.push));
-      const stored = new Map(rows.map((r) => [r.id, r]));
-      await this.audit.recordMany(batch.filter((w) => stored.has(w.push.id)).map((w) => w.audit), tx);
-      return stored;
-    });
+  private async commit(batch: Waiter[]): Promise<Map<string, PushRow>> {
+    const rows = await this.repo.insertWithAudit(batch.map((w) => ({ push: w.push, event: this.audit.pending(w.audit) })));
+    return new Map(rows.map((r) => [r.id, r]));
   }
 }
