@@ -77,6 +77,10 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     refusalListeners: deps.refusalListeners ?? [],
   });
 
+  // Operations still running when the server stops (their clients may have gone
+  // already): stop() waits for them, so that none meets a closed database.
+  const inflight = new InflightOperations();
+
   const apollo = new ApolloServer<GraphQLContext>({
     schema: deps.schema,
     introspection: config.INTROSPECTION,
@@ -95,6 +99,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
         ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
         : ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }),
       loggingPlugin(),
+      inflight.plugin(),
       ...deps.limits.plugins,
       refusalPlugin(deps.refusalListeners ?? [], deps.limits.maxTokens),
     ],
@@ -163,6 +168,40 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     url: `http://${host}:${port}`,
     async stop() {
       await apollo.stop(); // drains HTTP and disposes the WebSocket server
+      await inflight.settled(10_000);
     },
   };
+}
+
+/** Counts GraphQL operations over HTTP from their start until their response is sent (or dropped). */
+class InflightOperations {
+  private count = 0;
+  private waiters: (() => void)[] = [];
+
+  plugin(): ApolloServerPlugin<GraphQLContext> {
+    return {
+      requestDidStart: async () => {
+        this.count++;
+        let done = false;
+        const end = () => {
+          if (done) return;
+          done = true;
+          if (--this.count === 0) for (const w of this.waiters.splice(0)) w();
+        };
+        return { willSendResponse: async () => end() };
+      },
+    };
+  }
+
+  /** Resolves when none is running, or after `maxMs` (a stuck one must not block shutdown forever). */
+  settled(maxMs: number): Promise<void> {
+    if (this.count === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, maxMs);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
 }
