@@ -77,23 +77,29 @@ export class PushRepository {
    * missing from them was refused by its postbox's state (and has no event).
    */
   insertWithAudit(pushes: { push: NewPush; event: PendingAuditRow }[]): Promise<PushRow[]> {
-    // Values travel as text and are cast where used: VALUES rows have no column types of their own.
-    const values = Prisma.join(
-      pushes.map(({ push: p, event: e }, i) => {
-        const detail = e.detail === undefined ? null : JSON.stringify(e.detail);
-        return Prisma.sql`(${i}::int, ${p.id}, ${p.postboxId}, ${p.contractId}, ${String(p.size)}, ${p.sha256}, ${p.idempotencyKey}, ${p.requestHash}, ${p.receivedAt.toISOString()}, ${p.expiresAt.toISOString()}, ${p.ciphertext}, ${p.descriptor},
-          ${e.id}, ${e.at.toISOString()}, ${e.actorType}, ${e.actorId}, ${e.action}, ${e.outcome}, ${e.reason}, ${e.applicationId}, ${e.contractId}, ${e.postboxId}, ${e.targetId}, ${detail}, ${e.canonical})`;
-      }),
-    );
+    // One array per column: the statement's text (and its parse and plan cost) is the
+    // same whatever the batch size, where a VALUES list would bind 25 values per push.
+    const col = <T>(f: (x: { push: NewPush; event: PendingAuditRow }) => T) => pushes.map(f);
     return this.prisma.$queryRaw<PushRow[]>`
-      WITH RECURSIVE input (ord, id, "postboxId", "contractId", size, sha256, "idempotencyKey", "requestHash", "receivedAt", "expiresAt", ciphertext, descriptor,
-                            e_id, e_at, e_actor_type, e_actor_id, e_action, e_outcome, e_reason, e_application_id, e_contract_id, e_postbox_id, e_target_id, e_detail, e_canonical) AS (VALUES ${values}),
+      WITH RECURSIVE input AS (
+        SELECT * FROM unnest(
+          ${col((x) => x.push.id)}::text[], ${col((x) => x.push.postboxId)}::text[], ${col((x) => x.push.contractId)}::text[], ${col((x) => x.push.size)}::int[],
+          ${col((x) => x.push.sha256)}::text[], ${col((x) => x.push.idempotencyKey)}::text[], ${col((x) => x.push.requestHash)}::text[],
+          ${col((x) => x.push.receivedAt.toISOString())}::timestamp(3)[], ${col((x) => x.push.expiresAt.toISOString())}::timestamp(3)[],
+          ${col((x) => x.push.ciphertext)}::text[], ${col((x) => x.push.descriptor)}::text[],
+          ${col((x) => x.event.id)}::text[], ${col((x) => x.event.at.toISOString())}::timestamp(3)[], ${col((x) => x.event.actorType)}::text[], ${col((x) => x.event.actorId)}::text[],
+          ${col((x) => x.event.action)}::text[], ${col((x) => x.event.outcome)}::text[], ${col((x) => x.event.reason)}::text[], ${col((x) => x.event.applicationId)}::text[],
+          ${col((x) => x.event.contractId)}::text[], ${col((x) => x.event.postboxId)}::text[], ${col((x) => x.event.targetId)}::text[],
+          ${col((x) => (x.event.detail === undefined ? null : JSON.stringify(x.event.detail)))}::text[], ${col((x) => x.event.canonical)}::text[]
+        ) WITH ORDINALITY AS t(id, "postboxId", "contractId", size, sha256, "idempotencyKey", "requestHash", "receivedAt", "expiresAt", ciphertext, descriptor,
+                                e_id, e_at, e_actor_type, e_actor_id, e_action, e_outcome, e_reason, e_application_id, e_contract_id, e_postbox_id, e_target_id, e_detail, e_canonical, ord)
+      ),
       accepted AS (
         SELECT i.* FROM input i JOIN "Postbox" b
-          ON b.id = i."postboxId" AND b."contractId" = i."contractId" AND b.status = 'READY' AND b."expiresAt" > i."receivedAt"::timestamp(3)
+          ON b.id = i."postboxId" AND b."contractId" = i."contractId" AND b.status = 'READY' AND b."expiresAt" > i."receivedAt"
       ), pushed AS (
         INSERT INTO "Push" (id, "postboxId", "contractId", status, size, sha256, "idempotencyKey", "requestHash", "receivedAt", "expiresAt")
-        SELECT id, "postboxId", "contractId", 'PENDING', size::int, sha256, "idempotencyKey", "requestHash", "receivedAt"::timestamp(3), "expiresAt"::timestamp(3)
+        SELECT id, "postboxId", "contractId", 'PENDING', size, sha256, "idempotencyKey", "requestHash", "receivedAt", "expiresAt"
         FROM accepted
         RETURNING id, "postboxId", "contractId", status::text AS status, size, sha256, "receivedAt", "expiresAt", "deliveredAt", "purgedAt"
       ), stored AS (
