@@ -58,35 +58,6 @@ export class AuditRepository {
       UPDATE "AuditHead" SET hash = ${rows[rows.length - 1].hash} WHERE id = 1`;
   }
 
-  /**
-   * The part of one statement that chains and appends events, for a write that
-   * must record them atomically without a round trip per step (see PushWriter).
-   * The statement must start WITH RECURSIVE and define `audit_input` with the
-   * columns (n, id, at, "actorType", "actorId", action, outcome, reason,
-   * "applicationId", "contractId", "postboxId", "targetId", detail, canonical), n
-   * numbering the events 1, 2, ... in chain order. Each hash is computed by the
-   * database exactly as chainHash() does: sha256 of the previous hash, a newline
-   * and the canonical text, after locking the head row.
-   */
-  static chainedAppend(): Prisma.Sql {
-    return Prisma.sql`
-      audit_head AS (SELECT hash FROM "AuditHead" WHERE id = 1 FOR UPDATE),
-      audit_chain (n, hash) AS (
-        SELECT 0::bigint, (SELECT hash FROM audit_head)
-        UNION ALL
-        SELECT e.n, encode(sha256(convert_to(c.hash || E'\n' || e.canonical, 'UTF8')), 'hex') FROM audit_chain c JOIN audit_input e ON e.n = c.n + 1
-      ),
-      audit_appended AS (
-        INSERT INTO "AuditEvent" (id, at, "actorType", "actorId", action, outcome, reason, "applicationId", "contractId", "postboxId", "targetId", detail, "prevHash", hash)
-        SELECT e.id, e.at::timestamp(3), e."actorType", e."actorId", e.action, e.outcome, e.reason, e."applicationId", e."contractId", e."postboxId", e."targetId", e.detail::jsonb, p.hash, c.hash
-        FROM audit_input e JOIN audit_chain c ON c.n = e.n JOIN audit_chain p ON p.n = e.n - 1
-        ORDER BY e.n
-      ),
-      audit_moved AS (
-        UPDATE "AuditHead" SET hash = (SELECT hash FROM audit_chain ORDER BY n DESC LIMIT 1) WHERE id = 1 AND EXISTS (SELECT 1 FROM audit_input)
-      )`;
-  }
-
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     return this.prisma.$transaction(fn);
   }

@@ -85,7 +85,8 @@ export class AuditService {
 
   /**
    * An event to be chained by the database in the same statement as the change it
-   * records (AuditRepository.chainedAppend): its columns and canonical text.
+   * records (postbox_store_pushes, see PushRepository.insertWithAudit): its columns
+   * and canonical text.
    */
   pending(input: AuditInput): PendingAuditRow {
     const { fields, columns } = this.columns(input);

@@ -1,6 +1,6 @@
 import { Prisma } from "../../generated/prisma/client.js";
 import type { PrismaClient, Tx } from "../../infra/db/database.js";
-import { AuditRepository, type PendingAuditRow } from "../audit/audit.repository.js";
+import type { PendingAuditRow } from "../audit/audit.repository.js";
 
 const pushFields = {
   id: true,
@@ -77,41 +77,22 @@ export class PushRepository {
    * missing from them was refused by its postbox's state (and has no event).
    */
   insertWithAudit(pushes: { push: NewPush; event: PendingAuditRow }[]): Promise<PushRow[]> {
-    // One array per column: the statement's text (and its parse and plan cost) is the
-    // same whatever the batch size, where a VALUES list would bind 25 values per push.
+    // The statement lives in the database (migration store_pushes_function), where its
+    // plan is kept: sent from here, it was parsed and planned again for every batch.
+    // One array per column, in batch order.
     const col = <T>(f: (x: { push: NewPush; event: PendingAuditRow }) => T) => pushes.map(f);
+    const iso = (d: Date) => d.toISOString();
     return this.prisma.$queryRaw<PushRow[]>`
-      WITH RECURSIVE input AS (
-        SELECT * FROM unnest(
-          ${col((x) => x.push.id)}::text[], ${col((x) => x.push.postboxId)}::text[], ${col((x) => x.push.contractId)}::text[], ${col((x) => x.push.size)}::int[],
-          ${col((x) => x.push.sha256)}::text[], ${col((x) => x.push.idempotencyKey)}::text[], ${col((x) => x.push.requestHash)}::text[],
-          ${col((x) => x.push.receivedAt.toISOString())}::timestamp(3)[], ${col((x) => x.push.expiresAt.toISOString())}::timestamp(3)[],
-          ${col((x) => x.push.ciphertext)}::text[], ${col((x) => x.push.descriptor)}::text[],
-          ${col((x) => x.event.id)}::text[], ${col((x) => x.event.at.toISOString())}::timestamp(3)[], ${col((x) => x.event.actorType)}::text[], ${col((x) => x.event.actorId)}::text[],
-          ${col((x) => x.event.action)}::text[], ${col((x) => x.event.outcome)}::text[], ${col((x) => x.event.reason)}::text[], ${col((x) => x.event.applicationId)}::text[],
-          ${col((x) => x.event.contractId)}::text[], ${col((x) => x.event.postboxId)}::text[], ${col((x) => x.event.targetId)}::text[],
-          ${col((x) => (x.event.detail === undefined ? null : JSON.stringify(x.event.detail)))}::text[], ${col((x) => x.event.canonical)}::text[]
-        ) WITH ORDINALITY AS t(id, "postboxId", "contractId", size, sha256, "idempotencyKey", "requestHash", "receivedAt", "expiresAt", ciphertext, descriptor,
-                                e_id, e_at, e_actor_type, e_actor_id, e_action, e_outcome, e_reason, e_application_id, e_contract_id, e_postbox_id, e_target_id, e_detail, e_canonical, ord)
-      ),
-      accepted AS (
-        SELECT i.* FROM input i JOIN "Postbox" b
-          ON b.id = i."postboxId" AND b."contractId" = i."contractId" AND b.status = 'READY' AND b."expiresAt" > i."receivedAt"
-      ), pushed AS (
-        INSERT INTO "Push" (id, "postboxId", "contractId", status, size, sha256, "idempotencyKey", "requestHash", "receivedAt", "expiresAt")
-        SELECT id, "postboxId", "contractId", 'PENDING', size, sha256, "idempotencyKey", "requestHash", "receivedAt", "expiresAt"
-        FROM accepted
-        RETURNING id, "postboxId", "contractId", status::text AS status, size, sha256, "receivedAt", "expiresAt", "deliveredAt", "purgedAt"
-      ), stored AS (
-        INSERT INTO "PushContent" ("pushId", ciphertext, descriptor) SELECT a.id, a.ciphertext, a.descriptor FROM accepted a JOIN pushed USING (id)
-      ), audit_input AS (
-        SELECT row_number() OVER (ORDER BY a.ord) AS n, a.e_id AS id, a.e_at AS at, a.e_actor_type AS "actorType", a.e_actor_id AS "actorId", a.e_action AS action,
-               a.e_outcome AS outcome, a.e_reason AS reason, a.e_application_id AS "applicationId", a.e_contract_id AS "contractId", a.e_postbox_id AS "postboxId",
-               a.e_target_id AS "targetId", a.e_detail AS detail, a.e_canonical AS canonical
-        FROM accepted a JOIN pushed USING (id)
-      ),
-      ${AuditRepository.chainedAppend()}
-      SELECT * FROM pushed`;
+      SELECT id, "postboxId", "contractId", status::text AS status, size, sha256, "receivedAt", "expiresAt", "deliveredAt", "purgedAt"
+      FROM postbox_store_pushes(
+        ${col((x) => x.push.id)}::text[], ${col((x) => x.push.postboxId)}::text[], ${col((x) => x.push.contractId)}::text[], ${col((x) => x.push.size)}::int[],
+        ${col((x) => x.push.sha256)}::text[], ${col((x) => x.push.idempotencyKey)}::text[], ${col((x) => x.push.requestHash)}::text[],
+        ${col((x) => iso(x.push.receivedAt))}::timestamp(3)[], ${col((x) => iso(x.push.expiresAt))}::timestamp(3)[],
+        ${col((x) => x.push.ciphertext)}::text[], ${col((x) => x.push.descriptor)}::text[],
+        ${col((x) => x.event.id)}::text[], ${col((x) => iso(x.event.at))}::timestamp(3)[], ${col((x) => x.event.actorType)}::text[], ${col((x) => x.event.actorId)}::text[],
+        ${col((x) => x.event.action)}::text[], ${col((x) => x.event.outcome)}::text[], ${col((x) => x.event.reason)}::text[], ${col((x) => x.event.applicationId)}::text[],
+        ${col((x) => x.event.contractId)}::text[], ${col((x) => x.event.postboxId)}::text[], ${col((x) => x.event.targetId)}::text[],
+        ${col((x) => (x.event.detail === undefined ? null : JSON.stringify(x.event.detail)))}::text[], ${col((x) => x.event.canonical)}::text[])`;
   }
 
   /** One slice of a streamed upload's JWE, written (and committed) before its push is. */
