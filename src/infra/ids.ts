@@ -1,6 +1,6 @@
 // Identifiers are a type prefix plus 128 random bits (base32, lower case), e.g.
 // "pbx_7k2m…": readable in logs, unguessable, and safe in URLs.
-import { randomBytes } from "node:crypto";
+import { randomBytesPooled } from "./crypto.js";
 
 const ALPHABET = "abcdefghijklmnopqrstuvwxyz234567";
 
@@ -23,5 +23,5 @@ export function base32(buf: Uint8Array): string {
 export type IdPrefix = "app" | "ctr" | "key" | "ses" | "evt" | "pbx" | "grt" | "psh" | "drq" | "drs" | "whe" | "msg" | "wha" | "uch";
 
 export function newId(prefix: IdPrefix): string {
-  return `${prefix}_${base32(randomBytes(16))}`;
+  return `${prefix}_${base32(randomBytesPooled(16))}`;
 }

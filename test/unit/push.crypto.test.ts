@@ -4,6 +4,7 @@
 import { describe, expect, it } from "@jest/globals";
 import { createHash, randomBytes } from "node:crypto";
 import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, decodeProtectedHeader, exportJWK, generateKeyPair, type CryptoKey, type JWK } from "jose";
+import { randomBytesPooled } from "../../src/infra/crypto.js";
 import {
   JweEncryptor,
   JweTextChecker,
@@ -309,5 +310,25 @@ describe("idempotency fingerprint", () => {
     ["field boundaries", { fileName: "a.txt\",\"text/plain", mimeType: "" }],
   ])("changes with %s", (_n, change) => {
     expect(requestFingerprint(secret, { ...base, ...change })).not.toBe(requestFingerprint(secret, base));
+  });
+});
+
+describe("randomBytesPooled", () => {
+  it("hands out fresh bytes of the asked length, never the same twice, across pool refills", () => {
+    const seen = new Set<string>();
+    // 8 KiB pool: 1,000 draws of 32 bytes cross several refills.
+    for (let i = 0; i < 1000; i++) {
+      const b = randomBytesPooled(32);
+      expect(b.length).toBe(32);
+      seen.add(b.toString("hex"));
+    }
+    expect(seen.size).toBe(1000);
+    expect(randomBytesPooled(1000).length).toBe(1000); // large draws go straight to the CSPRNG
+  });
+
+  it("gives the caller its own copy: wiping it does not touch the next draw", () => {
+    const a = randomBytesPooled(16);
+    a.fill(0);
+    expect(randomBytesPooled(16).equals(Buffer.alloc(16))).toBe(false);
   });
 });

@@ -16,12 +16,12 @@ import {
   constants,
   diffieHellman,
   generateKeyPairSync,
-  randomBytes,
   publicEncrypt,
   type CipherGCM,
   type Hmac,
   type KeyObject,
 } from "node:crypto";
+import { randomBytesPooled } from "../../infra/crypto.js";
 import { AppError, ErrorCode } from "../../infra/errors.js";
 
 export const CONTENT_ENC = "A256GCM";
@@ -339,8 +339,8 @@ export class JweEncryptor {
   private carry = Buffer.alloc(0);
 
   constructor(key: RecipientKey) {
-    const cek = randomBytes(32);
-    const iv = randomBytes(12);
+    const cek = randomBytesPooled(32);
+    const iv = randomBytesPooled(12);
     const { header, encryptedKey } = wrapKey(key, cek);
     const protectedHeader = Buffer.from(JSON.stringify(header)).toString("base64url");
     this.cipher = createCipheriv("aes-256-gcm", cek, iv);
