@@ -32,30 +32,22 @@ export class AuditRepository {
    * A row lock rather than an advisory one: an appender that waited for it reads
    * the head as the previous holder left it (READ COMMITTED re-reads a locked row).
    */
-  async lockChainAndGetHead(tx: Tx): Promise<string | null> {
+  async lockChainAndGetHead(tx: Tx): Promise<string> {
     const rows = await tx.$queryRaw<{ hash: string }[]>`SELECT hash FROM "AuditHead" WHERE id = 1 FOR UPDATE`;
-    return rows[0]?.hash ?? null;
+    // Migration audit_head creates the row; without it appends would not move the head.
+    if (!rows[0]) throw new Error('The audit chain\'s head row is missing ("AuditHead" id 1): run the migrations.');
+    return rows[0].hash;
   }
 
-  /**
-   * Several chained events in one INSERT, and the head moved to the last; rows get
-   * their seq in the order given, which is the chain's order. Inside the transaction
-   * that holds the head's lock. (Raw SQL: Prisma's createMany costs several times a
-   * single create on the embedded database.)
-   */
-  async insertMany(tx: Tx, rows: NewAuditRow[]): Promise<void> {
-    if (rows.length === 0) return;
-    const values = Prisma.join(
-      rows.map(
-        (r) => Prisma.sql`(${r.id}, ${r.at.toISOString()}::timestamp(3), ${r.actorType}, ${r.actorId}, ${r.action}, ${r.outcome}, ${r.reason}, ${r.applicationId},
-          ${r.contractId}, ${r.postboxId}, ${r.targetId}, ${r.detail === undefined ? null : JSON.stringify(r.detail)}::jsonb, ${r.prevHash}, ${r.hash})`,
-      ),
-    );
+  /** Appends one event and moves the head to it, inside the transaction that holds the head's lock. */
+  async append(tx: Tx, r: NewAuditRow): Promise<void> {
     await tx.$executeRaw`
       WITH appended AS (
-        INSERT INTO "AuditEvent" (id, at, "actorType", "actorId", action, outcome, reason, "applicationId", "contractId", "postboxId", "targetId", detail, "prevHash", hash) VALUES ${values}
+        INSERT INTO "AuditEvent" (id, at, "actorType", "actorId", action, outcome, reason, "applicationId", "contractId", "postboxId", "targetId", detail, "prevHash", hash)
+        VALUES (${r.id}, ${r.at.toISOString()}::timestamp(3), ${r.actorType}, ${r.actorId}, ${r.action}, ${r.outcome}, ${r.reason}, ${r.applicationId},
+                ${r.contractId}, ${r.postboxId}, ${r.targetId}, ${r.detail === undefined ? null : JSON.stringify(r.detail)}::jsonb, ${r.prevHash}, ${r.hash})
       )
-      UPDATE "AuditHead" SET hash = ${rows[rows.length - 1].hash} WHERE id = 1`;
+      UPDATE "AuditHead" SET hash = ${r.hash} WHERE id = 1`;
   }
 
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {

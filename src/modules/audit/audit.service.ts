@@ -75,12 +75,12 @@ export class AuditService {
   /** Appends an event; inside `tx` when given (so it commits or rolls back with the change it records). */
   async record(input: AuditInput, tx?: Tx): Promise<void> {
     if (!tx) return this.repo.transaction((t) => this.record(input, t));
-    const prevHash = (await this.repo.lockChainAndGetHead(tx)) ?? GENESIS_HASH;
+    const prevHash = await this.repo.lockChainAndGetHead(tx);
     await this.append(tx, prevHash, input);
   }
 
   private async append(tx: Tx, prevHash: string, input: AuditInput): Promise<void> {
-    await this.repo.insertMany(tx, [this.row(prevHash, input)]);
+    await this.repo.append(tx, this.row(prevHash, input));
   }
 
   /**
@@ -146,7 +146,7 @@ export class AuditService {
   async prune(now: Date, retentionMs: number): Promise<PruneResult> {
     const cutoff = new Date(now.getTime() - retentionMs);
     return this.repo.transaction(async (tx) => {
-      const prevHash = (await this.repo.lockChainAndGetHead(tx)) ?? GENESIS_HASH;
+      const prevHash = await this.repo.lockChainAndGetHead(tx);
       const removed = await this.repo.deletePrefixBefore(tx, cutoff);
       if (!removed) return { deleted: 0 };
       await this.append(tx, prevHash, {
