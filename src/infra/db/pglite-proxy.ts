@@ -18,6 +18,8 @@ import {
 import type { SqlRunner } from "./migrate.js";
 
 const WORKER_URL = new URL("./pglite.worker.mjs", import.meta.url);
+// The adapter in the worker; Prisma sees its name through the proxy.
+const ADAPTER_NAME = "pglite-prisma-adapter";
 
 type WireError = { driver: ConstructorParameters<typeof DriverAdapterError>[0] } | { message: string; name?: string; code?: string };
 
@@ -82,7 +84,7 @@ export class PgliteThread {
     const thread = this;
     return {
       provider: "postgres",
-      adapterName: "pglite-prisma-adapter",
+      adapterName: ADAPTER_NAME,
       connect: async () => new ProxyAdapter(thread),
     };
   }
@@ -116,7 +118,7 @@ function toError(e: WireError): Error {
 
 class ProxyQueryable {
   readonly provider = "postgres" as const;
-  readonly adapterName = "pglite-prisma-adapter";
+  readonly adapterName = ADAPTER_NAME;
 
   constructor(
     protected readonly thread: PgliteThread,
