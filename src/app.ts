@@ -100,7 +100,7 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   const users = new UserService(new UserRepository(prisma), audit, config);
   const postboxes = new PostboxService({ repo: new PostboxRepository(prisma), audit, users, webhooks, pubSub, config, log, sessionEnds });
   // SERVER_SECRET keys the idempotency fingerprints (createApp fills it in when unset).
-  const pushes = new PushService(new PushRepository(prisma), audit, webhooks, pubSub, config, config.SERVER_SECRET, log, sessionEnds);
+  const pushes = new PushService(new PushRepository(prisma, db.sql), audit, webhooks, pubSub, config, config.SERVER_SECRET, log, sessionEnds);
   // Data sent back by users, encrypted to the application's READ contract key.
   const dataRequests = new DataRequestService(new DataRequestRepository(prisma), appRepo, audit, webhooks, pubSub, config, log, sessionEnds);
 

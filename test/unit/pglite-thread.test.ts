@@ -44,6 +44,16 @@ describe("PgliteThread", () => {
     await prisma.$disconnect();
   });
 
+  it("reports a unique violation from plain SQL with its SQLSTATE (Database.sql, used for batches of pushes)", async () => {
+    const run = thread.runner();
+    await run.query(`CREATE TABLE w (k text PRIMARY KEY)`);
+    await run.query(`INSERT INTO w SELECT unnest($1::text[])`, [["a", "b"]]);
+    const dup = await run.query(`INSERT INTO w SELECT unnest($1::text[])`, [["c", "a"]]).catch((e: unknown) => e);
+    expect(isUniqueViolation(dup)).toBe(true);
+    expect(isUniqueViolation(new Error("something else"))).toBe(false);
+    expect(await run.query<{ k: string }>(`SELECT k FROM w ORDER BY k`)).toEqual([{ k: "a" }, { k: "b" }]);
+  });
+
   it("fails every call clearly once the thread is gone", async () => {
     const other = await PgliteThread.start("memory://");
     await other.close();

@@ -13,9 +13,20 @@ import { PgliteThread } from "./pglite-proxy.js";
 export type { PrismaClient };
 export type Tx = Omit<PrismaClient, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends">;
 
+/**
+ * One SQL statement straight through the driver (node-postgres, or PGlite in its
+ * thread), outside Prisma's client. Only for a hot statement whose parameters are
+ * large: `$queryRaw` turns every parameter into JSON and back before the driver
+ * sees it, which for a batch of pushes cost more than the statement itself. Rows
+ * come back as the driver makes them; errors carry the SQLSTATE in `code`
+ * (see isUniqueViolation). Like Prisma, only repositories use it.
+ */
+export type RawSql = <T>(sql: string, params: unknown[]) => Promise<T[]>;
+
 export interface Database {
   readonly kind: "pglite" | "postgres";
   readonly prisma: PrismaClient;
+  readonly sql: RawSql;
   migrate(): Promise<MigrateResult>;
   ping(): Promise<void>;
   /** Idempotent: a second call waits for the first. */
@@ -65,6 +76,7 @@ async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database
   return {
     kind: "pglite",
     prisma,
+    sql: (sql, params) => runner.query(sql, params),
     migrate: () => migrate(runner),
     ping: async () => {
       await runner.query("SELECT 1");
@@ -116,6 +128,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   return {
     kind: "postgres",
     prisma,
+    sql: runner.query,
     migrate: () => migrate(runner),
     ping: async () => {
       await pool.query("SELECT 1");

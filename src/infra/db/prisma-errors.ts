@@ -14,6 +14,8 @@ function prismaCode(e: unknown): string | undefined {
 
 export function isUniqueViolation(e: unknown): boolean {
   if (prismaCode(e) === "P2002") return true;
+  // From the driver itself (Database.sql): PostgreSQL's SQLSTATE unique_violation.
+  if ((e as { code?: unknown } | null)?.code === "23505") return true;
   // Raw queries ($queryRaw) report it as P2010 with the driver adapter's error attached.
   const cause = (e as { meta?: { driverAdapterError?: { cause?: { kind?: string } } } }).meta?.driverAdapterError?.cause;
   return prismaCode(e) === "P2010" && cause?.kind === "UniqueConstraintViolation";

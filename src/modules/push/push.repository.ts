@@ -1,5 +1,5 @@
 import { Prisma } from "../../generated/prisma/client.js";
-import type { PrismaClient, Tx } from "../../infra/db/database.js";
+import type { PrismaClient, RawSql, Tx } from "../../infra/db/database.js";
 import type { PendingAuditRow } from "../audit/audit.repository.js";
 
 const pushFields = {
@@ -41,7 +41,11 @@ export interface NewPush {
 }
 
 export class PushRepository {
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    /** The driver itself, for insertWithAudit only (see RawSql). */
+    private readonly sql: RawSql,
+  ) {}
 
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     // Every audited write queues on the audit chain's lock: under load, waiting for a
@@ -76,23 +80,34 @@ export class PushRepository {
    * database, one message to its thread. Returns the rows inserted; a push
    * missing from them was refused by its postbox's state (and has no event).
    */
-  insertWithAudit(pushes: { push: NewPush; event: PendingAuditRow }[]): Promise<PushRow[]> {
+  async insertWithAudit(pushes: { push: NewPush; event: PendingAuditRow }[]): Promise<PushRow[]> {
     // The statement lives in the database (migration store_pushes_function), where its
     // plan is kept: sent from here, it was parsed and planned again for every batch.
-    // One array per column, in batch order.
+    // One array per column, in batch order. Sent through the driver rather than
+    // $queryRaw, which would copy every ciphertext into JSON and back first.
     const col = <T>(f: (x: { push: NewPush; event: PendingAuditRow }) => T) => pushes.map(f);
     const iso = (d: Date) => d.toISOString();
-    return this.prisma.$queryRaw<PushRow[]>`
-      SELECT id, "postboxId", "contractId", status::text AS status, size, sha256, "receivedAt", "expiresAt", "deliveredAt", "purgedAt"
-      FROM postbox_store_pushes(
-        ${col((x) => x.push.id)}::text[], ${col((x) => x.push.postboxId)}::text[], ${col((x) => x.push.contractId)}::text[], ${col((x) => x.push.size)}::int[],
-        ${col((x) => x.push.sha256)}::text[], ${col((x) => x.push.idempotencyKey)}::text[], ${col((x) => x.push.requestHash)}::text[],
-        ${col((x) => iso(x.push.receivedAt))}::timestamp(3)[], ${col((x) => iso(x.push.expiresAt))}::timestamp(3)[],
-        ${col((x) => x.push.ciphertext)}::text[], ${col((x) => x.push.descriptor)}::text[],
-        ${col((x) => x.event.id)}::text[], ${col((x) => iso(x.event.at))}::timestamp(3)[], ${col((x) => x.event.actorType)}::text[], ${col((x) => x.event.actorId)}::text[],
-        ${col((x) => x.event.action)}::text[], ${col((x) => x.event.outcome)}::text[], ${col((x) => x.event.reason)}::text[], ${col((x) => x.event.applicationId)}::text[],
-        ${col((x) => x.event.contractId)}::text[], ${col((x) => x.event.postboxId)}::text[], ${col((x) => x.event.targetId)}::text[],
-        ${col((x) => (x.event.detail === undefined ? null : JSON.stringify(x.event.detail)))}::text[], ${col((x) => x.event.canonical)}::text[])`;
+    const stored = await this.sql<{ id: string }>(
+      `SELECT id FROM postbox_store_pushes(
+        $1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::timestamp(3)[], $9::timestamp(3)[],
+        $10::text[], $11::text[], $12::text[], $13::timestamp(3)[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+        $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[])`,
+      [
+        col((x) => x.push.id), col((x) => x.push.postboxId), col((x) => x.push.contractId), col((x) => x.push.size),
+        col((x) => x.push.sha256), col((x) => x.push.idempotencyKey), col((x) => x.push.requestHash),
+        col((x) => iso(x.push.receivedAt)), col((x) => iso(x.push.expiresAt)),
+        col((x) => x.push.ciphertext), col((x) => x.push.descriptor),
+        col((x) => x.event.id), col((x) => iso(x.event.at)), col((x) => x.event.actorType), col((x) => x.event.actorId),
+        col((x) => x.event.action), col((x) => x.event.outcome), col((x) => x.event.reason), col((x) => x.event.applicationId),
+        col((x) => x.event.contractId), col((x) => x.event.postboxId), col((x) => x.event.targetId),
+        col((x) => (x.event.detail === undefined ? null : JSON.stringify(x.event.detail))), col((x) => x.event.canonical),
+      ],
+    );
+    // A stored push is exactly what was given (new, so PENDING, never delivered or purged).
+    const ids = new Set(stored.map((r) => r.id));
+    return pushes
+      .filter((x) => ids.has(x.push.id))
+      .map(({ push: p }) => ({ id: p.id, postboxId: p.postboxId, contractId: p.contractId, status: "PENDING", size: p.size, sha256: p.sha256, receivedAt: p.receivedAt, expiresAt: p.expiresAt, deliveredAt: null, purgedAt: null }));
   }
 
   /** One slice of a streamed upload's JWE, written (and committed) before its push is. */
