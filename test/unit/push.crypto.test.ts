@@ -76,6 +76,15 @@ describe("server-side encryption to the user's key", () => {
     expect(a.jwe.split(".")[2]).not.toBe(b.jwe.split(".")[2]);
   });
 
+  it.each(["P-256", "X25519"] as const)("uses a fresh ephemeral %s key for every encryption, each on the curve and decryptable", async (kind) => {
+    const { key, privateKey } = await userKey(kind);
+    const outs = Array.from({ length: 5 }, (_, i) => encryptBytes(key, Buffer.from(`file ${i}`)));
+    const epks = outs.map((o) => decodeProtectedHeader(o.jwe).epk as JWK);
+    expect(new Set(epks.map((e) => `${e.x}.${e.y ?? ""}`)).size).toBe(5);
+    for (const e of epks) expect(e).toEqual(kind === "P-256" ? { kty: "EC", crv: "P-256", x: expect.any(String), y: expect.any(String) } : { kty: "OKP", crv: "X25519", x: expect.any(String) });
+    for (const [i, o] of outs.entries()) expect(Buffer.from((await compactDecrypt(o.jwe, privateKey)).plaintext).toString()).toBe(`file ${i}`);
+  });
+
   it("fails to decrypt once one byte of the ciphertext is flipped", async () => {
     const { key, privateKey } = await userKey("X25519");
     const { jwe } = encryptBytes(key, Buffer.from("integrity matters"));

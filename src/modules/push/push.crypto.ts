@@ -14,6 +14,7 @@ import {
   createHmac,
   createPublicKey,
   constants,
+  createECDH,
   diffieHellman,
   generateKeyPairSync,
   publicEncrypt,
@@ -259,18 +260,33 @@ export function checkJweHeader(parts: string[], key: RecipientKey, field: JweFie
 // ---------------------------------------------------------------------------
 // Encrypting to the user's key
 
-const keyCache = new Map<string, KeyObject>();
+/** A recipient key parsed once: as a KeyObject, and for P-256 also as its uncompressed point. */
+interface ParsedRecipient {
+  object: KeyObject;
+  /** 0x04 || X || Y, for ECDH.computeSecret. */
+  point?: Buffer;
+}
 
-function recipientKeyObject(key: RecipientKey): KeyObject {
+const keyCache = new Map<string, ParsedRecipient>();
+
+function recipientKey(key: RecipientKey): ParsedRecipient {
   // Parsing a JWK is cheap but not free; the cache is bounded by the number of postboxes in use.
   let k = keyCache.get(key.kid);
   if (!k) {
-    k = createPublicKey({ key: key.jwk as never, format: "jwk" });
+    const object = createPublicKey({ key: key.jwk as never, format: "jwk" });
+    const point = keyKind(key.jwk) === "P-256" ? Buffer.concat([Buffer.from([4]), Buffer.from(String(key.jwk.x), "base64url"), Buffer.from(String(key.jwk.y), "base64url")]) : undefined;
+    k = { object, point };
     if (keyCache.size >= 10_000) keyCache.clear();
     keyCache.set(key.kid, k);
   }
   return k;
 }
+
+// The ephemeral P-256 keys of ECDH-ES: one context, and generateKeys() makes a fresh
+// key pair for every wrap (it must be called before each computeSecret). This costs
+// about half of generateKeyPairSync + diffieHellman, which hand both keys to
+// OpenSSL's providers again on every call; P-256 is what the postbox app generates.
+const ephemeralP256 = createECDH("prime256v1");
 
 function lengthPrefixed(data: Buffer): Buffer {
   const len = Buffer.alloc(4);
@@ -295,21 +311,30 @@ function concatKdf(z: Buffer, alg: string): Buffer {
 const AES_KW_IV = Buffer.from("A6A6A6A6A6A6A6A6", "hex");
 
 function wrapKey(key: RecipientKey, cek: Buffer): { header: Record<string, unknown>; encryptedKey: Buffer } {
-  const recipient = recipientKeyObject(key);
+  const recipient = recipientKey(key);
   const kind = keyKind(key.jwk);
   if (kind === "RSA") {
-    const encryptedKey = publicEncrypt({ key: recipient, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" }, cek);
+    const encryptedKey = publicEncrypt({ key: recipient.object, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" }, cek);
     return { header: { alg: "RSA-OAEP-256", enc: CONTENT_ENC, kid: key.kid }, encryptedKey };
   }
   const alg = "ECDH-ES+A256KW";
-  const eph = kind === "P-256" ? generateKeyPairSync("ec", { namedCurve: "P-256" }) : generateKeyPairSync("x25519");
-  const z = diffieHellman({ privateKey: eph.privateKey, publicKey: recipient });
+  let z: Buffer;
+  let epk: Record<string, unknown>;
+  if (kind === "P-256") {
+    ephemeralP256.generateKeys();
+    z = ephemeralP256.computeSecret(recipient.point!);
+    const pub = ephemeralP256.getPublicKey(); // 0x04 || X || Y
+    epk = { kty: "EC", crv: "P-256", x: pub.subarray(1, 33).toString("base64url"), y: pub.subarray(33).toString("base64url") };
+  } else {
+    const eph = generateKeyPairSync("x25519");
+    z = diffieHellman({ privateKey: eph.privateKey, publicKey: recipient.object });
+    epk = eph.publicKey.export({ format: "jwk" });
+  }
   const kek = concatKdf(z, alg);
   z.fill(0);
   const wrap = createCipheriv("id-aes256-wrap", kek, AES_KW_IV);
   const encryptedKey = Buffer.concat([wrap.update(cek), wrap.final()]);
   kek.fill(0);
-  const epk = eph.publicKey.export({ format: "jwk" });
   return { header: { alg, enc: CONTENT_ENC, kid: key.kid, epk }, encryptedKey };
 }
 
