@@ -242,7 +242,7 @@ export function checkJweHeader(parts: string[], key: RecipientKey, field: JweFie
 
   const ekBytes = base64urlLength(parts[1]);
   if (h.alg === "RSA-OAEP-256") {
-    const modulusBytes = Buffer.from(String(key.jwk.n), "base64url").length;
+    const modulusBytes = base64urlBytes(String(key.jwk.n).length); // n is unpadded base64url
     if (ekBytes !== modulusBytes) throw bad("malformed_jwe", `The RSA-OAEP-256 encrypted key must be ${modulusBytes} bytes, the size of the postbox key's modulus (got ${ekBytes}).`);
     if ("epk" in h) throw bad("bad_jwe_header", 'An RSA-OAEP-256 JWE has no "epk".');
     return;
