@@ -1,6 +1,7 @@
 // Webhook building blocks in isolation: Standard Webhooks signing, the secret
 // format, the retry schedule and its jitter, and the outbound URL policy,
-// including a name that resolves to a private address at delivery time.
+// including a name that resolves to a private address at delivery time, and the
+// dispatcher's run() waiting for every send it may not see yet.
 import { createHmac } from "node:crypto";
 import type dns from "node:dns";
 import http from "node:http";
@@ -9,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { checkOutboundUrl } from "../../src/infra/url-policy.js";
 import { MAX_ATTEMPTS, RETRY_JITTER, RETRY_SCHEDULE_MS, newWebhookSecret, retryDelayMs, signWebhook } from "../../src/modules/webhook/webhook.signature.js";
 import { PrivateAddressError, WebhookSender, checkedLookup } from "../../src/modules/webhook/webhook.sender.js";
+import type { ClaimedDelivery, WebhookRepository } from "../../src/modules/webhook/webhook.repository.js";
+import { WebhookDispatcher } from "../../src/modules/webhook/webhook.worker.js";
 
 describe("Standard Webhooks signature", () => {
   it("reproduces the specification's published test vector", () => {
@@ -205,5 +208,36 @@ describe("WebhookSender", () => {
     await sender.close();
     expect(r).toMatchObject({ statusCode: 200 });
     expect(r.error).toBeUndefined();
+  });
+});
+
+describe("WebhookDispatcher.run", () => {
+  it("waits for what another run is still claiming, not only for lanes already sending", async () => {
+    // notify() reserves the only slot and claims; run() started meanwhile claims nothing,
+    // but must not resolve before that claim's delivery has been sent and recorded.
+    let releaseClaim!: (rows: ClaimedDelivery[]) => void;
+    const delivery = { id: "whd_1", endpointId: "whe_1", contractId: "con_1", eventType: "postbox.ready", payload: "{}", attemptCount: 0, lockedUntil: new Date(), url: "https://example.com/hook", secret: newWebhookSecret(), previousSecret: null, previousSecretUntil: null } as ClaimedDelivery;
+    const recorded: string[] = [];
+    let claims = 0;
+    const repo = {
+      claimDue: () => (claims++ === 0 ? new Promise<ClaimedDelivery[]>((r) => (releaseClaim = r)) : Promise.resolve([])),
+      transaction: (fn: (tx: unknown) => Promise<unknown>) => fn({}),
+      finishAttempt: async (_tx: unknown, d: ClaimedDelivery, outcome: { status: string }) => {
+        recorded.push(`${d.id}:${outcome.status}`);
+        return true;
+      },
+    } as unknown as WebhookRepository;
+    const sender = { send: async () => ({ statusCode: 200, durationMs: 1 }) } as unknown as WebhookSender;
+    const log = { info() {}, warn() {}, error() {}, debug() {} };
+    const dispatcher = new WebhookDispatcher(repo, sender, {} as never, log as never, { concurrency: 1, perEndpoint: 1, lockMs: 60_000 });
+
+    dispatcher.notify();
+    let runDone = false;
+    const run = dispatcher.run().then(() => (runDone = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(runDone).toBe(false);
+    releaseClaim([delivery]);
+    await run;
+    expect(recorded).toEqual(["whd_1:SUCCEEDED"]);
   });
 });

@@ -24,6 +24,8 @@ const WATCH_DELAYS_MS = [1, 10, 50, 250, 1000, 3000];
 export class WebhookDispatcher {
   /** Lanes sending now (each claims one delivery after another until none is due), plus slots being claimed. */
   private readonly lanes = new Set<Promise<number>>();
+  /** Claims under way: their deliveries are about to get lanes that run() must wait for too. */
+  private readonly claiming = new Set<Promise<unknown>>();
   private reserved = 0;
   private stopped = false;
   private readonly abort = new AbortController();
@@ -51,14 +53,19 @@ export class WebhookDispatcher {
     let started: Promise<number>[] = [];
     if (free > 0) {
       this.reserved += free;
+      const claimed = this.claim(free);
+      this.claiming.add(claimed);
       try {
-        started = (await this.claim(free)).map((row) => this.lane(row));
+        started = (await claimed).map((row) => this.lane(row));
       } finally {
         this.reserved -= free;
+        this.claiming.delete(claimed);
       }
     }
-    // Then wait for every lane, this run's and earlier ones (those claim whatever else is due).
-    while (this.lanes.size) await Promise.allSettled([...this.lanes]);
+    // Then wait for every lane, this run's and earlier ones (those claim whatever else is
+    // due), and for another run's claim still under way: with every slot reserved by it,
+    // this run claimed nothing, yet what that claim takes is due now too.
+    while (this.lanes.size || this.claiming.size) await Promise.allSettled([...this.lanes, ...this.claiming]);
     const results = await Promise.allSettled(started);
     const failed = results.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
