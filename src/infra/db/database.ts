@@ -76,7 +76,7 @@ async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database
   return {
     kind: "pglite",
     prisma,
-    sql: (sql, params) => runner.query(sql, params),
+    sql: runner.query,
     migrate: () => migrate(runner),
     ping: async () => {
       await runner.query("SELECT 1");

@@ -22,11 +22,10 @@ export interface DispatcherOptions {
 const WATCH_DELAYS_MS = [1, 10, 50, 250, 1000, 3000];
 
 export class WebhookDispatcher {
-  /** Lanes sending now (each claims one delivery after another until none is due), plus slots being claimed. */
+  /** Lanes sending now (each claims one delivery after another until none is due). */
   private readonly lanes = new Set<Promise<number>>();
-  /** Claims under way: their deliveries are about to get lanes that run() must wait for too. */
-  private readonly claiming = new Set<Promise<unknown>>();
-  private reserved = 0;
+  /** Claims under way, with the lane slots each reserved: their deliveries are about to get lanes that run() must wait for too. */
+  private readonly claiming = new Map<Promise<unknown>, number>();
   private stopped = false;
   private readonly abort = new AbortController();
   private readonly watched = new Map<string, number>();
@@ -49,23 +48,23 @@ export class WebhookDispatcher {
    */
   async run(): Promise<number> {
     if (this.stopped) return 0;
-    const free = this.opts.concurrency - this.lanes.size - this.reserved;
+    let reserved = 0;
+    for (const slots of this.claiming.values()) reserved += slots;
+    const free = this.opts.concurrency - this.lanes.size - reserved;
     let started: Promise<number>[] = [];
     if (free > 0) {
-      this.reserved += free;
       const claimed = this.claim(free);
-      this.claiming.add(claimed);
+      this.claiming.set(claimed, free);
       try {
         started = (await claimed).map((row) => this.lane(row));
       } finally {
-        this.reserved -= free;
         this.claiming.delete(claimed);
       }
     }
     // Then wait for every lane, this run's and earlier ones (those claim whatever else is
     // due), and for another run's claim still under way: with every slot reserved by it,
     // this run claimed nothing, yet what that claim takes is due now too.
-    while (this.lanes.size || this.claiming.size) await Promise.allSettled([...this.lanes, ...this.claiming]);
+    while (this.lanes.size || this.claiming.size) await Promise.allSettled([...this.lanes, ...this.claiming.keys()]);
     const results = await Promise.allSettled(started);
     const failed = results.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
