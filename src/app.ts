@@ -14,7 +14,7 @@ import type { Authenticators } from "./infra/graphql/context.js";
 import { createLogger, type Logger } from "./infra/logger.js";
 import type { DestinationStream } from "pino";
 import { createAppPubSub, type PubSubHandle } from "./infra/pubsub.js";
-import { RateLimiter } from "./infra/rate-limit.js";
+import { RateLimiter, RedisWindowStore } from "./infra/rate-limit.js";
 import { Scheduler, type Task } from "./infra/scheduler.js";
 import { loadOrCreateSecret } from "./infra/server-files.js";
 import { coalesce } from "./infra/coalesce.js";
@@ -84,7 +84,8 @@ export interface Services {
 export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Logger) {
   const prisma = db.prisma;
   const pubSub = pubsub.pubSub;
-  const limiter = new RateLimiter(config.RATE_LIMIT_PER_MINUTE);
+  // With Redis the limits hold across instances (see infra/rate-limit.ts).
+  const limiter = new RateLimiter(config.RATE_LIMIT_PER_MINUTE, pubsub.commands && new RedisWindowStore(pubsub.commands), log);
 
   // Services, in dependency order. Repositories are the only Prisma users.
   const audit = new AuditService(new AuditRepository(prisma));

@@ -95,7 +95,7 @@ export const SPEC = {
   DATA_DIR: { doc: "Folder for the embedded database (`<DATA_DIR>/db`) and server files (the generated admin token and server secret).", default: "./data", parse: (raw) => path.resolve(raw) },
   DATABASE_URL: { doc: "Unset: the embedded database. A `postgresql://` URL: that PostgreSQL server (needed to run several instances).", default: "", parse: url("postgresql:", "postgres:") },
   DATABASE_POOL_SIZE: { doc: "PostgreSQL connections per instance.", default: "10", parse: int(1, 200) },
-  REDIS_URL: { doc: "Unset: subscriptions are delivered in-process. A `redis://` URL: events cross instances through Redis.", default: "", parse: url("redis:", "rediss:") },
+  REDIS_URL: { doc: "Unset: subscriptions are delivered in-process. A `redis://` URL: events cross instances through Redis, and so do rate-limit counts.", default: "", parse: url("redis:", "rediss:") },
   ADMIN_TOKEN: { doc: "Bearer token of the admin API the CLI uses (32+ characters). Unset: generated on first start into `<DATA_DIR>/admin-token` (mode 0600).", default: "", parse: secret(32) },
   SERVER_SECRET: { doc: "Key for the server's keyed hashes (idempotency fingerprints), 32+ characters. Unset: generated into `<DATA_DIR>/server-secret`. Several instances must share one.", default: "", parse: secret(32) },
   LOG_LEVEL: { doc: "`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.", default: "info", parse: oneOf("fatal", "error", "warn", "info", "debug", "trace", "silent") },
@@ -130,7 +130,7 @@ export const SPEC = {
   GRAPHQL_MAX_COST: { doc: "Largest query cost (graphql-armor cost analysis).", default: "5000", parse: int(1, 1_000_000) },
   GRAPHQL_MAX_ALIASES: { doc: "Most aliases in one operation.", default: "15", parse: int(0, 1000) },
   GRAPHQL_MAX_TOKENS: { doc: "Most tokens in one document.", default: "2000", parse: int(10, 100_000) },
-  RATE_LIMIT_PER_MINUTE: { doc: "Requests per minute per client address on the unauthenticated entry points (createSession, consent); 0 turns it off.", default: "600", parse: int(0, 1_000_000) },
+  RATE_LIMIT_PER_MINUTE: { doc: "Requests per minute per client address on the unauthenticated entry points (createSession, consent, user token renewal), in whole-minute windows; with REDIS_URL counted across all instances. 0 turns it off.", default: "600", parse: int(0, 1_000_000) },
 } satisfies Record<string, VarSpec<unknown>>;
 
 type Spec = typeof SPEC;

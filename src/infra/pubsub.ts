@@ -16,6 +16,8 @@ export type AppPubSub = PubSub<PubSubEvents>;
 
 export interface PubSubHandle {
   pubSub: AppPubSub;
+  /** With REDIS_URL: a connection for ordinary commands (the publishing one), e.g. shared rate limits. */
+  commands?: Redis;
   close(): Promise<void>;
 }
 
@@ -41,6 +43,7 @@ export function createAppPubSub(redisUrl?: string, log?: Logger): PubSubHandle {
   const eventTarget = createRedisEventTarget({ publishClient, subscribeClient });
   return {
     pubSub: createPubSub<PubSubEvents>({ eventTarget }),
+    commands: publishClient,
     close: async () => {
       publishClient.disconnect();
       subscribeClient.disconnect();

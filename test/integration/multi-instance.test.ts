@@ -2,11 +2,13 @@
 // subscriber on one instance sees a postbox accepted through the other; racing
 // acceptances and sweepers on both instances change each postbox once, with one
 // audit event, one webhook delivery and one status event per transition; a session
-// ended on one instance ends its streams on the other.
+// ended on one instance ends its streams on the other; rate limits count requests
+// to either instance in one window.
 // PostgreSQL only: the embedded database belongs to a single process.
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { DESCRIPTOR, PUSH_DATA, createReadyPostboxForPush, createSession, makeUserKeyPair, registerApp, type TestApp } from "../helpers/factories.js";
-import { createTestDatabase, startTestServer, type TestServer } from "../helpers/server.js";
+import { randomInt } from "node:crypto";
+import { createTestDatabase, errorCode, startTestServer, type TestServer } from "../helpers/server.js";
 import { collect, wsClient } from "../helpers/ws.js";
 import { ACCEPT, GET, STATUS_CHANGED, accept, codeOf, createPostbox, type StatusEvent } from "./postbox.helpers.js";
 
@@ -176,6 +178,31 @@ describeTwo("two instances on PostgreSQL + Redis", () => {
       const expiredEvents = sub.events.map((e) => e.postboxStatusChanged).filter((e) => ids.includes(e.postboxId));
       expect(expiredEvents.map((e) => e.status)).toEqual(ids.map(() => "EXPIRED"));
       expect(new Set(expiredEvents.map((e) => e.postboxId)).size).toBe(ids.length);
+    }
+  });
+
+  it("rate limits hold across instances: requests to either count in one window (Redis)", async () => {
+    const env = { REDIS_URL, RATE_LIMIT_PER_MINUTE: "3", TRUST_PROXY: "true", SESSION_RECHECK: "10m" };
+    const c = await startTestServer({ databaseUrl: db.url, env });
+    const d = await startTestServer({ databaseUrl: db.url, env });
+    try {
+      // Windows are whole minutes: start early in one so that the four requests share it.
+      const intoMinute = Date.now() % 60_000;
+      if (intoMinute > 50_000) await new Promise((r) => setTimeout(r, 60_000 - intoMinute + 100));
+      // A client address of this run only (behind the trusted proxy), so that earlier runs' counts do not matter.
+      const ip = `10.${randomInt(256)}.${randomInt(256)}.${randomInt(1, 255)}`;
+      const ask = (s: TestServer, from = ip) => s.gql(`query($code: String!) { consentRequest(code: $code) { status } }`, { code: "pbc_unknown" }, { headers: { "x-forwarded-for": from } });
+      for (const s of [c, d, c]) expect(errorCode(await ask(s))).toBe("NOT_FOUND");
+      // Each instance has seen fewer than 3; together they have seen 3.
+      const limited = await ask(d);
+      expect(errorCode(limited)).toBe("RATE_LIMITED");
+      expect(limited.errors![0].extensions?.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+      expect(errorCode(await ask(c))).toBe("RATE_LIMITED");
+      // Another address has its own count.
+      expect(errorCode(await ask(c, `192.0.2.${randomInt(1, 255)}`))).toBe("NOT_FOUND");
+    } finally {
+      await c.stop();
+      await d.stop();
     }
   });
 });

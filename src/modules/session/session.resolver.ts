@@ -13,7 +13,7 @@ export class SessionResolver {
 
   @Mutation(() => Session, { description: "Establish a session with an assertion signed by the contract's private key." })
   async createSession(@Arg("input", () => CreateSessionInput) input: CreateSessionInput, @Ctx() ctx: GraphQLContext): Promise<Session> {
-    this.limiter.check(`session:${ctx.ip}`);
+    await this.limiter.check(`session:${ctx.ip}`);
     return this.sessions.createSession(input);
   }
 
