@@ -1,7 +1,8 @@
 // The audit log as the application reads it (auditLog, scoped to its contract),
 // what the push flow writes into it, retention (pruning keeps the chain
 // verifiable; metadata of purged pushes goes), concurrent background runs, and
-// `npm run cli -- audit verify` naming the first broken link.
+// `npm run cli -- audit verify` naming the first broken link, and its checkpoints
+// catching a log cut back along with its head row.
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
@@ -136,6 +137,46 @@ describe("audit verify", () => {
     expect(gap.stderr).toMatch(/deleted/);
     // Put it back as it was, so the rest of the file starts from a sound chain.
     await p.auditEvent.create({ data: { ...gone, detail: gone.detail ?? undefined } });
+    expect((await t.admin("GET", "/audit/verify")).body.ok).toBe(true);
+  });
+});
+
+describe("audit verify checkpoints", () => {
+  it("prints a checkpoint; a later run given it catches the newest events cut off, head row and all", async () => {
+    const p = t.app.db.prisma;
+    const first = await cli(["audit", "verify"]);
+    expect(first.code).toBe(0);
+    const m = /Checkpoint: (\d+):([0-9a-f]{64})/.exec(first.stdout)!;
+    expect(m).not.toBeNull();
+    const checkpoint = `${m[1]}:${m[2]}`;
+    await t.gql(PUSH_DATA, { input: dataInput(target, Buffer.from("after the checkpoint")) }, { token: session });
+    expect((await cli(["audit", "verify", "--checkpoint", checkpoint])).code).toBe(0);
+
+    // Cut the log back to before the checkpoint.
+    const cut = await p.auditEvent.findMany({ where: { seq: { gte: BigInt(m[1]) } }, orderBy: { seq: "asc" } });
+    const left = (await p.auditEvent.findFirst({ where: { seq: { lt: BigInt(m[1]) } }, orderBy: { seq: "desc" } }))!;
+    const head = await p.auditHead.findUniqueOrThrow({ where: { id: 1 } });
+    await p.auditEvent.deleteMany({ where: { seq: { gte: BigInt(m[1]) } } });
+    try {
+      // The head row still names the newest event: the cut shows.
+      const shown = await cli(["audit", "verify"]);
+      expect(shown.code).toBe(1);
+      expect(shown.stderr).toContain(`seq ${left.seq}`);
+      expect(shown.stderr).toMatch(/newest events were deleted/);
+      // Moved back too, the database alone cannot tell; the checkpoint kept elsewhere can.
+      await p.auditHead.update({ where: { id: 1 }, data: { hash: left.hash } });
+      expect((await cli(["audit", "verify"])).code).toBe(0);
+      const caught = await cli(["audit", "verify", "--checkpoint", checkpoint, "--json"]);
+      expect(caught.code).toBe(1);
+      expect(JSON.parse(caught.stdout)).toMatchObject({ ok: false, firstBroken: { seq: left.seq.toString() } });
+      expect(caught.stderr).toContain(`checkpoint ${m[1]} is not in the log`);
+      const bad = await cli(["audit", "verify", "--checkpoint", "yesterday"]);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toContain("<seq>:<hash>");
+    } finally {
+      for (const e of cut) await p.auditEvent.create({ data: { ...e, detail: e.detail ?? undefined } });
+      await p.auditHead.update({ where: { id: 1 }, data: { hash: head.hash } });
+    }
     expect((await t.admin("GET", "/audit/verify")).body.ok).toBe(true);
   });
 });

@@ -1,9 +1,10 @@
 // The audit log's hash chain: canonical form, chaining, and verify() noticing an
-// edited event and a deleted one (on a real embedded database).
+// edited event, a deleted one, the newest ones cut off, and a rewrite caught by a
+// checkpoint (on a real embedded database).
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { openDatabase, type Database } from "../../src/infra/db/database.js";
 import { AuditRepository } from "../../src/modules/audit/audit.repository.js";
-import { AuditService, canonicalEvent, chainHash, GENESIS_HASH } from "../../src/modules/audit/audit.service.js";
+import { AuditService, canonicalEvent, chainHash, GENESIS_HASH, parseCheckpoint } from "../../src/modules/audit/audit.service.js";
 
 const base = {
   id: "evt_1",
@@ -119,6 +120,64 @@ describe("verify() on a real database", () => {
     const r = await audit.verify();
     expect(r.ok).toBe(false);
     expect(r.firstBroken?.id).toBe(events[1].id);
+  });
+
+  it("detects the newest events deleted: the chain no longer reaches the head row's hash", async () => {
+    const events = await resetWith(4);
+    await db.prisma.auditEvent.deleteMany({ where: { seq: { gte: events[2].seq } } });
+    const r = await audit.verify();
+    expect(r.ok).toBe(false);
+    expect(r.firstBroken).toMatchObject({ seq: events[1].seq.toString(), id: events[1].id });
+    expect(r.firstBroken!.problem).toMatch(/newest events were deleted/);
+    // Every event gone, the head row still remembering them:
+    await db.prisma.auditEvent.deleteMany({});
+    expect(await audit.verify()).toMatchObject({ ok: false, firstBroken: { seq: null, id: null, problem: expect.stringMatching(/no event is left/) } });
+  });
+
+  it("reports the newest event as a checkpoint, which a later run checks", async () => {
+    const events = await resetWith(3);
+    const first = await audit.verify();
+    expect(first.head).toEqual({ seq: events[2].seq.toString(), id: events[2].id, hash: events[2].hash });
+    await audit.record({ actorType: "ADMIN", action: "application.create", outcome: "SUCCESS", detail: { i: 3 } });
+    const cp = parseCheckpoint(`${first.head!.seq}:${first.head!.hash}`);
+    expect(await audit.verify([cp])).toMatchObject({ ok: true, checked: 4 });
+  });
+
+  it("a checkpoint catches the newest events deleted with the head row moved back", async () => {
+    const events = await resetWith(4);
+    const cp = { seq: events[3].seq, hash: events[3].hash };
+    await db.prisma.auditEvent.deleteMany({ where: { seq: { gte: events[2].seq } } });
+    await db.prisma.auditHead.update({ where: { id: 1 }, data: { hash: events[1].hash } });
+    expect(await audit.verify()).toMatchObject({ ok: true }); // undetectable from the database alone
+    const r = await audit.verify([cp]);
+    expect(r.ok).toBe(false);
+    expect(r.firstBroken).toMatchObject({ seq: events[1].seq.toString() });
+    expect(r.firstBroken!.problem).toMatch(new RegExp(`checkpoint ${events[3].seq} is not in the log`));
+  });
+
+  it("a checkpoint catches a log rewritten consistently (every hash and the head recomputed)", async () => {
+    const events = await resetWith(3);
+    const cp = { seq: events[2].seq, hash: events[2].hash };
+    // Rewrite event 1 and re-chain everything after it, head included.
+    let prev = events[0].hash;
+    for (const e of events.slice(1)) {
+      const outcome = e.id === events[1].id ? "REFUSED" : e.outcome;
+      const hash = chainHash(prev, { ...e, outcome, detail: e.detail } as never);
+      await db.prisma.auditEvent.update({ where: { id: e.id }, data: { outcome, prevHash: prev, hash } });
+      prev = hash;
+    }
+    await db.prisma.auditHead.update({ where: { id: 1 }, data: { hash: prev } });
+    expect(await audit.verify()).toMatchObject({ ok: true });
+    const r = await audit.verify([cp]);
+    expect(r.ok).toBe(false);
+    expect(r.firstBroken).toMatchObject({ seq: events[2].seq.toString(), id: events[2].id });
+    expect(r.firstBroken!.problem).toMatch(/rewritten/);
+  });
+
+  it("refuses a malformed checkpoint with a message naming the form", () => {
+    expect(() => parseCheckpoint("12")).toThrow(/<seq>:<hash>/);
+    expect(() => parseCheckpoint(`x:${"a".repeat(64)}`)).toThrow(/not a checkpoint/);
+    expect(parseCheckpoint(` 7:${"ab".repeat(32)} `)).toEqual({ seq: 7n, hash: "ab".repeat(32) });
   });
 
   it("detects a rewritten hash (an event replaced along with its own hash)", async () => {

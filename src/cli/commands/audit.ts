@@ -5,13 +5,18 @@ interface VerifyResult {
   ok: boolean;
   checked: number;
   anchor?: { seq: string; id: string; prunedBy: string };
-  firstBroken?: { seq: string; id: string; problem: string };
+  head?: { seq: string; id: string; hash: string };
+  prunedCheckpoints?: string[];
+  firstBroken?: { seq: string | null; id: string | null; problem: string };
 }
 
 function describeResult(r: VerifyResult): string {
   if (!r.ok) return `The audit chain is BROKEN after ${r.checked} good event(s).`;
-  const anchor = r.anchor ? ` It starts at event ${r.anchor.seq} (${r.anchor.id}); older events were pruned by retention (recorded by ${r.anchor.prunedBy}).` : "";
-  return `The audit chain verifies: ${r.checked} event(s), each linked to the one before it.${anchor}`;
+  const lines = [`The audit chain verifies: ${r.checked} event(s), each linked to the one before it, up to the head.`];
+  if (r.anchor) lines.push(`It starts at event ${r.anchor.seq} (${r.anchor.id}); older events were pruned by retention (recorded by ${r.anchor.prunedBy}).`);
+  if (r.prunedCheckpoints?.length) lines.push(`Checkpoints older than the kept log (pruned, not checked): ${r.prunedCheckpoints.join(", ")}.`);
+  if (r.head) lines.push(`Checkpoint: ${r.head.seq}:${r.head.hash}`, "Keep it outside this server and pass it back with --checkpoint to show that nothing up to it was deleted or rewritten since.");
+  return lines.join("\n");
 }
 
 export default defineGroup({
@@ -19,16 +24,28 @@ export default defineGroup({
   commands: {
     verify: {
       summary: "Check every event's hash and its link to the event before it; name the first broken link.",
+      options: {
+        checkpoint: {
+          type: "string",
+          multiple: true,
+          value: "<seq>:<hash>",
+          description: "A checkpoint an earlier run printed: that event must still be there, with that hash.",
+        },
+      },
       help: [
         "Exit status 0 when the chain verifies, 1 when it does not (stderr names the first broken event: its seq, id and what is wrong).",
-        "With --json the result is printed as one JSON object either way: { ok, checked, anchor?, firstBroken? }.",
+        "The chain must also reach the hash the database's head row records, so deleting the newest events is caught; someone",
+        "who can also rewrite the head row is caught by a checkpoint: each run prints one (<seq>:<hash>, the newest event);",
+        "keep it somewhere else and pass it back later with --checkpoint.",
+        "With --json the result is printed as one JSON object either way: { ok, checked, head?, anchor?, prunedCheckpoints?, firstBroken? }.",
       ].join("\n"),
       async run(ctx) {
-        const r = await ctx.admin.get<VerifyResult>("/audit/verify");
+        const query = ctx.strings("checkpoint").map((c) => `checkpoint=${encodeURIComponent(c)}`).join("&");
+        const r = await ctx.admin.get<VerifyResult>(`/audit/verify${query ? `?${query}` : ""}`);
         ctx.print(r, describeResult);
         if (!r.ok) {
           const b = r.firstBroken;
-          throw new CliError(b ? `audit chain broken at event seq ${b.seq} (${b.id}): ${b.problem}.` : "audit chain broken.");
+          throw new CliError(!b ? "audit chain broken." : b.seq ? `audit chain broken at event seq ${b.seq} (${b.id}): ${b.problem}.` : `audit chain broken: ${b.problem}.`);
         }
       },
     },

@@ -96,6 +96,12 @@ export class AuditRepository {
     return this.prisma.auditEvent.findMany({ where: { action: "audit.prune" }, orderBy: { seq: "asc" } });
   }
 
+  /** The hash the head row records (no lock: verification only reads). */
+  async headHash(): Promise<string | null> {
+    const row = await this.prisma.auditHead.findUnique({ where: { id: 1 }, select: { hash: true } });
+    return row?.hash ?? null;
+  }
+
   /** The whole chain in order, a page at a time (for verification). */
   page(afterSeq: bigint | null, take: number): Promise<AuditRow[]> {
     return this.prisma.auditEvent.findMany({

@@ -61,7 +61,29 @@ export interface VerifyResult {
   checked: number;
   /** Set when older events were pruned (AUDIT_RETENTION): the event the kept chain starts from. */
   anchor?: { seq: string; id: string; prunedBy: string };
-  firstBroken?: { seq: string; id: string; problem: string };
+  /**
+   * The newest event checked. Kept outside the database (a log archive, a ticket) and
+   * passed back later as a checkpoint, it shows that no event up to it was since
+   * deleted or rewritten, even by someone able to rewrite the head row as well.
+   */
+  head?: { seq: string; id: string; hash: string };
+  /** Checkpoints given that retention has since pruned (so they could not be checked). */
+  prunedCheckpoints?: string[];
+  /** seq and id are null when no event is left to name. */
+  firstBroken?: { seq: string | null; id: string | null; problem: string };
+}
+
+/** An event's seq and hash as a verification reported it earlier ("head"). */
+export interface Checkpoint {
+  seq: bigint;
+  hash: string;
+}
+
+/** Parses "<seq>:<hash>" (as the CLI's --checkpoint takes it). */
+export function parseCheckpoint(text: string): Checkpoint {
+  const m = /^(\d{1,19}):([0-9a-f]{64})$/.exec(text.trim());
+  if (!m) throw badInput(`"${text.slice(0, 100)}" is not a checkpoint: give <seq>:<hash> as \`audit verify\` printed it (hash: 64 hex digits).`, "checkpoint");
+  return { seq: BigInt(m[1]), hash: m[2] };
 }
 
 export interface PruneResult {
@@ -159,16 +181,42 @@ export class AuditService {
     });
   }
 
-  /** Walks the chain from the start; names the first event whose link or content does not check out. */
-  async verify(): Promise<VerifyResult> {
+  /**
+   * Walks the chain from the start; names the first event whose link or content does
+   * not check out. The chain must reach the hash the head row recorded when the walk
+   * began (else its newest events were deleted), and each checkpoint must still be
+   * there with its hash (else the log was cut or rewritten back to before it).
+   */
+  async verify(checkpoints: Checkpoint[] = []): Promise<VerifyResult> {
+    // Read first: events appended during the walk come after it, so the walk must meet it.
+    const headHash = (await this.repo.headHash()) ?? GENESIS_HASH;
+    const pending = new Map(checkpoints.map((c) => [c.seq, c.hash]));
     let prev: string | null = null;
     let afterSeq: bigint | null = null;
     let checked = 0;
     let anchor: VerifyResult["anchor"];
+    let reachedHead = headHash === GENESIS_HASH;
+    let firstSeq: bigint | null = null;
+    let last: VerifyResult["head"];
     for (;;) {
       const rows = await this.repo.page(afterSeq, 1000);
-      if (rows.length === 0) return { ok: true, checked, ...(anchor ? { anchor } : {}) };
+      if (rows.length === 0) {
+        const broken = (problem: string): VerifyResult => ({ ok: false, checked, firstBroken: { seq: last?.seq ?? null, id: last?.id ?? null, problem } });
+        if (!reachedHead) {
+          return broken(`the head row records hash ${headHash.slice(0, 16)}…, which no event has: the newest events were deleted${last ? " (this is the newest left)" : " (no event is left)"}`);
+        }
+        const pruned: string[] = [];
+        for (const [seq, hash] of pending) {
+          if (firstSeq !== null && anchor && seq < firstSeq) {
+            pruned.push(`${seq}:${hash}`);
+            continue;
+          }
+          return broken(`checkpoint ${seq} is not in the log: events up to it were deleted${last ? ` (the newest event left is ${last.seq})` : ""}, the head row moved back with them`);
+        }
+        return { ok: true, checked, ...(anchor ? { anchor } : {}), ...(last ? { head: last } : {}), ...(pruned.length ? { prunedCheckpoints: pruned } : {}) };
+      }
       for (const row of rows) {
+        firstSeq ??= row.seq;
         if (prev === null && row.prevHash !== GENESIS_HASH) {
           // The oldest kept event anchors the chain, but only where retention pruned
           // what came before it: an audit.prune event must name the hash it follows.
@@ -203,7 +251,17 @@ export class AuditService {
         if (recomputed !== row.hash) {
           return { ok: false, checked, firstBroken: { seq: row.seq.toString(), id: row.id, problem: "content does not match its hash (the event was edited)" } };
         }
+        const expected = pending.get(row.seq);
+        if (expected !== undefined) {
+          if (expected !== row.hash) {
+            return { ok: false, checked, firstBroken: { seq: row.seq.toString(), id: row.id, problem: "its hash is not the one its checkpoint recorded (the log was rewritten from here on, or before)" } };
+          }
+          pending.delete(row.seq);
+        }
+        // Retention may have pruned the head's event since it was read: then the kept chain starts right after it.
+        if (row.hash === headHash || (checked === 0 && anchor && row.prevHash === headHash)) reachedHead = true;
         prev = row.hash;
+        last = { seq: row.seq.toString(), id: row.id, hash: row.hash };
         checked++;
       }
       afterSeq = rows[rows.length - 1].seq;
