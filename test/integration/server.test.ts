@@ -1,5 +1,6 @@
 // Server behaviour users expect: health and readiness, graceful shutdown (in
-// process and of the real entry point on SIGTERM), graphql-armor limits on HTTP
+// process, waiting for mutations in flight on HTTP and WebSocket, and of the real
+// entry point on SIGTERM), graphql-armor limits on HTTP
 // and WebSocket, body size limit, masked internal errors, introspection by
 // configuration, CSRF prevention, the Sandbox landing page, and JSON logs with a
 // request id and no credentials.
@@ -15,7 +16,7 @@ import { request } from "undici";
 import WebSocket from "ws";
 import { operation } from "../documents/index.js";
 import type { CreateSessionMutation } from "../generated/graphql.js";
-import { registerApp, signAssertion } from "../helpers/factories.js";
+import { createSession, registerApp, signAssertion } from "../helpers/factories.js";
 import { createTestDatabase, startTestServer, type TestServer } from "../helpers/server.js";
 import { wsClient } from "../helpers/ws.js";
 
@@ -288,6 +289,57 @@ describe("database outage and in-process shutdown", () => {
     const close = await closed;
     expect(close.code).toBe(1001);
     await expect(request(`${t.url}/healthz`)).rejects.toMatchObject({ code: "ECONNREFUSED" });
+  });
+});
+
+describe("stop() with operations in flight", () => {
+  it.each(["WebSocket", "HTTP"])("waits for a mutation still running over %s, so that it completes against an open database", async (transport) => {
+    const t = await startTestServer();
+    try {
+      const app = await registerApp(t);
+      const session = await createSession(t, app);
+      // Hold createPostbox inside the service until released; record how the call ended.
+      const postboxes = t.app.services.postboxes;
+      const create = postboxes.create.bind(postboxes);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let entered!: () => void;
+      const started = new Promise<void>((r) => (entered = r));
+      const outcomes: string[] = [];
+      postboxes.create = async (...args: Parameters<typeof create>) => {
+        entered();
+        await gate;
+        try {
+          const pb = await create(...args);
+          outcomes.push(`created ${pb.id}`);
+          return pb;
+        } catch (e) {
+          outcomes.push(`failed: ${(e as Error).message}`);
+          throw e;
+        }
+      };
+      const CREATE = `mutation { createPostbox { id } }`;
+      const client = wsClient(t.wsUrl, `Bearer ${session}`);
+      const answer =
+        transport === "HTTP"
+          ? t.gql(CREATE, {}, { token: session }).then((r) => r.data?.createPostbox.id)
+          : new Promise((resolve) => client.subscribe({ query: CREATE }, { next: resolve, error: () => resolve("socket closed"), complete: () => resolve("complete") }));
+      await started;
+
+      let stopped = false;
+      const stopping = t.app.stop().then(() => (stopped = true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(stopped).toBe(false); // still waiting for it
+      release();
+      await stopping;
+      expect(outcomes).toEqual([expect.stringMatching(/^created pbx_/)]);
+      // An HTTP client still gets its answer; a WebSocket was closed (1001) before the result.
+      if (transport === "HTTP") expect(await answer).toMatch(/^pbx_/);
+      else await answer;
+      await client.dispose();
+    } finally {
+      await t.stop();
+    }
   });
 });
 

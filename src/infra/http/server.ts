@@ -17,6 +17,7 @@ import type { Logger } from "../logger.js";
 import { refusalPlugin, type RefusalListener } from "../graphql/refusals.js";
 import { bodyTooLargeMessage, sendError } from "./http-errors.js";
 import { graphqlMultipart } from "./multipart.js";
+import { InflightOperations } from "./inflight.js";
 import { createWsServer } from "./ws.js";
 
 export interface HttpServerDeps {
@@ -64,7 +65,12 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   const formatError = makeFormatError(log);
   const clientIp = (req: http.IncomingMessage) => (config.TRUST_PROXY ? ((req as Request).ip ?? req.socket.remoteAddress) : req.socket.remoteAddress) ?? "unknown";
 
+  // Queries and mutations still running when the server stops, on either transport
+  // (their clients may have gone already): stop() waits for them, so that none meets a closed database.
+  const inflight = new InflightOperations();
+
   const ws = createWsServer({
+    inflight,
     server,
     schema: deps.schema,
     limits: deps.limits,
@@ -76,10 +82,6 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     introspection: config.INTROSPECTION,
     refusalListeners: deps.refusalListeners ?? [],
   });
-
-  // Operations still running when the server stops (their clients may have gone
-  // already): stop() waits for them, so that none meets a closed database.
-  const inflight = new InflightOperations();
 
   const apollo = new ApolloServer<GraphQLContext>({
     schema: deps.schema,
@@ -99,7 +101,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
         ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
         : ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }),
       loggingPlugin(),
-      inflight.plugin(),
+      inflight.plugin<GraphQLContext>(),
       ...deps.limits.plugins,
       refusalPlugin(deps.refusalListeners ?? [], deps.limits.maxTokens),
     ],
@@ -171,37 +173,4 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       await inflight.settled(10_000);
     },
   };
-}
-
-/** Counts GraphQL operations over HTTP from their start until their response is sent (or dropped). */
-class InflightOperations {
-  private count = 0;
-  private waiters: (() => void)[] = [];
-
-  plugin(): ApolloServerPlugin<GraphQLContext> {
-    return {
-      requestDidStart: async () => {
-        this.count++;
-        let done = false;
-        const end = () => {
-          if (done) return;
-          done = true;
-          if (--this.count === 0) for (const w of this.waiters.splice(0)) w();
-        };
-        return { willSendResponse: async () => end() };
-      },
-    };
-  }
-
-  /** Resolves when none is running, or after `maxMs` (a stuck one must not block shutdown forever). */
-  settled(maxMs: number): Promise<void> {
-    if (this.count === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, maxMs);
-      this.waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  }
 }

@@ -3,7 +3,7 @@
 // connection at connect time, and formats errors the same way.
 import type http from "node:http";
 import { randomUUID } from "node:crypto";
-import { parse, specifiedRules, validate, GraphQLError, NoSchemaIntrospectionCustomRule, type DocumentNode, type GraphQLSchema, type GraphQLFormattedError } from "graphql";
+import { execute, parse, specifiedRules, validate, GraphQLError, NoSchemaIntrospectionCustomRule, type DocumentNode, type GraphQLSchema, type GraphQLFormattedError } from "graphql";
 import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
 import type { Limits } from "../graphql/armor.js";
@@ -11,6 +11,7 @@ import { reportRefusal, type RefusalListener } from "../graphql/refusals.js";
 import type { Context } from "graphql-ws";
 import { bearerToken, createContext, SESSION_KEY_PREFIX, USER_TOKEN_PREFIX, type Authenticators, type GraphQLContext } from "../graphql/context.js";
 import type { Logger } from "../logger.js";
+import type { InflightOperations } from "./inflight.js";
 
 export interface WsOptions {
   server: http.Server;
@@ -25,6 +26,8 @@ export interface WsOptions {
   introspection: boolean;
   /** Told of operations refused before any resolver ran. */
   refusalListeners: RefusalListener[];
+  /** Queries and mutations run through it, so that stopping waits for them (subscriptions use subscribe, not execute). */
+  inflight: InflightOperations;
 }
 
 function authorizationOf(params: Record<string, unknown> | undefined): string | undefined {
@@ -48,6 +51,7 @@ export function createWsServer(opts: WsOptions) {
   const serverCleanup = useServer(
     {
       schema: opts.schema,
+      execute: (args) => opts.inflight.track(() => execute(args)),
       // Parse and validate here rather than through graphql-ws's parse/validate options:
       // a parse error (syntax, token limit) thrown from those closes the whole socket
       // with 4500, while errors returned from onSubscribe answer just this operation.
