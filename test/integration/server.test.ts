@@ -202,11 +202,15 @@ describe("a development server", () => {
     expect(t.logs.map((l) => JSON.parse(l)).some((l) => l.requestId === generated && l.operation === "Probe2")).toBe(true);
   });
 
-  it("keeps the assertion and session key out of the logs", async () => {
+  it("keeps the assertion and session key out of the logs, and answers out of caches", async () => {
     const app = await registerApp(t);
     const assertion = await signAssertion(app);
     const r = await t.gql<CreateSessionMutation>(operation("CreateSession"), { input: { appId: app.appId, contractId: app.contractId, assertion } });
     const key = r.data!.createSession.key;
+    // The answer holds a credential: no cache may keep it (nor an error, nor a plain query).
+    expect(r.headers["cache-control"]).toBe("no-store");
+    expect((await t.gql(`{ nope }`)).headers["cache-control"]).toBe("no-store");
+    expect((await t.gql(`{ __typename }`)).headers["cache-control"]).toBe("no-store");
     const all = t.logs.join("\n");
     expect(all).not.toContain(assertion.split(".")[2]);
     expect(all).not.toContain(key);

@@ -6,6 +6,7 @@ import express, { type Request, type RequestHandler, type Router } from "express
 import { ApolloServer, type ApolloServerPlugin } from "@apollo/server";
 import { expressMiddleware } from "@as-integrations/express5";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginInlineTraceDisabled } from "@apollo/server/plugin/disabled";
 import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from "@apollo/server/plugin/landingPage/default";
 import type { GraphQLSchema } from "graphql";
 import type { Config } from "../config.js";
@@ -96,6 +97,11 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     logger: { debug: (m) => log.debug(m), info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer: server, stopGracePeriodMillis: 5000 }),
+      // Installed by default, unused here: no answer may be cached (the /graphql route
+      // sets no-store itself), and this is no federated subgraph. Cache control alone
+      // hooks every field resolution of every operation.
+      ApolloServerPluginCacheControlDisabled(),
+      ApolloServerPluginInlineTraceDisabled(),
       { async serverWillStart() { return { async drainServer() { await ws.dispose(); } }; } },
       config.NODE_ENV === "production"
         ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
@@ -130,6 +136,11 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
 
   app.use(
     "/graphql",
+    (_req, res, next) => {
+      // Answers carry credentials and ciphertext: no cache, shared or private, keeps them.
+      res.setHeader("cache-control", "no-store");
+      next();
+    },
     express.json({ limit: config.BODY_LIMIT_BYTES }),
     graphqlMultipart({ maxBodyBytes: config.BODY_LIMIT_BYTES }),
     expressMiddleware(apollo, {
