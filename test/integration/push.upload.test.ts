@@ -1,7 +1,8 @@
 // Pushes as multipart uploads (`file`, `encryptedFile`): the file streams through
 // the server, which encrypts (or checks) it and writes its JWE in PushChunk slices
 // as it arrives. What the user fetches decrypts to the original; refused and broken
-// uploads leave no slice behind; retention deletes slices with the content.
+// uploads leave no slice behind; retention deletes slices with the content. Large
+// inline values (JSON bodies over 1 MiB) take the same path from the body's buffer.
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { createHash, randomBytes } from "node:crypto";
 import { compactDecrypt } from "jose";
@@ -93,6 +94,79 @@ describe("multipart uploads", () => {
     const other = await upload(rsa, "file", randomBytes(50_000), { idempotencyKey: "upload-retry-1" });
     expect(errorCode(other)).toBe("CONFLICT");
     expect(await counts()).toEqual(before);
+  });
+});
+
+describe("large inline pushes (base64 or JWE text in a JSON body over 1 MiB)", () => {
+  it("encrypts `data` from the body buffer in slices and stores the JWE as slices; the user decrypts the original", async () => {
+    const bytes = randomBytes(2 * MiB + 5);
+    const r = await t.gql(PUSH_DATA, { input: input(rsa, { data: bytes.toString("base64") }) }, { token: session });
+    expect(r.errors).toBeUndefined();
+    const p = r.data!.pushData;
+    expect((await prisma().pushContent.findUniqueOrThrow({ where: { pushId: p.id } })).ciphertext).toBeNull();
+    expect(await prisma().pushChunk.count({ where: { pushId: p.id } })).toBe(3);
+    const f = await fetchFile(rsa, p.id);
+    expect(createHash("sha256").update(f.ciphertext).digest("hex")).toBe(p.sha256);
+    expect(Buffer.from((await compactDecrypt(f.ciphertext, rsa.privateKey)).plaintext).equals(bytes)).toBe(true);
+    expect(JSON.parse(Buffer.from((await compactDecrypt(f.descriptor, rsa.privateKey)).plaintext).toString())).toEqual({ fileName: "upload.bin", ...DESCRIPTOR });
+    const events = await prisma().auditEvent.findMany({ where: { targetId: p.id, action: "push.create" } });
+    expect(events.map((e) => (e.detail as { kind: string }).kind)).toEqual(["data"]);
+  });
+
+  it("stores a large `encryptedData` JWE as is, in slices", async () => {
+    const jwe = await encryptForPostbox(x25519, randomBytes(2 * MiB));
+    const r = await t.gql(PUSH_DATA, { input: input(x25519, { encryptedData: jwe }) }, { token: session });
+    expect(r.errors).toBeUndefined();
+    expect((await prisma().pushContent.findUniqueOrThrow({ where: { pushId: r.data!.pushData.id } })).ciphertext).toBeNull();
+    expect((await fetchFile(x25519, r.data!.pushData.id)).ciphertext).toBe(jwe);
+  });
+
+  it("answers a retry from the original and refuses other content under the same idempotency key", async () => {
+    const data = randomBytes(MiB + 100).toString("base64");
+    const first = await t.gql(PUSH_DATA, { input: input(rsa, { data, idempotencyKey: "large-inline-1" }) }, { token: session });
+    expect(first.errors).toBeUndefined();
+    const before = await counts();
+    const again = await t.gql(PUSH_DATA, { input: input(rsa, { data, idempotencyKey: "large-inline-1" }) }, { token: session });
+    expect(again.data!.pushData).toMatchObject({ id: first.data!.pushData.id, duplicate: true });
+    const other = await t.gql(PUSH_DATA, { input: input(rsa, { data: randomBytes(MiB + 100).toString("base64"), idempotencyKey: "large-inline-1" }) }, { token: session });
+    expect(errorCode(other)).toBe("CONFLICT");
+    expect(await counts()).toEqual(before);
+  });
+
+  it("pushes one large variable twice in one request (aliases)", async () => {
+    const bytes = randomBytes(MiB + 1);
+    const r = await t.gql(
+      `mutation($i: PushDataInput!) { a: pushData(input: $i) { id } b: pushData(input: $i) { id } }`,
+      { i: input(rsa, { data: bytes.toString("base64") }) },
+      { token: session },
+    );
+    expect(r.errors).toBeUndefined();
+    for (const id of [r.data!.a.id, r.data!.b.id]) {
+      expect(Buffer.from((await compactDecrypt((await fetchFile(rsa, id)).ciphertext, rsa.privateKey)).plaintext).equals(bytes)).toBe(true);
+    }
+  });
+
+  it("refuses bad large content with the same errors as small content, storing nothing", async () => {
+    const before = await counts();
+    const push = (extra: Record<string, unknown>, target = rsa) => t.gql(PUSH_DATA, { input: input(target, extra) }, { token: session });
+    const b64 = randomBytes(2 * MiB).toString("base64");
+    const broken = await push({ data: `${b64.slice(0, 1_500_000)}!${b64.slice(1_500_001)}` });
+    expect(errorCode(broken)).toBe("BAD_USER_INPUT");
+    expect(broken.errors![0].extensions).toMatchObject({ field: "data" });
+    expect(broken.errors![0].message).toMatch(/standard base64/);
+    expect(errorCode(await push({ data: `${b64.slice(0, 1_000_000)}=${b64.slice(1_000_001)}` }))).toBe("BAD_USER_INPUT");
+    expect(errorCode(await push({ data: randomBytes(3 * MiB + 3).toString("base64") }))).toBe("PAYLOAD_TOO_LARGE");
+    const jwe = await encryptForPostbox(x25519, randomBytes(2 * MiB));
+    const fourParts = await push({ encryptedData: jwe.split(".").slice(0, 4).join(".") }, x25519);
+    expect(fourParts.errors![0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "encryptedData" });
+    expect(fourParts.errors![0].message).toMatch(/found 4 parts/);
+    const wrongKey = await push({ encryptedData: await encryptForPostbox(rsa, randomBytes(2 * MiB)) }, x25519);
+    expect(wrongKey.errors![0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "encryptedData" });
+    expect(await counts()).toEqual(before);
+    // A large body that is not JSON is refused like a small one.
+    const res = await request(`${t.url}/graphql`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${session}` }, body: `{"query":"x","variables":{"data":"${b64}"` });
+    expect(res.statusCode).toBe(400);
+    expect(((await res.body.json()) as { errors: { message: string }[] }).errors[0].message).toBe("The request body is not valid JSON.");
   });
 });
 

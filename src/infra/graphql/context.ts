@@ -3,6 +3,7 @@
 // none is not refused for a stale header.
 import type { Logger } from "../logger.js";
 import { unauthenticated } from "../errors.js";
+import type { InlineValues } from "../http/large-json.js";
 
 /** An application authenticated by its session key. */
 export interface SessionPrincipal {
@@ -36,6 +37,8 @@ export interface GraphQLContext {
   user(): Promise<UserPrincipal>;
   /** Resolvers that ran for this request (those that audit their own refusals mark themselves). */
   reached: Set<string>;
+  /** Large content values left in the HTTP request body's buffer, by the token that stands for them (infra/http/large-json.ts). */
+  inlineValues?: InlineValues;
 }
 
 export const SESSION_KEY_PREFIX = "pbs";
@@ -53,6 +56,7 @@ export function createContext(opts: {
   log: Logger;
   authorization: string | undefined;
   auth: Authenticators;
+  inlineValues?: InlineValues;
 }): GraphQLContext {
   const token = bearerToken(opts.authorization);
   let session: Promise<SessionPrincipal> | undefined;
@@ -63,6 +67,7 @@ export function createContext(opts: {
     ip: opts.ip,
     log: opts.log,
     reached: new Set(),
+    inlineValues: opts.inlineValues,
     session() {
       if (!session) {
         session = (async () => {

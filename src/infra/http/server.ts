@@ -19,7 +19,13 @@ import { refusalPlugin, type RefusalListener } from "../graphql/refusals.js";
 import { bodyTooLargeMessage, sendError } from "./http-errors.js";
 import { graphqlMultipart } from "./multipart.js";
 import { InflightOperations } from "./inflight.js";
+import { largeJsonBodies, type RequestWithInlineValues } from "./large-json.js";
 import { createWsServer } from "./ws.js";
+
+const LARGE_BODY_BYTES = 1024 * 1024;
+// pushData's content fields, and how long a value must be to stay in the body's buffer.
+const INLINE_CONTENT_KEYS: ReadonlySet<string> = new Set(["data", "encryptedData"]);
+const INLINE_MIN_CHARS = 64 * 1024;
 
 export interface HttpServerDeps {
   config: Config;
@@ -141,6 +147,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       res.setHeader("cache-control", "no-store");
       next();
     },
+    // Bodies over 1 MiB (a large file pushed inline): pushData's content stays in the body's buffer.
+    largeJsonBodies({ threshold: LARGE_BODY_BYTES, limit: config.BODY_LIMIT_BYTES, keys: INLINE_CONTENT_KEYS, minChars: INLINE_MIN_CHARS }),
     express.json({ limit: config.BODY_LIMIT_BYTES }),
     graphqlMultipart({ maxBodyBytes: config.BODY_LIMIT_BYTES }),
     expressMiddleware(apollo, {
@@ -151,6 +159,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
           log,
           authorization: req.get("authorization"),
           auth: deps.auth,
+          inlineValues: (req as RequestWithInlineValues).inlineValues,
         }),
     }),
   );

@@ -22,7 +22,7 @@ export class PushResolver {
     // dynamic import and an async validation of the whole input.)
     @Arg("input", () => PushDataInput, { validate: false }) input: PushDataInput, @Ctx() ctx: GraphQLContext): Promise<PushResult> {
     ctx.reached.add("pushData"); // from here on the service audits the attempt (see push.plugin.ts)
-    return this.service.push(() => ctx.session(), input);
+    return this.service.push(() => ctx.session(), input, ctx.inlineValues);
   }
 
   @Query(() => PushConnection, { description: "Pushes to one of this contract's postboxes, newest first: status and times, never content." })

@@ -18,7 +18,9 @@ import type { WebhookService } from "../webhook/webhook.service.js";
 import { createHash, type Hmac } from "node:crypto";
 import { MultipartError } from "../../infra/http/multipart.js";
 import type { FileUpload, Upload } from "../../infra/graphql/upload.js";
+import type { InlineValues } from "../../infra/http/large-json.js";
 import {
+  BASE64_SLICE_CHARS,
   JweEncryptor,
   JweTextChecker,
   PushRefusal,
@@ -31,6 +33,7 @@ import {
   fingerprinter,
   requestFingerprint,
   type FingerprintMeta,
+  strictBase64BytesLength,
   strictBase64Length,
   tooLarge,
   type FileDescriptor as Descriptor,
@@ -180,8 +183,12 @@ export class PushService {
   // -------------------------------------------------------------------------
   // Application side
 
-  /** pushData. `authenticate` resolves the session, so that a refusal of the session itself is audited too. */
-  async push(authenticate: () => Promise<SessionPrincipal>, req: PushDataRequest): Promise<PushResultDto> {
+  /**
+   * pushData. `authenticate` resolves the session, so that a refusal of the session itself is audited too.
+   * `inlineValues`: content of a large request body left in its buffer (infra/http/large-json.ts); `data` or
+   * `encryptedData` is then the token it is filed under.
+   */
+  async push(authenticate: () => Promise<SessionPrincipal>, req: PushDataRequest, inlineValues?: InlineValues): Promise<PushResultDto> {
     let s: SessionPrincipal;
     try {
       s = await authenticate();
@@ -207,7 +214,7 @@ export class PushService {
     };
     const known = { postboxId: null as string | null };
     try {
-      return await this.accept(s, req, base, known);
+      return await this.accept(s, req, base, known, inlineValues);
     } catch (e) {
       if (!(e instanceof PushRefusal)) throw e;
       // File the refusal under the postbox when it is the caller's (also for input refused
@@ -243,7 +250,7 @@ export class PushService {
     });
   }
 
-  private async accept(s: SessionPrincipal, req: PushDataRequest, base: AuditInput, known: { postboxId: string | null }): Promise<PushResultDto> {
+  private async accept(s: SessionPrincipal, req: PushDataRequest, base: AuditInput, known: { postboxId: string | null }, inlineValues?: InlineValues): Promise<PushResultDto> {
     if (s.contractKind !== "WRITE") {
       throw input(ErrorCode.FORBIDDEN, "read_contract", "Only a WRITE contract's session can push data; this session belongs to a READ contract.");
     }
@@ -264,16 +271,24 @@ export class PushService {
     }
     const kind = kinds[0];
     const max = this.config.MAX_PUSH_BYTES;
+    // A large inline value stays in the request body's buffer and is read from there in slices.
+    const inline = kind === "data" || kind === "encryptedData" ? inlineValues?.get(req[kind]!) : undefined;
     let jweParts: string[] | undefined;
     if (kind === "data") {
-      const data = req.data!;
+      const chars = inline ? inline.length : req.data!.length;
       // Refuse by length before decoding anything: base64 is 4 characters per 3 bytes.
-      if ((data.length / 4) * 3 - 2 > max) throw tooLarge(Math.floor((data.length / 4) * 3), max);
-      const bytes = strictBase64Length(data);
+      if ((chars / 4) * 3 - 2 > max) throw tooLarge(Math.floor((chars / 4) * 3), max);
+      const bytes = inline ? strictBase64BytesLength(inline) : strictBase64Length(req.data!);
       if (bytes === 0) throw emptyFile("data");
       if (bytes > max) throw tooLarge(bytes, max);
     } else if (kind === "encryptedData") {
-      jweParts = checkJweStructure(req.encryptedData!, max).parts;
+      if (inline) {
+        const checker = new JweTextChecker(max, "encryptedData");
+        for (let i = 0; i < inline.length; i += CHUNK_CHARS) checker.feed(inline.subarray(i, i + CHUNK_CHARS));
+        jweParts = checker.end();
+      } else {
+        jweParts = checkJweStructure(req.encryptedData!, max).parts;
+      }
     }
 
     // 2. The postbox's key, scoped to the session's contract. A READY postbox's key and
@@ -297,7 +312,7 @@ export class PushService {
     const upload = kind === "file" ? req.file! : kind === "encryptedFile" ? req.encryptedFile! : null;
     let requestHash: string | null = null;
     if (idempotencyKey && !upload) {
-      requestHash = requestFingerprint(this.secret(), { ...meta, content: kind === "data" ? req.data! : req.encryptedData! });
+      requestHash = requestFingerprint(this.secret(), { ...meta, content: inline ?? (kind === "data" ? req.data! : req.encryptedData!) });
       const dup = await this.replay(s, idempotencyKey, requestHash, base);
       if (dup) return dup;
     } else if (idempotencyKey && (await this.repo.findByIdempotencyKey(s.contractId, idempotencyKey))) {
@@ -331,6 +346,8 @@ export class PushService {
         const mac = idempotencyKey ? fingerprinter(this.secret(), meta) : undefined;
         file = { jwe: null, ...(await this.receive(upload, kind as UploadKind, { mac, key, pushId: id })) };
         requestHash = mac ? mac.digest("hex") : null;
+      } else if (inline) {
+        file = { jwe: null, ...(await this.storeInline(inline, kind as "data" | "encryptedData", key, id, jweParts)) };
       } else if (jweParts) {
         checkJweHeader(jweParts, key);
         file = { jwe: req.encryptedData!, ...digestJwe(req.encryptedData!) };
@@ -377,8 +394,8 @@ export class PushService {
         throw e;
       }
     } finally {
-      // An upload's slices are written before its push: without the push they must go.
-      if (upload && !stored) await this.repo.deleteChunks([id]).catch((err) => this.log.warn({ err, pushId: id }, "could not delete an unstored upload's slices; retention will"));
+      // An upload's (or large inline value's) slices are written before its push: without the push they must go.
+      if ((upload || inline) && !stored) await this.repo.deleteChunks([id]).catch((err) => this.log.warn({ err, pushId: id }, "could not delete an unstored upload's slices; retention will"));
     }
   }
 
@@ -396,27 +413,8 @@ export class PushService {
       throw input(ErrorCode.BAD_USER_INPUT, "upload_missing", e instanceof Error ? e.message : "The file part is missing.", kind);
     }
     const max = this.config.MAX_PUSH_BYTES;
-    const hash = createHash("sha256");
-    let size = 0;
-    let seq = 0;
-    let pending: string[] = [];
-    let pendingChars = 0;
-    const flush = async () => {
-      if (pendingChars === 0 || !to.pushId) return;
-      const text = pending.join("");
-      pending = [];
-      pendingChars = 0;
-      await this.repo.insertChunk(to.pushId, seq++, text);
-    };
-    const emit = async (text: string) => {
-      if (!text) return;
-      hash.update(text, "latin1");
-      size += text.length;
-      if (!to.pushId) return;
-      pending.push(text);
-      pendingChars += text.length;
-      if (pendingChars >= CHUNK_CHARS) await flush();
-    };
+    const sink = new ChunkSink(this.repo, to.pushId);
+    const emit = (text: string) => sink.emit(text);
     const encryptor = kind === "file" && to.key ? new JweEncryptor(to.key) : undefined;
     const checker = kind === "encryptedFile" ? new JweTextChecker(max) : undefined;
     let bytes = 0;
@@ -443,7 +441,7 @@ export class PushService {
         throw emptyFile(kind);
       }
       if (encryptor) await emit(encryptor.final());
-      await flush();
+      await sink.flush();
     } catch (e) {
       f.stream.resume();
       if (e instanceof PushRefusal) throw e;
@@ -453,7 +451,32 @@ export class PushService {
       }
       throw e;
     }
-    return { size, sha256: hash.digest("hex") };
+    return sink.result();
+  }
+
+  /**
+   * A large inline value (see infra/http/large-json.ts): encrypts base64 `data` a slice
+   * at a time, or takes an `encryptedData` JWE as is, writing the JWE text in PushChunk
+   * slices as an upload's.
+   */
+  private async storeInline(text: Buffer, kind: "data" | "encryptedData", key: RecipientKey, pushId: string, jweParts?: string[]): Promise<{ size: number; sha256: string }> {
+    const sink = new ChunkSink(this.repo, pushId);
+    if (kind === "encryptedData") {
+      checkJweHeader(jweParts!, key);
+      for (let i = 0; i < text.length; i += CHUNK_CHARS) await sink.emit(text.toString("latin1", i, i + CHUNK_CHARS));
+    } else {
+      // The body buffer is not overwritten: one request may push the same variable twice (aliases).
+      const encryptor = new JweEncryptor(key);
+      await sink.emit(encryptor.head);
+      for (let i = 0; i < text.length; i += BASE64_SLICE_CHARS) {
+        const plain = Buffer.from(text.toString("latin1", i, i + BASE64_SLICE_CHARS), "base64");
+        await sink.emit(encryptor.update(plain));
+        plain.fill(0); // decoded plaintext does not outlive its slice
+      }
+      await sink.emit(encryptor.final());
+    }
+    await sink.flush();
+    return sink.result();
   }
 
   private secret(): string {
@@ -686,6 +709,42 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
 
 function clip(s: unknown): string {
   return typeof s === "string" ? s.slice(0, 64) : String(s).slice(0, 64);
+}
+
+/** JWE text written in PushChunk slices (CHUNK_CHARS each) as it is produced, and hashed; without a pushId it is only hashed. */
+class ChunkSink {
+  private readonly hash = createHash("sha256");
+  private size = 0;
+  private seq = 0;
+  private pending: string[] = [];
+  private pendingChars = 0;
+
+  constructor(
+    private readonly repo: PushRepository,
+    private readonly pushId?: string,
+  ) {}
+
+  async emit(text: string): Promise<void> {
+    if (!text) return;
+    this.hash.update(text, "latin1");
+    this.size += text.length;
+    if (!this.pushId) return;
+    this.pending.push(text);
+    this.pendingChars += text.length;
+    if (this.pendingChars >= CHUNK_CHARS) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pendingChars === 0 || !this.pushId) return;
+    const text = this.pending.join("");
+    this.pending = [];
+    this.pendingChars = 0;
+    await this.repo.insertChunk(this.pushId, this.seq++, text);
+  }
+
+  result(): { size: number; sha256: string } {
+    return { size: this.size, sha256: this.hash.digest("hex") };
+  }
 }
 
 function contentKinds(req: PushDataRequest): ContentKind[] {
