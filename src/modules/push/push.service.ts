@@ -284,7 +284,8 @@ export class PushService {
     } else if (kind === "encryptedData") {
       if (inline) {
         const checker = new JweTextChecker(max, "encryptedData");
-        for (let i = 0; i < inline.length; i += CHUNK_CHARS) checker.feed(inline.subarray(i, i + CHUNK_CHARS));
+        // Small slices: the strings the check makes are short-lived young-generation garbage.
+        for (let i = 0; i < inline.length; i += BASE64_SLICE_CHARS) checker.feed(inline.subarray(i, i + BASE64_SLICE_CHARS));
         jweParts = checker.end();
       } else {
         jweParts = checkJweStructure(req.encryptedData!, max).parts;
