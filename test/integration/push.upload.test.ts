@@ -163,6 +163,10 @@ describe("large inline pushes (base64 or JWE text in a JSON body over 1 MiB)", (
     const wrongKey = await push({ encryptedData: await encryptForPostbox(rsa, randomBytes(2 * MiB)) }, x25519);
     expect(wrongKey.errors![0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "encryptedData" });
     expect(await counts()).toEqual(before);
+    // A large body of many small values (no push has them) is parsed the usual way.
+    const many = await t.gql(`{ __typename }`, { junk: Array.from({ length: 600_000 }, (_, i) => i % 10) });
+    expect(many.status).toBe(200);
+    expect(many.data).toEqual({ __typename: "Query" });
     // A large body that is not JSON is refused like a small one.
     const res = await request(`${t.url}/graphql`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${session}` }, body: `{"query":"x","variables":{"data":"${b64}"` });
     expect(res.statusCode).toBe(400);

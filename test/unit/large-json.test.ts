@@ -1,7 +1,7 @@
 // The large-body JSON parser: the same values as JSON.parse (and the same refusals),
 // except that long escape-free content strings under `variables` stay in the buffer.
 import { describe, expect, it } from "@jest/globals";
-import { INLINE_VALUE_PREFIX, parseJsonWithInlineValues } from "../../src/infra/http/large-json.js";
+import { INLINE_VALUE_PREFIX, TooManyValues, parseJsonWithInlineValues } from "../../src/infra/http/large-json.js";
 
 const none = { keys: new Set<string>(), minChars: 1 };
 const content = { keys: new Set(["data", "encryptedData"]), minChars: 8 };
@@ -86,6 +86,12 @@ describe("parseJsonWithInlineValues", () => {
     const { value, values } = parseJsonWithInlineValues(Buffer.from(text), content);
     expect(value).toEqual(JSON.parse(text));
     expect(values.size).toBe(0);
+  });
+
+  it("stops at maxValues, so that a body of many small values can go to JSON.parse", () => {
+    const text = JSON.stringify({ query: "q", variables: { a: Array.from({ length: 50 }, (_, i) => i) } });
+    expect(() => parseJsonWithInlineValues(Buffer.from(text), { ...content, maxValues: 40 })).toThrow(TooManyValues);
+    expect(parseJsonWithInlineValues(Buffer.from(text), { ...content, maxValues: 60 }).value).toEqual(JSON.parse(text));
   });
 
   it("finds content strings in every operation of a batch", () => {

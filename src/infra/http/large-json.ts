@@ -10,7 +10,9 @@
 // slices (see PushService). Everything else parses exactly as JSON.parse would.
 //
 // Smaller bodies, other charsets, compressed bodies and bodies without a
-// Content-Length are left to express.json.
+// Content-Length are left to express.json; a large body of more than MAX_VALUES values
+// (no push has that many) is parsed with JSON.parse, since this parser is several times
+// slower per value and the body is read before anyone is authenticated.
 import type { IncomingMessage } from "node:http";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 
@@ -25,19 +27,32 @@ export interface RequestWithInlineValues extends IncomingMessage {
 
 export class JsonSyntaxError extends Error {}
 
+/** The body has more values than a push needs: parse it with JSON.parse instead (see maxValues). */
+export class TooManyValues extends Error {}
+
 export interface InlineParseOptions {
   /** Keys whose string values (anywhere under the top-level `variables`) may stay in the buffer. */
   keys: ReadonlySet<string>;
   /** Shorter strings are parsed as usual. */
   minChars: number;
+  /**
+   * Values (of any kind) after which parsing stops with TooManyValues. This parser is
+   * several times slower than JSON.parse per value, so a large body of many small
+   * values (no push has many) goes to JSON.parse, and costs no more than it did.
+   */
+  maxValues?: number;
 }
 
 const MAX_DEPTH = 256;
+// A pushData request has a few dozen values (descriptor lists are capped at 100 entries).
+const MAX_VALUES = 10_000;
 
 /** JSON.parse over UTF-8 bytes, keeping long escape-free strings of the given keys in the buffer (see above). */
 export function parseJsonWithInlineValues(buf: Buffer, opts: InlineParseOptions): { value: unknown; values: Map<string, Buffer> } {
   const values = new Map<string, Buffer>();
   const n = buf.length;
+  const maxValues = opts.maxValues ?? Infinity;
+  let count = 0;
   let i = buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0; // a UTF-8 byte order mark
   const fail = (what: string): never => {
     throw new JsonSyntaxError(`${what} at byte ${i}`);
@@ -73,6 +88,7 @@ export function parseJsonWithInlineValues(buf: Buffer, opts: InlineParseOptions)
 
   const parseValue = (depth: number, place: Place, key: string | null): unknown => {
     if (depth > MAX_DEPTH) fail("nesting too deep");
+    if (++count > maxValues) throw new TooManyValues();
     skipWhitespace();
     const c = buf[i];
     if (c === 0x22) {
@@ -198,9 +214,14 @@ export function largeJsonBodies(opts: LargeJsonOptions): RequestHandler {
     const onEnd = () => {
       if (received !== length) return finish(Object.assign(new Error("request body shorter than its Content-Length"), { status: 400, type: "request.size.invalid" }));
       try {
-        const { value, values } = parseJsonWithInlineValues(body, opts);
-        req.body = value;
-        (req as RequestWithInlineValues).inlineValues = values;
+        try {
+          const { value, values } = parseJsonWithInlineValues(body, { maxValues: MAX_VALUES, ...opts });
+          req.body = value;
+          (req as RequestWithInlineValues).inlineValues = values;
+        } catch (e) {
+          if (!(e instanceof TooManyValues)) throw e;
+          req.body = JSON.parse(body.toString("utf8").replace(/^\uFEFF/, ""));
+        }
         finish();
       } catch (e) {
         if (!(e instanceof JsonSyntaxError || e instanceof SyntaxError)) return finish(e);
