@@ -8,10 +8,6 @@ export class InflightOperations {
   private count = 0;
   private waiters: (() => void)[] = [];
 
-  get running(): number {
-    return this.count;
-  }
-
   private start(): () => void {
     this.count++;
     let done = false;

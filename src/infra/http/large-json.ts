@@ -162,7 +162,7 @@ export function parseJsonWithInlineValues(buf: Buffer, opts: InlineParseOptions)
     }
     for (;;) {
       // A body that is an array is a batch of operations: each element is a request object.
-      arr.push(parseValue(depth + 1, place === "body" ? "body" : place, place === "body" ? null : key));
+      arr.push(parseValue(depth + 1, place, place === "body" ? null : key));
       skipWhitespace();
       const c = buf[i++];
       if (c === 0x5d) return arr;
@@ -186,9 +186,10 @@ export interface LargeJsonOptions extends InlineParseOptions {
 /** Reads and parses large JSON bodies as described above; errors reach the app's body-parser error handler in body-parser's shape. */
 export function largeJsonBodies(opts: LargeJsonOptions): RequestHandler {
   return (req: Request, _res: Response, next: NextFunction) => {
-    if (req.method !== "POST" || !req.is("application/json")) return next();
+    // The length first: it is the cheap test, and almost every request fails it.
     const length = Number(req.headers["content-length"]);
     if (!Number.isSafeInteger(length) || length <= opts.threshold || length > opts.limit) return next();
+    if (req.method !== "POST" || !req.is("application/json")) return next();
     const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers["content-type"] ?? "")?.[1]?.toLowerCase();
     if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") return next();
     const encoding = (req.headers["content-encoding"] ?? "identity").toLowerCase();

@@ -196,7 +196,6 @@ export class AuditService {
     let checked = 0;
     let anchor: VerifyResult["anchor"];
     let reachedHead = headHash === GENESIS_HASH;
-    let firstSeq: bigint | null = null;
     let last: VerifyResult["head"];
     for (;;) {
       const rows = await this.repo.page(afterSeq, 1000);
@@ -207,7 +206,8 @@ export class AuditService {
         }
         const pruned: string[] = [];
         for (const [seq, hash] of pending) {
-          if (firstSeq !== null && anchor && seq < firstSeq) {
+          // Older than the kept log's first event, which retention anchored: pruned, not checkable.
+          if (anchor && seq < BigInt(anchor.seq)) {
             pruned.push(`${seq}:${hash}`);
             continue;
           }
@@ -216,7 +216,6 @@ export class AuditService {
         return { ok: true, checked, ...(anchor ? { anchor } : {}), ...(last ? { head: last } : {}), ...(pruned.length ? { prunedCheckpoints: pruned } : {}) };
       }
       for (const row of rows) {
-        firstSeq ??= row.seq;
         if (prev === null && row.prevHash !== GENESIS_HASH) {
           // The oldest kept event anchors the chain, but only where retention pruned
           // what came before it: an audit.prune event must name the hash it follows.

@@ -84,9 +84,10 @@ const URL_B64 = /^[A-Za-z0-9_-]*$/;
  * byte sequence have exactly one accepted encoding, which the idempotency
  * fingerprint relies on.
  */
+const malformed = () =>
+  refuse(ErrorCode.BAD_USER_INPUT, "malformed_base64", "data must be standard base64 (RFC 4648: A–Z a–z 0–9 + /, padded with =, no line breaks or spaces).", "data");
+
 export function strictBase64Length(s: string): number {
-  const malformed = () =>
-    refuse(ErrorCode.BAD_USER_INPUT, "malformed_base64", "data must be standard base64 (RFC 4648: A–Z a–z 0–9 + /, padded with =, no line breaks or spaces).", "data");
   if (s.length % 4 !== 0 || !STD_B64.test(s)) throw malformed();
   const pad = s.endsWith("==") ? 2 : s.endsWith("=") ? 1 : 0;
   if (pad) {
@@ -98,19 +99,30 @@ export function strictBase64Length(s: string): number {
 }
 
 const STD_B64_UNPADDED = /^[A-Za-z0-9+/]*$/;
-// Slices of base64 text checked or decoded at a time: a multiple of 4 characters.
-export const BASE64_SLICE_CHARS = 64 * 1024;
+
+// Slices of in-memory input: a multiple of 3 bytes, so each is a whole number of
+// 4-character groups on the base64 side.
+const SLICE_BYTES = 48 * 1024;
+export const BASE64_SLICE_CHARS = (SLICE_BYTES / 3) * 4;
 
 /** strictBase64Length for base64 text held as bytes (a large inline value), checked a slice at a time. */
 export function strictBase64BytesLength(b: Buffer): number {
-  if (b.length % 4 !== 0) return strictBase64Length("="); // the same refusal
+  if (b.length % 4 !== 0) throw malformed();
   for (let i = 0; i < b.length; i += BASE64_SLICE_CHARS) {
     const end = Math.min(b.length, i + BASE64_SLICE_CHARS);
     // Padding only at the very end.
     if (end === b.length) return (i / 4) * 3 + strictBase64Length(b.toString("latin1", i, end));
-    if (!STD_B64_UNPADDED.test(b.toString("latin1", i, end))) return strictBase64Length("=");
+    if (!STD_B64_UNPADDED.test(b.toString("latin1", i, end))) throw malformed();
   }
   return 0;
+}
+
+/** Decoded slices of checked base64 text (a string, or its bytes). */
+export function* base64Slices(text: string | Buffer): Generator<Buffer> {
+  for (let i = 0; i < text.length; i += BASE64_SLICE_CHARS) {
+    const slice = typeof text === "string" ? text.slice(i, i + BASE64_SLICE_CHARS) : text.toString("latin1", i, i + BASE64_SLICE_CHARS);
+    yield Buffer.from(slice, "base64");
+  }
 }
 
 /** Decoded length of unpadded base64url text, or -1 if the length is impossible. */
@@ -363,11 +375,6 @@ export interface Encrypted {
   sha256: string;
 }
 
-// Slices of in-memory input: a multiple of 3 bytes, so each is a whole number of
-// 4-character groups on the base64 input side.
-const SLICE_BYTES = 48 * 1024;
-const SLICE_CHARS = (SLICE_BYTES / 3) * 4;
-
 /**
  * Encrypts plaintext that arrives in pieces to the user's key, as compact JWE text:
  * `head` first, then what each `update` returns, then `final()`. Ciphertext bytes
@@ -406,31 +413,32 @@ export class JweEncryptor {
   }
 }
 
-/** Encrypts plaintext slices to the user's key; each slice is zeroed once encrypted. */
-function encryptSlices(key: RecipientKey, slices: Iterable<Buffer>): Encrypted {
+/** The compact JWE text of plaintext slices encrypted to the user's key, piece by piece; each slice is zeroed once encrypted. */
+export function* jwePieces(key: RecipientKey, slices: Iterable<Buffer>): Generator<string> {
   const enc = new JweEncryptor(key);
+  yield enc.head;
+  for (const slice of slices) {
+    const piece = enc.update(slice);
+    slice.fill(0); // plaintext does not outlive its slice
+    yield piece;
+  }
+  yield enc.final();
+}
+
+function encryptSlices(key: RecipientKey, slices: Iterable<Buffer>): Encrypted {
   const hash = createHash("sha256");
   const pieces: string[] = [];
-  const emit = (s: string) => {
-    pieces.push(s);
-    hash.update(s, "latin1");
-  };
-  emit(enc.head);
-  for (const slice of slices) {
-    emit(enc.update(slice));
-    slice.fill(0); // plaintext does not outlive its slice
+  for (const piece of jwePieces(key, slices)) {
+    pieces.push(piece);
+    hash.update(piece, "latin1");
   }
-  emit(enc.final());
   const jwe = pieces.join("");
   return { jwe, size: jwe.length, sha256: hash.digest("hex") };
 }
 
 /** Encrypts strict base64 `data` (already checked with strictBase64Length) slice by slice. */
 export function encryptBase64(key: RecipientKey, base64: string): Encrypted {
-  function* slices() {
-    for (let i = 0; i < base64.length; i += SLICE_CHARS) yield Buffer.from(base64.slice(i, i + SLICE_CHARS), "base64");
-  }
-  return encryptSlices(key, slices());
+  return encryptSlices(key, base64Slices(base64));
 }
 
 export function encryptBytes(key: RecipientKey, bytes: Uint8Array): Encrypted {

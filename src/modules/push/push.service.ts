@@ -22,6 +22,8 @@ import type { InlineValues } from "../../infra/http/large-json.js";
 import {
   BASE64_SLICE_CHARS,
   JweEncryptor,
+  base64Slices,
+  jwePieces,
   JweTextChecker,
   PushRefusal,
   checkJweHeader,
@@ -467,14 +469,7 @@ export class PushService {
       for (let i = 0; i < text.length; i += CHUNK_CHARS) await sink.emit(text.toString("latin1", i, i + CHUNK_CHARS));
     } else {
       // The body buffer is not overwritten: one request may push the same variable twice (aliases).
-      const encryptor = new JweEncryptor(key);
-      await sink.emit(encryptor.head);
-      for (let i = 0; i < text.length; i += BASE64_SLICE_CHARS) {
-        const plain = Buffer.from(text.toString("latin1", i, i + BASE64_SLICE_CHARS), "base64");
-        await sink.emit(encryptor.update(plain));
-        plain.fill(0); // decoded plaintext does not outlive its slice
-      }
-      await sink.emit(encryptor.final());
+      for (const piece of jwePieces(key, base64Slices(text))) await sink.emit(piece);
     }
     await sink.flush();
     return sink.result();
