@@ -98,7 +98,7 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   const webhookSender = new WebhookSender({ timeoutMs: config.WEBHOOK_TIMEOUT, allowPrivate: config.ALLOW_PRIVATE_URLS, userAgent: "Postbox-Webhooks/1.0" });
   const webhookDispatcher = new WebhookDispatcher(webhookRepo, webhookSender, audit, log, { concurrency: 8, perEndpoint: 2, lockMs: config.WEBHOOK_TIMEOUT + 60_000 });
   const webhooks = new WebhookService(webhookRepo, audit, webhookDispatcher, config);
-  const users = new UserService(new UserRepository(prisma), audit, config);
+  const users = new UserService(new UserRepository(prisma), audit, config, pubSub, log);
   const postboxes = new PostboxService({ repo: new PostboxRepository(prisma), audit, users, webhooks, pubSub, config, log, sessionEnds });
   // SERVER_SECRET keys the idempotency fingerprints (createApp fills it in when unset).
   const pushes = new PushService(new PushRepository(prisma, db.sql), audit, webhooks, pubSub, config, config.SERVER_SECRET, log, sessionEnds);
@@ -119,7 +119,7 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
     new WebhookResolver(webhooks),
     new PushResolver(pushes),
     new UserFilesResolver(pushes),
-    createPushSubscriptionResolver(pushes),
+    createPushSubscriptionResolver(pushes, users),
     new AuditResolver(audit),
     new DataRequestResolver(dataRequests),
     createDataRequestSubscriptionResolver(dataRequests),

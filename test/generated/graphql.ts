@@ -75,6 +75,15 @@ export type DeclinePostboxInput = {
   code: Scalars['String']['input'];
 };
 
+/** What happened to a file of the user's postbox. */
+export type FileChange =
+  /** The application pushed it: fetch it with postboxFile(id). */
+  | 'ADDED'
+  /** A device of the user acknowledged it (perhaps another one). */
+  | 'DELIVERED'
+  /** Its content was deleted (expiry, or PUSH_RETENTION after delivery); it can no longer be fetched. */
+  | 'PURGED';
+
 /** What the file is (digi.me's fileDescriptor). Encrypted to the user's key together with fileName; the server keeps none of it in clear. */
 export type FileDescriptorInput = {
   /** Required, at least one: the accounts of the user the file is about. */

@@ -20,6 +20,8 @@ export interface UserPrincipal {
   postboxId: string;
   contractId: string;
   applicationId: string;
+  /** When the access token stops working (it never outlives its postbox). */
+  expiresAt: Date;
 }
 
 export interface Authenticators {

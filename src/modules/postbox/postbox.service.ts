@@ -28,6 +28,7 @@ import { StatusHub, WEBHOOK_TYPE, contractTopic, isFinal, statusRank, type Postb
 import { CONTENT_ENCRYPTION, ENCRYPTION_ALGS, KeyRefusal, parseUserPublicKey } from "./postbox.keys.js";
 import type { PostboxRepository, PostboxRow, PostboxWithContract } from "./postbox.repository.js";
 import type { ConsentRequest, Postbox, PostboxMode, PostboxStatus } from "./postbox.types.js";
+import { publishUserEvent } from "../user/user.events.js";
 
 const CODE_BYTES = 32; // 256 bits
 const CODE_RE = /^[A-Za-z0-9_-]{43}$/;
@@ -579,7 +580,11 @@ export class PostboxService {
       }
       return { result };
     });
-    if (done) this.publish({ contractId: owner.contractId, postboxId: owner.id, status: t.to, previousStatus: t.from, at: t.now.toISOString() });
+    if (done) {
+      this.publish({ contractId: owner.contractId, postboxId: owner.id, status: t.to, previousStatus: t.from, at: t.now.toISOString() });
+      // Its grants were revoked with it: the user's live streams end.
+      if (t.to === "CLOSED" || t.to === "EXPIRED") publishUserEvent(this.d.pubSub, this.d.log, { kind: "access", postboxId: owner.id });
+    }
     return done;
   }
 

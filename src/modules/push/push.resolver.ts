@@ -1,12 +1,13 @@
 // Push GraphQL operations. Application side (session key): pushData, pushes, push,
-// pushStatusChanged. User side (access token): postboxFiles, postboxFile,
+// pushStatusChanged. User side (access token): postboxFiles, postboxFile, myFilesChanged,
 // acknowledgeFiles. Content is reachable only through PostboxFileContent, which
 // only the user's token can read.
 import { Arg, Ctx, ID, Int, Mutation, Query, Resolver, Root, Subscription } from "type-graphql";
 import type { GraphQLContext } from "../../infra/graphql/context.js";
 import type { Connection } from "../../infra/graphql/pagination.js";
+import type { UserService } from "../user/user.service.js";
 import type { FileContent, PushService, PushStatusPayload, PushView } from "./push.service.js";
-import { PostboxFile, PostboxFileConnection, PostboxFileContent, Push, PushConnection, PushDataInput, PushResult, PushStatusEvent } from "./push.types.js";
+import { PostboxFile, PostboxFileConnection, PostboxFileContent, Push, PushConnection, PushDataInput, PushResult, PushStatusEvent, FileChangeEvent, type FileChange } from "./push.types.js";
 
 @Resolver()
 export class PushResolver {
@@ -72,7 +73,7 @@ export class UserFilesResolver {
  * Built per server, like the postbox status subscription: type-graphql calls
  * `subscribe` without a resolver instance, and it needs this server's service.
  */
-export function createPushSubscriptionResolver(pushes: PushService): object {
+export function createPushSubscriptionResolver(pushes: PushService, users: UserService): object {
   @Resolver()
   class PushSubscriptionResolver {
     @Subscription(() => PushStatusEvent, {
@@ -82,6 +83,18 @@ export function createPushSubscriptionResolver(pushes: PushService): object {
     })
     pushStatusChanged(@Root() event: PushStatusPayload, @Arg("postboxId", () => ID, { nullable: true }) _postboxId?: string | null): PushStatusEvent {
       return { pushId: event.pushId, postboxId: event.postboxId, status: event.status, at: new Date(event.at) };
+    }
+
+    @Subscription(() => FileChangeEvent, {
+      description:
+        "User side (Authorization: Bearer pbu_… in the connection's params): changes to the files of the access token's postbox as they happen — ADDED when the application pushes one, DELIVERED when a device acknowledges it, PURGED when its content is deleted. The stream ends when the access token expires (refresh it and subscribe again), or when the credential is revoked or the postbox closes or expires.",
+      subscribe: async ({ context }) => {
+        const u = await (context as GraphQLContext).user();
+        return pushes.subscribeFiles(u, () => users.grantLive(u.grantId));
+      },
+    })
+    myFilesChanged(@Root() event: { fileId: string; change: FileChange; at: string }): FileChangeEvent {
+      return { fileId: event.fileId, change: event.change, at: new Date(event.at) };
     }
   }
   return new PushSubscriptionResolver();

@@ -8,12 +8,13 @@ import { isUniqueViolation } from "../../infra/db/prisma-errors.js";
 import { AppError, ErrorCode, isAppError, notFound } from "../../infra/errors.js";
 import type { SessionPrincipal, UserPrincipal } from "../../infra/graphql/context.js";
 import { pageRequest, toConnection, type Connection } from "../../infra/graphql/pagination.js";
-import { sessionStream } from "../../infra/graphql/session-stream.js";
+import { endAtExpiry, sessionStream } from "../../infra/graphql/session-stream.js";
 import { newId } from "../../infra/ids.js";
 import type { Logger } from "../../infra/logger.js";
 import type { AppPubSub } from "../../infra/pubsub.js";
 import type { AuditInput, AuditService } from "../audit/audit.service.js";
 import type { SessionEnds } from "../session/session.events.js";
+import { asUserEvent, publishUserEvent, userTopic, type UserEventPayload } from "../user/user.events.js";
 import type { WebhookService } from "../webhook/webhook.service.js";
 import { createHash, type Hmac } from "node:crypto";
 import { MultipartError } from "../../infra/http/multipart.js";
@@ -177,7 +178,7 @@ export class PushService {
     this.writer = new PushWriter(repo, audit);
   }
 
-  /** pushStatusChanged streams open on this instance (tests wait on it before acting). */
+  /** pushStatusChanged and myFilesChanged streams open on this instance (tests wait on it before acting). */
   get openSubscriptions(): number {
     return this.openStreams;
   }
@@ -387,6 +388,7 @@ export class PushService {
           throw input(ErrorCode.CONFLICT, "postbox_changed", `Postbox ${postboxId} changed while the push was in flight; retry it.`);
         }
         stored = true;
+        publishUserEvent(this.pubSub, this.log, { kind: "file", postboxId, fileId: id, change: "ADDED", at: now.toISOString() });
         return { ...view(row), duplicate: false };
       } catch (e) {
         // Two concurrent requests with one idempotency key: the loser answers from the winner.
@@ -533,6 +535,35 @@ export class PushService {
   // -------------------------------------------------------------------------
   // User side (access token of one postbox)
 
+  /**
+   * myFilesChanged: changes to the files of the user's postbox. The stream ends when
+   * the access token it was opened with expires, and when the postbox's credentials
+   * change (a grant revoked, the postbox closed or expired) and `stillLive` says its
+   * grant no longer works.
+   */
+  subscribeFiles(u: UserPrincipal, stillLive: () => Promise<boolean>): AsyncIterable<UserEventPayload & { kind: "file" }> {
+    let endStream = () => {};
+    return sessionStream({
+      source: this.pubSub.subscribe(userTopic(u.postboxId)),
+      until: (end) => {
+        endStream = end;
+        return endAtExpiry(u.expiresAt, end);
+      },
+      select: (raw) => {
+        const e = asUserEvent(raw);
+        if (!e || e.postboxId !== u.postboxId) return undefined;
+        if (e.kind === "file") return e;
+        stillLive().then(
+          (live) => live || endStream(),
+          (err) => this.log.warn({ err, postboxId: u.postboxId }, "could not check a user stream's credential; it stays open until its token expires"),
+        );
+        return undefined;
+      },
+      onOpen: () => void this.openStreams++,
+      onClose: () => void this.openStreams--,
+    });
+  }
+
   async listFiles(u: UserPrincipal, first?: number | null, after?: string | null): Promise<Connection<PushView>> {
     const page = pageRequest(first, after);
     const rows = await this.repo.listForPostbox(u.postboxId, page.take, page.after && { receivedAt: page.after.createdAt, id: page.after.id });
@@ -653,7 +684,10 @@ export class PushService {
       await this.audit.record({ ...base, outcome: "REFUSED", reason: "NOT_FOUND:unknown_push", detail: { requestedPushId: clip(missing), count: unique.length } });
       throw notFound("File", missing);
     }
-    for (const p of changed) this.publish(p);
+    for (const p of changed) {
+      this.publish(p);
+      publishUserEvent(this.pubSub, this.log, { kind: "file", postboxId: p.postboxId, fileId: p.pushId, change: "DELIVERED", at: p.at });
+    }
     return rows.map(view);
   }
 
@@ -677,18 +711,19 @@ export class PushService {
   async retention(now = new Date()): Promise<{ purged: number; deleted: number }> {
     let purged = 0;
     for (;;) {
-      const n = await this.repo.transaction(async (tx) => {
+      const due = await this.repo.transaction(async (tx) => {
         const due = await this.repo.claimDueContent(tx, now, PURGE_BATCH);
-        if (due.length === 0) return 0;
+        if (due.length === 0) return due;
         await this.repo.purgeContent(tx, due.map((d) => d.id), now);
         for (const d of due) {
           await this.audit.record({ actorType: "SYSTEM", action: "push.purge", outcome: "SUCCESS", contractId: d.contractId, postboxId: d.postboxId, targetId: d.id, detail: { reason: d.reason } }, tx);
           await this.webhooks.enqueue(tx, { contractId: d.contractId, type: "push.purged", data: { pushId: d.id, postboxId: d.postboxId, purgedAt: now.toISOString(), reason: d.reason } });
         }
-        return due.length;
+        return due;
       });
-      purged += n;
-      if (n < PURGE_BATCH) break;
+      for (const d of due) publishUserEvent(this.pubSub, this.log, { kind: "file", postboxId: d.postboxId, fileId: d.id, change: "PURGED", at: now.toISOString() });
+      purged += due.length;
+      if (due.length < PURGE_BATCH) break;
     }
     const deleted = await this.repo.deletePurgedBefore(new Date(now.getTime() - this.config.AUDIT_RETENTION));
     const abandoned = await this.repo.deleteAbandonedChunks(new Date(now.getTime() - ABANDONED_UPLOAD_MS));

@@ -164,6 +164,31 @@ export class PushStatusEvent {
   at!: Date;
 }
 
+export const FileChange = { ADDED: "ADDED", DELIVERED: "DELIVERED", PURGED: "PURGED" } as const;
+export type FileChange = (typeof FileChange)[keyof typeof FileChange];
+
+registerEnumType(FileChange, {
+  name: "FileChange",
+  description: "What happened to a file of the user's postbox.",
+  valuesConfig: {
+    ADDED: { description: "The application pushed it: fetch it with postboxFile(id)." },
+    DELIVERED: { description: "A device of the user acknowledged it (perhaps another one)." },
+    PURGED: { description: "Its content was deleted (expiry, or PUSH_RETENTION after delivery); it can no longer be fetched." },
+  },
+});
+
+@ObjectType({ description: "A file of the user's postbox changed (myFilesChanged)." })
+export class FileChangeEvent {
+  @Field(() => ID)
+  fileId!: string;
+
+  @Field(() => FileChange)
+  change!: FileChange;
+
+  @Field()
+  at!: Date;
+}
+
 @ObjectType({ description: "A file in the user's postbox (user side, with the access token)." })
 export class PostboxFile extends PushMetadata {}
 

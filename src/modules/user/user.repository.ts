@@ -19,6 +19,10 @@ export class UserRepository {
     return this.prisma.userGrant.findUnique({ where: { accessTokenHash }, include: withPostbox });
   }
 
+  findGrant(id: string): Promise<GrantWithPostbox | null> {
+    return this.prisma.userGrant.findUnique({ where: { id }, include: withPostbox });
+  }
+
   findByRefreshHash(refreshTokenHash: string): Promise<GrantWithPostbox | null> {
     return this.prisma.userGrant.findUnique({ where: { refreshTokenHash }, include: withPostbox });
   }

@@ -12,8 +12,11 @@ import type { Tx } from "../../infra/db/database.js";
 import { AppError, ErrorCode, notFound, unauthenticated } from "../../infra/errors.js";
 import { USER_TOKEN_PREFIX, type UserPrincipal } from "../../infra/graphql/context.js";
 import { newId } from "../../infra/ids.js";
+import type { Logger } from "../../infra/logger.js";
+import type { AppPubSub } from "../../infra/pubsub.js";
 import type { AuditService } from "../audit/audit.service.js";
 import { encryptBytes } from "../push/push.crypto.js";
+import { publishUserEvent } from "./user.events.js";
 import type { GrantWithPostbox, UserRepository } from "./user.repository.js";
 
 export const REFRESH_TOKEN_PREFIX = "pbr";
@@ -60,6 +63,8 @@ export class UserService {
     private readonly repo: UserRepository,
     private readonly audit: AuditService,
     private readonly config: Config,
+    private readonly pubSub: AppPubSub,
+    private readonly log: Logger,
   ) {}
 
   /** Creates the grant inside the acceptance transaction; the tokens are returned once. */
@@ -91,7 +96,17 @@ export class UserService {
     if (g.postbox.expiresAt.getTime() <= now) throw unauthenticated("The postbox of this access token has expired.");
     if (g.accessExpiresAt.getTime() <= now) throw unauthenticated("This access token has expired. Get a new one with refreshUserToken(refreshToken).");
     if (g.postbox.status !== "READY") throw unauthenticated(`This access token is no longer valid: the postbox is ${g.postbox.status}.`);
-    return { grantId: g.id, postboxId: g.postbox.id, contractId: g.postbox.contractId, applicationId: g.postbox.contract.applicationId };
+    return { grantId: g.id, postboxId: g.postbox.id, contractId: g.postbox.contractId, applicationId: g.postbox.contract.applicationId, expiresAt: g.accessExpiresAt };
+  }
+
+  /**
+   * Whether a grant (a device's credential) still works: not revoked, its postbox READY
+   * and unexpired. Checked by grant rather than by token, because the device's refresh
+   * rotates its access token while a stream opened with the old one lives on.
+   */
+  async grantLive(grantId: string): Promise<boolean> {
+    const g = await this.repo.findGrant(grantId);
+    return !!g && !g.revokedAt && g.postbox.status === "READY" && g.postbox.expiresAt.getTime() > Date.now();
   }
 
   async refresh(refreshToken: string): Promise<IssuedCredential> {
@@ -125,6 +140,7 @@ export class UserService {
       // Exchanged once already: whoever holds the current pair got it with this token, and
       // we cannot tell which holder is the user's device. Stop both.
       await this.repo.transaction((tx) => this.repo.revokeGrant(tx, reused.id, new Date()));
+      publishUserEvent(this.pubSub, this.log, { kind: "access", postboxId: reused.postboxId }); // its live streams end
       throw new Refusal(reissuable(`This refresh token was already used once, so a copy of it exists elsewhere; its credential has been revoked. ${REISSUE_HINT}`), "reused", reused);
     }
     const now = new Date();
@@ -185,7 +201,7 @@ export class UserService {
       }
       const pb = await this.repo.findPostboxKey(c.postboxId);
       if (!pb || pb.status !== "READY" || pb.expiresAt <= now) throw new Refusal(unauthenticated(`The postbox is ${pb?.status ?? "gone"}; its credentials no longer work.`), "postbox_inactive");
-      return await this.repo.transaction(async (tx) => {
+      const credential = await this.repo.transaction(async (tx) => {
         const issued = await this.issueGrant(tx, pb.id, pb.expiresAt, now);
         await this.repo.revokeAllButNewest(tx, pb.id, MAX_LIVE_GRANTS, now);
         await this.audit.record(
@@ -195,6 +211,8 @@ export class UserService {
         const { grantId: _grantId, ...credential } = issued;
         return credential;
       });
+      publishUserEvent(this.pubSub, this.log, { kind: "access", postboxId: pb.id }); // the oldest grant may have been revoked
+      return credential;
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
       const pb = postboxId ? await this.repo.findPostboxKey(postboxId) : null;
