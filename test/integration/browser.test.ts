@@ -395,6 +395,28 @@ if (!THIS_PROJECT) {
       await subscriber.dispose();
     }, 60_000);
 
+    it("shows a file the application pushes while the inbox is open, without a reload", async () => {
+      // Leave the inbox until its live subscription is gone, then open it again and wait for the new one:
+      // the push below must happen while the page is listening.
+      await page.goto("about:blank");
+      while (t.app.services.pushes.openFileSubscriptions > 0) await new Promise((r) => setTimeout(r, 10));
+      await page.goto(`${t.url}/app`);
+      await page.locator(".file", { hasText: "results.txt" }).waitFor();
+      while (t.app.services.pushes.openFileSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
+
+      const pb = (await t.gql(POSTBOX, { id: postboxId }, { token: session })).data!.postbox;
+      const live = "Pushed while you were looking.";
+      const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode(live));
+      const r = await t.gql(PUSH_DATA, { input: { postboxId, fileName: "live.txt", fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "patient-0042" }] }, encryptedData } }, { token: session });
+      expect(r.errors).toBeUndefined();
+
+      const item = page.locator(".file", { hasText: "live.txt" });
+      await item.locator("pre.content").waitFor({ timeout: 10_000 });
+      expect(await item.locator("pre.content").textContent()).toBe(live);
+      await page.getByRole("button", { name: /Confirm receipt \(1 new file\)/ }).waitFor();
+      expect(await page.locator(".file", { hasText: "results.txt" }).count()).toBe(1);
+    }, 60_000);
+
     it("answers the application's request for data with a file the app decrypts with its READ key", async () => {
       const subscriber = wsClient(t.wsUrl, `Bearer ${session}`);
       const events = collect(subscriber, DR_SUB, { postboxId });

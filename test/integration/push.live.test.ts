@@ -32,11 +32,11 @@ async function push(target: PushTarget, text: string): Promise<string> {
 
 /** Opens the user's stream and waits until the server has registered it, so nothing published afterwards is missed. */
 async function subscribe(accessToken: string) {
-  const before = t.app.services.pushes.openSubscriptions;
+  const before = t.app.services.pushes.openFileSubscriptions;
   const client = wsClient(t.wsUrl, `Bearer ${accessToken}`);
   const sub = collect<Live>(client, LIVE);
   const deadline = Date.now() + 10_000;
-  while (t.app.services.pushes.openSubscriptions <= before && !sub.errors.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  while (t.app.services.pushes.openFileSubscriptions <= before && !sub.errors.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   return { client, sub };
 }
 

@@ -112,6 +112,12 @@ export class Credential {
     return res.text();
   }
 
+  /** A usable access token (for the live subscription's socket); `force` renews it even if it looks valid, as after the server refused it. */
+  async accessToken(force = false): Promise<string> {
+    if (force || expired(this.record)) this.record = await refresh(this.record.postboxId, force, this.record.accessToken);
+    return this.record.accessToken;
+  }
+
   get postbox(): StoredPostbox {
     return this.record;
   }

@@ -6,6 +6,7 @@ import { SERVER } from "./base.js";
 import { Credential } from "./credential.js";
 import { downloadBlob, fill, formatBytes, formatDate, h, notice, relative, render } from "./dom.js";
 import { BackupError, decryptJwe, encryptTo, parseBackup, type PublicJwk } from "./keys.js";
+import { stopAllWatchers, watchFiles } from "./live.js";
 import { deletePostbox, getPostbox, listPostboxes, savePostbox, updatePostbox, type StoredPostbox } from "./store.js";
 
 const MY_POSTBOX = /* GraphQL */ `
@@ -87,6 +88,7 @@ function errorText(e: unknown): string {
 }
 
 export async function inboxPage(flash?: HTMLElement): Promise<void> {
+  stopAllWatchers(); // the cards they update are about to go
   let postboxes: StoredPostbox[];
   try {
     postboxes = await listPostboxes();
@@ -165,6 +167,12 @@ async function fillPostbox(cred: Credential, heading: HTMLElement, body: HTMLEle
   );
   void loadRequests(cred, info.applicationName, requests);
   void loadFiles(cred, files);
+  // New, delivered or purged files (from the application, or another device of the user) show up as they happen.
+  let reload: ReturnType<typeof setTimeout> | undefined;
+  watchFiles(cred, () => {
+    clearTimeout(reload);
+    reload = setTimeout(() => void loadFiles(cred, files), 200); // one reload for a burst of pushes
+  });
 }
 
 function removeButton(p: StoredPostbox): HTMLButtonElement {

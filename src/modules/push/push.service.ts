@@ -161,6 +161,7 @@ interface PushTargetEntry {
 
 export class PushService {
   private openStreams = 0;
+  private openUserStreams = 0;
   private readonly targets = new Map<string, PushTargetEntry>();
   private readonly writer: PushWriter;
 
@@ -178,9 +179,14 @@ export class PushService {
     this.writer = new PushWriter(repo, audit);
   }
 
-  /** pushStatusChanged and myFilesChanged streams open on this instance (tests wait on it before acting). */
+  /** pushStatusChanged streams open on this instance (tests wait on it before acting). */
   get openSubscriptions(): number {
     return this.openStreams;
+  }
+
+  /** myFilesChanged streams (the user's side) open on this instance. */
+  get openFileSubscriptions(): number {
+    return this.openUserStreams;
   }
 
   // -------------------------------------------------------------------------
@@ -559,8 +565,8 @@ export class PushService {
         );
         return undefined;
       },
-      onOpen: () => void this.openStreams++,
-      onClose: () => void this.openStreams--,
+      onOpen: () => void this.openUserStreams++,
+      onClose: () => void this.openUserStreams--,
     });
   }
 

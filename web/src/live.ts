@@ -1,0 +1,88 @@
+// Live file changes of one postbox (the myFilesChanged subscription over
+// graphql-ws, same origin), so a file the application pushes shows up without a
+// reload. The server authenticates a socket once, at connect, with the access
+// token in its connection params, and ends the stream when that token expires:
+// each (re)subscription therefore opens a fresh socket with a token that is valid
+// now. Polling is never needed; the Refresh button stays for a lost connection.
+import { createClient, type Client } from "graphql-ws/client";
+import { ApiError } from "./api.js";
+import { BASE } from "./base.js";
+import type { Credential } from "./credential.js";
+
+const CHANGED = /* GraphQL */ `subscription FilesChanged { myFilesChanged { fileId change at } }`;
+
+export interface FileChange {
+  fileId: string;
+  change: "ADDED" | "DELIVERED" | "PURGED";
+  at: string;
+}
+
+const MAX_BACKOFF_MS = 30_000;
+
+/** Every watcher of the page, so that re-rendering the inbox can close the old ones. */
+const watchers = new Set<() => void>();
+
+export function stopAllWatchers(): void {
+  for (const stop of [...watchers]) stop();
+}
+
+/** Calls `onChange` for every file change of the credential's postbox until the returned function is called. */
+export function watchFiles(cred: Credential, onChange: (c: FileChange) => void): () => void {
+  let client: Client | undefined;
+  let stopped = false;
+  let backoff = 1000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+
+  const url = new URL("graphql", BASE);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+
+  const again = (delay: number, renew = false) => {
+    void client?.dispose();
+    client = undefined;
+    if (stopped) return;
+    timer = setTimeout(() => void open(renew), delay);
+  };
+
+  const open = async (renew: boolean) => {
+    let token: string;
+    try {
+      token = await cred.accessToken(renew);
+    } catch (e) {
+      // The postbox is over (closed, expired) or its credential cannot be renewed: nothing more will arrive.
+      if (e instanceof ApiError) return stop();
+      return again((backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)));
+    }
+    if (stopped) return;
+    const c = createClient({ url: url.href, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0, lazy: true });
+    client = c;
+    c.subscribe<{ myFilesChanged: FileChange }>(
+      { query: CHANGED },
+      {
+        next: (r) => {
+          backoff = 1000;
+          if (r.data?.myFilesChanged) onChange(r.data.myFilesChanged);
+        },
+        // Refused (the token went stale: renew it) or the socket dropped: try again, more slowly each time.
+        error: (e) => again((backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)), refused(e)),
+        // The server ended the stream: the access token expired, or the postbox closed (then renewing fails and this stops).
+        complete: () => again(0),
+      },
+    );
+  };
+
+  const stop = () => {
+    stopped = true;
+    clearTimeout(timer);
+    void client?.dispose();
+    watchers.delete(stop);
+  };
+  watchers.add(stop);
+  void open(false);
+  return stop;
+}
+
+/** The server refused the credential: a GraphQL UNAUTHENTICATED, or the socket closed with 4403 Forbidden at connect. */
+function refused(e: unknown): boolean {
+  if (Array.isArray(e)) return e.some((x) => (x as { extensions?: { code?: string } })?.extensions?.code === "UNAUTHENTICATED");
+  return (e as { code?: number } | null)?.code === 4403;
+}
