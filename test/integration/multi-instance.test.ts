@@ -3,7 +3,7 @@
 // acceptances and sweepers on both instances change each postbox once, with one
 // audit event, one webhook delivery and one status event per transition; a session
 // ended on one instance ends its streams on the other; rate limits count requests
-// to either instance in one window.
+// to either instance in one window; a user's live file stream hears pushes made on the other.
 // PostgreSQL only: the embedded database belongs to a single process.
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { DESCRIPTOR, PUSH_DATA, createReadyPostboxForPush, createSession, makeUserKeyPair, registerApp, type TestApp } from "../helpers/factories.js";
@@ -80,6 +80,21 @@ describeTwo("two instances on PostgreSQL + Redis", () => {
     expect(staying.errors).toEqual([]);
     for (let i = 0; i < 200 && b.app.services.pushes.openSubscriptions !== before; i++) await new Promise((r) => setTimeout(r, 10));
     expect(b.app.services.pushes.openSubscriptions).toBe(before);
+  });
+
+  it("the user's stream on instance B hears a push made through A, and ends when the user closes the postbox through A", async () => {
+    const target = await createReadyPostboxForPush(a, session, "P-256");
+    const c = wsClient(b.wsUrl, `Bearer ${target.accessToken}`);
+    clients.push(c);
+    const stream = collect(c, `subscription { myFilesChanged { fileId change } }`);
+    for (let i = 0; i < 500 && b.app.services.pushes.openFileSubscriptions === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(b.app.services.pushes.openFileSubscriptions).toBe(1);
+    const pushed = await a.gql(PUSH_DATA, { input: { postboxId: target.postboxId, fileName: "x.bin", fileDescriptor: DESCRIPTOR, data: Buffer.from("across").toString("base64") } }, { token: session });
+    expect(pushed.errors).toBeUndefined();
+    expect((await stream.next(1)).myFilesChanged).toEqual({ fileId: pushed.data!.pushData.id, change: "ADDED" });
+    const closed = await a.gql(`mutation { closeMyPostbox { status } }`, {}, { token: target.accessToken });
+    expect(closed.data?.closeMyPostbox.status).toBe("CLOSED");
+    await expect(stream.next(2, 5000)).rejects.toThrow("subscription completed");
   });
 
   it("a session ended through A, or whose application is disabled through A, is refused by B, which had verified it", async () => {
