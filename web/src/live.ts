@@ -26,10 +26,15 @@ export function stopAllWatchers(): void {
   for (const stop of [...watchers]) stop();
 }
 
-/** Calls `onChange` for every file change of the credential's postbox until the returned function is called. */
-export function watchFiles(cred: Credential, onChange: (c: FileChange) => void): () => void {
+/**
+ * Calls `onChange` for every file change of the credential's postbox until the
+ * returned function is called; and with no change after reconnecting, since
+ * changes made while the socket was down were missed.
+ */
+export function watchFiles(cred: Credential, onChange: (c?: FileChange) => void): () => void {
   let client: Client | undefined;
   let stopped = false;
+  let connectedBefore = false;
   let backoff = 1000;
   let timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -53,7 +58,18 @@ export function watchFiles(cred: Credential, onChange: (c: FileChange) => void):
       return again((backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)));
     }
     if (stopped) return;
-    const c = createClient({ url: url.href, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0, lazy: true });
+    const c = createClient({
+      url: url.href,
+      connectionParams: { authorization: `Bearer ${token}` },
+      retryAttempts: 0,
+      lazy: true,
+      on: {
+        connected: () => {
+          if (connectedBefore) onChange();
+          connectedBefore = true;
+        },
+      },
+    });
     client = c;
     c.subscribe<{ myFilesChanged: FileChange }>(
       { query: CHANGED },
