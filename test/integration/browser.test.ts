@@ -514,5 +514,42 @@ if (!THIS_PROJECT) {
       expect((await t.gql(POSTBOX, { id: fresh.data!.createPostbox.id }, { token: session })).data!.postbox.status).toBe("DECLINED");
       await other.close();
     }, 60_000);
+
+    it("keeps the inbox live across access-token expiry: the page renews its token and subscribes again", async () => {
+      // A server whose access tokens live 2 s: the server ends the page's live stream every
+      // 2 s, and each time the page must renew its token and open a new socket.
+      const short = await startTestServer({ env: { USER_ACCESS_TTL: "2s" } });
+      const other = await browser!.newContext({ viewport: PHONE });
+      try {
+        const shortSession = await createSession(short, await registerApp(short, { name: "Acme Health" }));
+        const created = await short.gql(CREATE, { input: {} }, { token: shortSession });
+        const id = created.data!.createPostbox.id;
+        const p2 = await other.newPage();
+        const w2 = watch(p2);
+        await p2.goto(created.data!.createPostbox.consentUrl);
+        await p2.getByRole("button", { name: "Accept" }).click();
+        await p2.getByRole("heading", { name: "Postbox accepted" }).waitFor();
+        await p2.goto(`${short.url}/app`);
+        await p2.getByText("No files yet.").waitFor();
+
+        const refreshes = () => short.app.db.prisma.auditEvent.count({ where: { action: "user.token_refresh", outcome: "SUCCESS", postboxId: id } });
+        const start = await refreshes();
+        // Two expiries of the stream, each answered by a renewal.
+        const deadline = Date.now() + 20_000;
+        while ((await refreshes()) < start + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+        expect(await refreshes()).toBeGreaterThanOrEqual(start + 2);
+        while (short.app.services.pushes.openFileSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
+
+        const pb = (await short.gql(POSTBOX, { id }, { token: shortSession })).data!.postbox;
+        const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode("after renewals"));
+        const r = await short.gql(PUSH_DATA, { input: { postboxId: id, fileName: "later.txt", fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "p" }] }, encryptedData } }, { token: shortSession });
+        expect(r.errors).toBeUndefined();
+        await p2.locator(".file", { hasText: "later.txt" }).locator("pre.content").waitFor({ timeout: 10_000 });
+        expect(w2.problems).toEqual([]);
+      } finally {
+        await other.close();
+        await short.stop();
+      }
+    }, 90_000);
   });
 }
