@@ -101,6 +101,8 @@ export interface Ctx {
   flag(name: string): boolean;
   /** Prints `value` as JSON with --json, else `human(value)`. Call once per command. */
   print<T>(value: T, human: (v: T) => string): void;
+  /** For commands that print as things happen (instead of print): one line per call, a JSON object per line with --json. */
+  printLine<T>(value: T, human: (v: T) => string): void;
   /** Progress notes for people (stderr, so stdout stays machine-readable). */
   note(message: string): void;
 }
@@ -343,6 +345,9 @@ async function runCommand(group: string, name: string, cmd: Command, argv: strin
       if (printed) throw new Error("a command printed its result twice");
       printed = true;
       io.stdout((json ? JSON.stringify(value, null, 2) : human(value)) + "\n");
+    },
+    printLine(value, human) {
+      io.stdout((json ? JSON.stringify(value) : human(value)) + "\n");
     },
     note: (m) => io.stderr(m + "\n"),
   };

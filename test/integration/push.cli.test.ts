@@ -1,7 +1,8 @@
 // The user's side of pushes from the command line, as a child process: `user
 // accept` writes the key file; `user files`, `user fetch` (decrypting locally) and
-// `user ack` read the postbox with it, renewing an expired access token.
-import { execFile } from "node:child_process";
+// `user ack` read the postbox with it, renewing an expired access token; `user watch`
+// follows it live and fetches new files as they arrive.
+import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -143,4 +144,57 @@ describe("user files / fetch / ack", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--key-file is required/);
   });
+
+  it("watch prints each change live, fetches new files into --out, and stops when the postbox is closed", async () => {
+    const created = await t.gql(`mutation { createPostbox { id consentUrl } }`, {}, { token: session });
+    const watchKey = path.join(dir, "watch.key.json");
+    const accepted = json(await cli(["user", "accept", created.data!.createPostbox.consentUrl, "--key-out", watchKey, "--json"]));
+    const out = await mkdtemp(path.join(dir, "watched-"));
+    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "user", "watch", "--key-file", watchKey, "--out", out, "--json"], {
+      cwd: root,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const lines = () => stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    const waitFor = async (cond: () => boolean, what: string) => {
+      const deadline = Date.now() + 20_000;
+      while (!cond()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; stdout ${stdout}; stderr ${stderr}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    try {
+      await waitFor(() => t.app.services.pushes.openFileSubscriptions > 0, "the watch stream");
+      const bytes = randomBytes(2048);
+      const r = await t.gql(PUSH_DATA, { input: { ...dataInput({ postboxId: accepted.postboxId }, bytes), fileName: "live.bin" } }, { token: session });
+      const id = r.data!.pushData.id as string;
+      // ADDED, then (the watcher acknowledged what it wrote) DELIVERED.
+      await waitFor(() => lines().length >= 2, "two change lines");
+      expect(lines().map((l) => [l.fileId, l.change])).toEqual([
+        [id, "ADDED"],
+        [id, "DELIVERED"],
+      ]);
+      expect(lines()[0].postboxId).toBe(accepted.postboxId);
+      expect((await readFile(path.join(out, "live.bin"))).equals(bytes)).toBe(true);
+      expect(await status(id)).toBe("DELIVERED");
+
+      // Ctrl-C stops a second watcher cleanly; the first one goes on.
+      const second = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "user", "watch", "--key-file", watchKey], { cwd: root, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+      const secondExited = new Promise<number | null>((resolve) => second.on("exit", (code) => resolve(code)));
+      await waitFor(() => t.app.services.pushes.openFileSubscriptions > 1, "the second watch stream");
+      second.kill("SIGINT");
+      expect(await secondExited).toBe(0);
+
+      const closed = await t.gql(`mutation($id: ID!) { closePostbox(id: $id) { status } }`, { id: accepted.postboxId }, { token: session });
+      expect(closed.data!.closePostbox.status).toBe("CLOSED");
+      expect(await exited).toBe(0);
+      expect(stderr).toMatch(/Stopped: .*CLOSED/);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  }, 60_000);
 });

@@ -1,4 +1,4 @@
-// `npm run cli -- user files|fetch|ack`: the user's side of pushes, for a user
+// `npm run cli -- user files|fetch|ack|watch`: the user's side of pushes, for a user
 // without a browser. Everything runs with the key file `user accept --key-out`
 // wrote: the server's address, the access/refresh tokens and the private key.
 // Files are decrypted here, on the user's machine; the server only ever hands out
@@ -100,6 +100,19 @@ class UserClient {
 
   get postboxId(): string {
     return this.key.postboxId;
+  }
+
+  /** The GraphQL WebSocket URL (same path, ws: or wss:). */
+  get wsUrl(): string {
+    const u = new URL(this.key.graphqlUrl);
+    u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+    return u.href;
+  }
+
+  /** An access token that works now: renewed first when it is about to expire, or always with `force` (the server refused it). */
+  async accessToken(note?: (m: string) => void, force = false): Promise<string> {
+    if (force || Date.parse(this.key.credential.accessTokenExpiresAt) - Date.now() < EARLY_REFRESH_MS) await this.refresh(note);
+    return this.key.credential.accessToken;
   }
 
   async decrypt(jwe: string): Promise<Uint8Array> {
@@ -290,25 +303,8 @@ const fetchCmd: Command = {
   ].join("\n"),
   async run(ctx) {
     const client = await UserClient.load(ctx);
-    const outArg = path.resolve(ctx.requireString("out"));
-    const id = ctx.args.pushId;
-    const { postboxFile: meta } = await client.gql<{ postboxFile: { id: string; descriptor: string; sha256: string; size: number; downloadUrl: string } }>(FILE, { id }, ctx.note);
-    // The file itself from the download route (it streams; the GraphQL field would hold it whole).
-    const f = { ...meta, ciphertext: await client.download(meta.downloadUrl) };
-    if (createHash("sha256").update(f.ciphertext).digest("hex") !== f.sha256) {
-      throw new CliError(`The ciphertext of ${id} does not match its sha256 ${f.sha256}: it was corrupted on the way. Try again.`);
-    }
-    const descriptor = JSON.parse(Buffer.from(await client.decrypt(f.descriptor)).toString("utf8")) as Descriptor;
-    const bytes = await client.decrypt(f.ciphertext);
-    const isDir = await stat(outArg).then((s) => s.isDirectory(), () => false);
-    const target = isDir ? path.join(outArg, safeFileName(descriptor.fileName, id)) : outArg;
-    await writeNew(target, bytes);
-    let acknowledged = false;
-    if (!ctx.flag("no-ack")) {
-      await client.gql(ACK, { ids: [id] }, ctx.note);
-      acknowledged = true;
-    }
-    ctx.print({ pushId: id, out: target, bytes: bytes.length, descriptor, acknowledged }, (v) =>
+    const fetched = await fetchFile(client, ctx.args.pushId, path.resolve(ctx.requireString("out")), !ctx.flag("no-ack"), ctx.note);
+    ctx.print(fetched, (v) =>
       [
         `Wrote ${v.bytes} bytes to ${v.out}.`,
         `fileName:  ${v.descriptor.fileName}`,
@@ -319,6 +315,124 @@ const fetchCmd: Command = {
         v.acknowledged ? "Acknowledged: the application sees it DELIVERED." : "Not acknowledged (--no-ack): it stays PENDING.",
       ].join("\n"),
     );
+  },
+};
+
+interface Fetched {
+  pushId: string;
+  out: string;
+  bytes: number;
+  descriptor: Descriptor;
+  acknowledged: boolean;
+}
+
+/** Downloads a file, checks and decrypts it here, writes it to `outArg` (a directory: the file's own name inside it), and acknowledges it if asked. */
+async function fetchFile(client: UserClient, id: string, outArg: string, ack: boolean, note: (m: string) => void): Promise<Fetched> {
+  const { postboxFile: meta } = await client.gql<{ postboxFile: { id: string; descriptor: string; sha256: string; size: number; downloadUrl: string } }>(FILE, { id }, note);
+  // The file itself from the download route (it streams; the GraphQL field would hold it whole).
+  const ciphertext = await client.download(meta.downloadUrl);
+  if (createHash("sha256").update(ciphertext).digest("hex") !== meta.sha256) {
+    throw new CliError(`The ciphertext of ${id} does not match its sha256 ${meta.sha256}: it was corrupted on the way. Try again.`);
+  }
+  const descriptor = JSON.parse(Buffer.from(await client.decrypt(meta.descriptor)).toString("utf8")) as Descriptor;
+  const bytes = await client.decrypt(ciphertext);
+  const isDir = await stat(outArg).then((s) => s.isDirectory(), () => false);
+  const target = isDir ? path.join(outArg, safeFileName(descriptor.fileName, id)) : outArg;
+  await writeNew(target, bytes);
+  if (ack) await client.gql(ACK, { ids: [id] }, note);
+  return { pushId: id, out: target, bytes: bytes.length, descriptor, acknowledged: ack };
+}
+
+const CHANGED = /* GraphQL */ `subscription MyFilesChanged { myFilesChanged { fileId change at } }`;
+
+interface Change {
+  fileId: string;
+  change: "ADDED" | "DELIVERED" | "PURGED";
+  at: string;
+}
+
+/** The server refused the credential: UNAUTHENTICATED, or the socket closed with 4403 at connect. */
+function refusedCredential(e: unknown): boolean {
+  if (Array.isArray(e)) return e.some((x) => (x as { extensions?: { code?: string } })?.extensions?.code === "UNAUTHENTICATED");
+  return (e as { code?: number } | null)?.code === 4403;
+}
+
+const watchCmd: Command = {
+  summary: "Follow your postbox live: print each change (ADDED, DELIVERED, PURGED) as it happens; with --out, fetch, decrypt and write each new file.",
+  options: {
+    "key-file": keyFileOption,
+    out: { type: "string", value: "<dir>", description: "An existing directory: each new file is fetched, decrypted here and written into it (as `user fetch` does)." },
+    "no-ack": { type: "boolean", description: "With --out: do not acknowledge the files written (they stay PENDING)." },
+  },
+  help: [
+    "Runs until interrupted (Ctrl-C) or until the postbox is closed or expires. With --json, one JSON object per line.",
+    "The server ends the stream when the access token expires; the token is then renewed (the key file is updated) and",
+    "the stream opened again. Files that arrived before the command started are listed by `user files`.",
+  ].join("\n"),
+  async run(ctx) {
+    const client = await UserClient.load(ctx);
+    const outArg = ctx.string("out");
+    const outDir = outArg === undefined ? undefined : path.resolve(outArg);
+    if (outDir && !(await stat(outDir).then((s) => s.isDirectory(), () => false))) throw new UsageError(`--out must be an existing directory (${outDir} is not).`);
+    const ack = !ctx.flag("no-ack");
+
+    const { createClient } = await import("graphql-ws");
+    const { default: WebSocket } = await import("ws");
+    let stopping = false;
+    let current: { dispose(): void | Promise<void> } | undefined;
+    const stop = () => {
+      stopping = true;
+      void current?.dispose();
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    let backoff = 1000;
+    let renew = false;
+    try {
+      ctx.note(`Watching postbox ${client.postboxId} (Ctrl-C to stop).`);
+      while (!stopping) {
+        let token: string;
+        try {
+          token = await client.accessToken(ctx.note, renew);
+        } catch (e) {
+          // The refresh token no longer works and no new credential can be had: the postbox is over.
+          if (e instanceof ApiError && e.code === "UNAUTHENTICATED") {
+            ctx.note(`Stopped: ${e.message}`);
+            return;
+          }
+          throw e;
+        }
+        const ws = createClient({ url: client.wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0, lazy: true });
+        current = ws;
+        renew = false;
+        try {
+          for await (const r of ws.iterate<{ myFilesChanged: Change }>({ query: CHANGED })) {
+            backoff = 1000;
+            const c = r.data?.myFilesChanged;
+            if (!c) continue;
+            ctx.printLine({ postboxId: client.postboxId, ...c }, (v) => `${v.at} ${v.change.padEnd(9)} ${v.fileId}`);
+            if (outDir && c.change === "ADDED") {
+              const f = await fetchFile(client, c.fileId, outDir, ack, ctx.note);
+              ctx.note(`Wrote ${f.bytes} bytes to ${f.out}${f.acknowledged ? " (acknowledged)" : ""}.`);
+            }
+          }
+          // The server ended the stream: the access token expired, or the postbox is over (the next connect says which).
+        } catch (e) {
+          if (stopping) break;
+          renew = refusedCredential(e);
+          if (!renew) {
+            ctx.note(`Connection lost (${e instanceof Error ? e.message : "closed"}); reconnecting in ${backoff / 1000} s.`);
+            await new Promise((r) => setTimeout(r, backoff));
+            backoff = Math.min(backoff * 2, 30_000);
+          }
+        } finally {
+          await ws.dispose();
+        }
+      }
+    } finally {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+    }
   },
 };
 
@@ -337,7 +451,7 @@ const ackCmd: Command = {
 /** The `user` group from user.ts, with these commands added. */
 export function withFileCommands(group: CommandGroup): CommandGroup {
   return {
-    summary: `${group.summary.replace(/\.$/, "")}; list, fetch (decrypting locally) and acknowledge pushed files.`,
-    commands: { ...group.commands, files: filesCmd, fetch: fetchCmd, ack: ackCmd },
+    summary: `${group.summary.replace(/\.$/, "")}; list, fetch (decrypting locally), acknowledge and watch pushed files.`,
+    commands: { ...group.commands, files: filesCmd, fetch: fetchCmd, ack: ackCmd, watch: watchCmd },
   };
 }
