@@ -18,8 +18,8 @@ export type UserEventPayload =
   | { kind: "file"; postboxId: string; fileId: string; change: FileChangeKind; at: string }
   /**
    * The postbox's credentials changed (a grant was revoked, the postbox closed or
-   * expired): each open stream checks its access token again and ends if it no
-   * longer works.
+   * expired): each open stream checks its grant again and ends if it no longer
+   * works.
    */
   | { kind: "access"; postboxId: string };
 
@@ -34,7 +34,7 @@ export function asUserEvent(raw: unknown): UserEventPayload | undefined {
   return { kind: "file", postboxId: p.postboxId, fileId: p.fileId, change: p.change as FileChangeKind, at: p.at };
 }
 
-/** Publishes after the change has committed; a lost live event is recoverable with myFiles, so it is logged, not thrown. */
+/** Publishes after the change has committed; a lost live event is recoverable with postboxFiles, so it is logged, not thrown. */
 export function publishUserEvent(pubSub: AppPubSub, log: Logger, payload: UserEventPayload): void {
   try {
     pubSub.publish(userTopic(payload.postboxId), payload as unknown as Record<string, unknown>);
