@@ -11,12 +11,6 @@ import type { Credential } from "./credential.js";
 
 const CHANGED = /* GraphQL */ `subscription FilesChanged { myFilesChanged { fileId change at } }`;
 
-export interface FileChange {
-  fileId: string;
-  change: "ADDED" | "DELIVERED" | "PURGED";
-  at: string;
-}
-
 const MAX_BACKOFF_MS = 30_000;
 
 /** Every watcher of the page, so that re-rendering the inbox can close the old ones. */
@@ -27,11 +21,11 @@ export function stopAllWatchers(): void {
 }
 
 /**
- * Calls `onChange` for every file change of the credential's postbox until the
- * returned function is called; and with no change after reconnecting, since
- * changes made while the socket was down were missed.
+ * Calls `onChange` whenever the files of the credential's postbox may have changed
+ * (on each change, and after a reconnect, since changes made while the socket was
+ * down were missed), until the returned function is called.
  */
-export function watchFiles(cred: Credential, onChange: (c?: FileChange) => void): () => void {
+export function watchFiles(cred: Credential, onChange: () => void): () => void {
   let client: Client | undefined;
   let stopped = false;
   let connectedBefore = false;
@@ -71,12 +65,12 @@ export function watchFiles(cred: Credential, onChange: (c?: FileChange) => void)
       },
     });
     client = c;
-    c.subscribe<{ myFilesChanged: FileChange }>(
+    c.subscribe<{ myFilesChanged: unknown }>(
       { query: CHANGED },
       {
         next: (r) => {
           backoff = 1000;
-          if (r.data?.myFilesChanged) onChange(r.data.myFilesChanged);
+          if (r.data?.myFilesChanged) onChange();
         },
         // Refused (the token went stale: renew it) or the socket dropped: try again, more slowly each time.
         error: (e) => again((backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)), refused(e)),

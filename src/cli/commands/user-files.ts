@@ -7,8 +7,10 @@
 import { createHash } from "node:crypto";
 import { open, readFile, rename, stat, unlink } from "node:fs/promises";
 import path from "node:path";
+import { createClient } from "graphql-ws";
 import { compactDecrypt, importJWK, type JWK } from "jose";
 import { errors as undiciErrors, request } from "undici";
+import WebSocket from "ws";
 import type { FileDescriptor as Descriptor } from "../../modules/push/push.crypto.js";
 import { ApiError, CliError, UsageError, table, type Command, type CommandGroup, type Ctx } from "../lib.js";
 
@@ -376,8 +378,6 @@ const watchCmd: Command = {
     if (outDir && !(await stat(outDir).then((s) => s.isDirectory(), () => false))) throw new UsageError(`--out must be an existing directory (${outDir} is not).`);
     const ack = !ctx.flag("no-ack");
 
-    const { createClient } = await import("graphql-ws");
-    const { default: WebSocket } = await import("ws");
     let stopping = false;
     let current: { dispose(): void | Promise<void> } | undefined;
     const stop = () => {

@@ -10,8 +10,8 @@ export interface SessionStreamOptions<S, T> {
   source: AsyncIterable<S>;
   /** Registers the end of the session (expiry, endSession…): calls its argument then; returns the cancel function. */
   until: (end: () => void) => () => void;
-  /** The event as the client gets it, or undefined to drop it (scoping and filters live here). */
-  select: (event: S) => T | undefined;
+  /** The event as the client gets it, or undefined to drop it (scoping and filters live here); `end` ends the stream. */
+  select: (event: S, end: () => void) => T | undefined;
   /** Called once the stream is open (the source listener registered) and once when it ends; for open-stream counts. */
   onOpen: () => void;
   onClose: () => void;
@@ -50,7 +50,7 @@ export function sessionStream<S, T>({ source, until, select, onOpen, onClose }: 
       const r = await Promise.race([pending, stop.then(() => ({ done: true as const, value: undefined }))]);
       if (r.done) break;
       pending = it.next();
-      const out = select(r.value);
+      const out = select(r.value, () => void stop());
       if (out !== undefined) await push(out);
     }
     stop();

@@ -548,14 +548,10 @@ export class PushService {
    * grant no longer works.
    */
   subscribeFiles(u: UserPrincipal, stillLive: () => Promise<boolean>): AsyncIterable<UserEventPayload & { kind: "file" }> {
-    let endStream = () => {};
     return sessionStream({
       source: this.pubSub.subscribe(userTopic(u.postboxId)),
-      until: (end) => {
-        endStream = end;
-        return endAtExpiry(u.expiresAt, end);
-      },
-      select: (raw) => {
+      until: (end) => endAtExpiry(u.expiresAt, end),
+      select: (raw, endStream) => {
         const e = asUserEvent(raw);
         if (!e || e.postboxId !== u.postboxId) return undefined;
         if (e.kind === "file") return e;
