@@ -31,10 +31,10 @@ async function push(target: PushTarget, text: string): Promise<string> {
 }
 
 /** Opens the user's stream and waits until the server has registered it, so nothing published afterwards is missed. */
-async function subscribe(accessToken: string) {
+async function subscribe(accessToken: string, query = LIVE) {
   const before = t.app.services.pushes.openFileSubscriptions;
   const client = wsClient(t.wsUrl, `Bearer ${accessToken}`);
-  const sub = collect<Live>(client, LIVE);
+  const sub = collect<Live>(client, query);
   const deadline = Date.now() + 10_000;
   while (t.app.services.pushes.openFileSubscriptions <= before && !sub.errors.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   return { client, sub };
@@ -62,6 +62,39 @@ describe("myFilesChanged", () => {
       expect((await sub.next(3)).myFilesChanged).toMatchObject({ fileId: id, change: "PURGED" });
       // Nothing of the other postbox arrived in between.
       expect(sub.events.map((e) => e.myFilesChanged.fileId)).toEqual([id, id, id]);
+      expect(sub.errors).toEqual([]);
+    } finally {
+      sub.dispose();
+      await client.dispose();
+    }
+  });
+
+  it("with includeCurrent, opens with where each file stands (a reconnecting device catches up), then goes on live", async () => {
+    const target = await createReadyPostboxForPush(t, session, "RSA");
+    const other = await createReadyPostboxForPush(t, session, "RSA");
+    // Three files that changed while no stream was open: one delivered, one pending, one purged.
+    const delivered = await push(target, "one");
+    const pending = await push(target, "two");
+    const purged = await push(target, "three");
+    await push(other, "not for this user");
+    expect((await t.gql(ACK, { ids: [delivered] }, { token: target.accessToken })).errors).toBeUndefined();
+    await t.app.db.prisma.push.update({ where: { id: purged }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    await t.app.scheduler.tick();
+    const rows = new Map((await t.app.db.prisma.push.findMany({ where: { postboxId: target.postboxId } })).map((r) => [r.id, r]));
+
+    const { client, sub } = await subscribe(target.accessToken, `subscription { myFilesChanged(includeCurrent: true) { fileId change at } }`);
+    try {
+      await sub.next(3);
+      expect(sub.events.map((e) => e.myFilesChanged)).toEqual([
+        { fileId: delivered, change: "DELIVERED", at: rows.get(delivered)!.deliveredAt!.toISOString() },
+        { fileId: pending, change: "ADDED", at: rows.get(pending)!.receivedAt.toISOString() },
+        { fileId: purged, change: "PURGED", at: rows.get(purged)!.purgedAt!.toISOString() },
+      ]);
+      const live = await push(target, "four");
+      expect((await sub.next(4)).myFilesChanged).toMatchObject({ fileId: live, change: "ADDED" });
+      expect((await t.gql(ACK, { ids: [pending] }, { token: target.accessToken })).errors).toBeUndefined();
+      expect((await sub.next(5)).myFilesChanged).toMatchObject({ fileId: pending, change: "DELIVERED" });
+      expect(sub.events).toHaveLength(5);
       expect(sub.errors).toEqual([]);
     } finally {
       sub.dispose();

@@ -10,6 +10,11 @@ export interface SessionStreamOptions<S, T> {
   source: AsyncIterable<S>;
   /** Registers the end of the session (expiry, endSession…): calls its argument then; returns the cancel function. */
   until: (end: () => void) => () => void;
+  /**
+   * Events sent first, read once the source listener is registered (so that nothing
+   * published meanwhile is lost: it waits in the source until the prelude is sent).
+   */
+  prelude?: () => AsyncIterable<T>;
   /** The event as the client gets it, or undefined to drop it (scoping and filters live here); `end` ends the stream. */
   select: (event: S, end: () => void) => T | undefined;
   /** Called once the stream is open (the source listener registered) and once when it ends; for open-stream counts. */
@@ -33,18 +38,26 @@ export function endAtExpiry(expiresAt: Date, end: () => void): () => void {
  * The events of `source` that `select` keeps, until the session ends or the
  * client leaves; either way the source subscription is returned.
  */
-export function sessionStream<S, T>({ source, until, select, onOpen, onClose }: SessionStreamOptions<S, T>): AsyncIterable<T> {
+export function sessionStream<S, T>({ source, until, prelude, select, onOpen, onClose }: SessionStreamOptions<S, T>): AsyncIterable<T> {
   return new Repeater<T>(async (push, stop) => {
     const it = source[Symbol.asyncIterator]();
     // The first next() registers the listener; only then does the stream count as open.
     let pending = it.next();
     onOpen();
     const cancelEnd = until(() => void stop());
+    let stopped = false;
     void stop.then(() => {
+      stopped = true;
       cancelEnd();
       onClose();
       void it.return?.();
     });
+    if (prelude) {
+      for await (const x of prelude()) {
+        if (stopped) break;
+        await push(x);
+      }
+    }
     for (;;) {
       // Racing stop ends the loop at expiry or client close even while no event comes.
       const r = await Promise.race([pending, stop.then(() => ({ done: true as const, value: undefined }))]);

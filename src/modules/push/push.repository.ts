@@ -175,6 +175,19 @@ export class PushRepository {
     });
   }
 
+  /** The states of a postbox's pushes, oldest first, a page at a time (myFilesChanged's includeCurrent). */
+  listStates(postboxId: string, take: number, after?: PushKeyset): Promise<Pick<PushRow, "id" | "status" | "receivedAt" | "deliveredAt" | "purgedAt">[]> {
+    return this.prisma.push.findMany({
+      where: {
+        postboxId,
+        ...(after ? { OR: [{ receivedAt: { gt: after.receivedAt } }, { receivedAt: after.receivedAt, id: { gt: after.id } }] } : {}),
+      },
+      orderBy: [{ receivedAt: "asc" }, { id: "asc" }],
+      select: { id: true, status: true, receivedAt: true, deliveredAt: true, purgedAt: true },
+      take,
+    });
+  }
+
   /** The pushes of one postbox among `ids`, locked for the delivery transaction. */
   async lockForDelivery(tx: Tx, postboxId: string, ids: string[]): Promise<PushRow[]> {
     const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM "Push" WHERE "postboxId" = ${postboxId} AND id = ANY(${ids}::text[]) FOR UPDATE`;

@@ -87,13 +87,21 @@ export function createPushSubscriptionResolver(pushes: PushService, users: UserS
 
     @Subscription(() => FileChangeEvent, {
       description:
-        "User side (Authorization: Bearer pbu_… in the connection's params): changes to the files of the access token's postbox as they happen — ADDED when the application pushes one, DELIVERED when a device acknowledges it, PURGED when its content is deleted. The stream ends when the access token expires (refresh it and subscribe again), or when the credential is revoked or the postbox closes or expires.",
-      subscribe: async ({ context }) => {
+        "User side (Authorization: Bearer pbu_… in the connection's params): changes to the files of the access token's postbox as they happen — ADDED when the application pushes one, DELIVERED when a device acknowledges it, PURGED when its content is deleted. The stream ends when the access token expires (refresh it and subscribe again), or when the credential is revoked or the postbox closes or expires. Changes made while no stream was open are not replayed: subscribe with includeCurrent to learn them.",
+      subscribe: async ({ args, context }) => {
         const u = await (context as GraphQLContext).user();
-        return pushes.subscribeFiles(u, () => users.grantLive(u.grantId));
+        return pushes.subscribeFiles(u, () => users.grantLive(u.grantId), (args as { includeCurrent?: boolean }).includeCurrent === true);
       },
     })
-    myFilesChanged(@Root() event: { fileId: string; change: FileChange; at: string }): FileChangeEvent {
+    myFilesChanged(
+      @Root() event: { fileId: string; change: FileChange; at: string },
+      @Arg("includeCurrent", {
+        defaultValue: false,
+        description:
+          "Start with one event per file of the postbox giving where it stands now (ADDED: still pending, DELIVERED, or PURGED, with that change's time), oldest file first, then go on with live changes. A change those first events already show is not sent again. Resubscribe with it after a lost connection to catch up on what happened meanwhile.",
+      })
+      _includeCurrent: boolean,
+    ): FileChangeEvent {
       return { fileId: event.fileId, change: event.change, at: new Date(event.at) };
     }
   }

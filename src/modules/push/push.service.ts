@@ -14,7 +14,7 @@ import type { Logger } from "../../infra/logger.js";
 import type { AppPubSub } from "../../infra/pubsub.js";
 import type { AuditInput, AuditService } from "../audit/audit.service.js";
 import type { SessionEnds } from "../session/session.events.js";
-import { asUserEvent, publishUserEvent, userTopic, type UserEventPayload } from "../user/user.events.js";
+import { CHANGE_ORDER, asUserEvent, publishUserEvent, userTopic, type UserEventPayload, type UserFileEvent } from "../user/user.events.js";
 import type { WebhookService } from "../webhook/webhook.service.js";
 import { createHash, type Hmac } from "node:crypto";
 import { MultipartError } from "../../infra/http/multipart.js";
@@ -42,7 +42,7 @@ import {
   type FileDescriptor as Descriptor,
   type RecipientKey,
 } from "./push.crypto.js";
-import type { PostboxForPush, PushRepository, PushRow } from "./push.repository.js";
+import type { PostboxForPush, PushKeyset, PushRepository, PushRow } from "./push.repository.js";
 import { PushWriter } from "./push.writer.js";
 import type { PushStatus } from "./push.types.js";
 
@@ -136,6 +136,8 @@ const CHUNK_CHARS = 1024 * 1024;
 // without one (a crash mid-upload); HTTP requests time out long before (5 min).
 const ABANDONED_UPLOAD_MS = 60 * 60 * 1000;
 const PURGE_BATCH = 200;
+// Rows read per query when a user stream opens with the postbox's current files.
+const CURRENT_PAGE = 500;
 
 const view = (r: PushRow): PushView => ({
   id: r.id,
@@ -547,14 +549,18 @@ export class PushService {
    * change (a grant revoked, the postbox closed or expired) and `stillLive` says its
    * grant no longer works.
    */
-  subscribeFiles(u: UserPrincipal, stillLive: () => Promise<boolean>): AsyncIterable<UserEventPayload & { kind: "file" }> {
+  subscribeFiles(u: UserPrincipal, stillLive: () => Promise<boolean>, includeCurrent = false): AsyncIterable<UserFileEvent> {
+    // With includeCurrent, how far the opening events took each file: a live event
+    // they already reflect (published while they were read) is not sent again.
+    const told = new Map<string, number>();
     return sessionStream({
       source: this.pubSub.subscribe(userTopic(u.postboxId)),
       until: (end) => endAtExpiry(u.expiresAt, end),
+      prelude: includeCurrent ? () => this.currentFiles(u.postboxId, told) : undefined,
       select: (raw, endStream) => {
         const e = asUserEvent(raw);
         if (!e || e.postboxId !== u.postboxId) return undefined;
-        if (e.kind === "file") return e;
+        if (e.kind === "file") return (told.get(e.fileId) ?? -1) >= CHANGE_ORDER[e.change] ? undefined : e;
         stillLive().then(
           (live) => live || endStream(),
           (err) => this.log.warn({ err, postboxId: u.postboxId }, "could not check a user stream's credential; it stays open until its token expires"),
@@ -564,6 +570,22 @@ export class PushService {
       onOpen: () => void this.openUserStreams++,
       onClose: () => void this.openUserStreams--,
     });
+  }
+
+  /** One event per file of the postbox, oldest first, giving where it stands now (its latest change and when). */
+  private async *currentFiles(postboxId: string, told: Map<string, number>): AsyncGenerator<UserFileEvent> {
+    let after: PushKeyset | undefined;
+    for (;;) {
+      const rows = await this.repo.listStates(postboxId, CURRENT_PAGE, after);
+      for (const r of rows) {
+        const [change, at] = r.purgedAt ? (["PURGED", r.purgedAt] as const) : r.status === "DELIVERED" && r.deliveredAt ? (["DELIVERED", r.deliveredAt] as const) : (["ADDED", r.receivedAt] as const);
+        told.set(r.id, CHANGE_ORDER[change]);
+        yield { kind: "file", postboxId, fileId: r.id, change, at: at.toISOString() };
+      }
+      if (rows.length < CURRENT_PAGE) return;
+      const last = rows[rows.length - 1];
+      after = { receivedAt: last.receivedAt, id: last.id };
+    }
   }
 
   async listFiles(u: UserPrincipal, first?: number | null, after?: string | null): Promise<Connection<PushView>> {

@@ -23,6 +23,11 @@ export type UserEventPayload =
    */
   | { kind: "access"; postboxId: string };
 
+export type UserFileEvent = Extract<UserEventPayload, { kind: "file" }>;
+
+/** A file's changes come in this order; a change at or before where a file stands tells nothing new. */
+export const CHANGE_ORDER: Record<FileChangeKind, number> = { ADDED: 0, DELIVERED: 1, PURGED: 2 };
+
 const CHANGES = new Set<string>(["ADDED", "DELIVERED", "PURGED"]);
 
 /** Checks a payload that came off the bus (possibly from another instance). */
