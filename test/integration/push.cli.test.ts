@@ -5,6 +5,7 @@
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -44,6 +45,57 @@ async function pushFile(bytes: Buffer, fileName = "statement.csv") {
   const r = await t.gql(PUSH_DATA, { input: { ...dataInput({ postboxId }, bytes), fileName, fileDescriptor: { ...DESCRIPTOR, mimeType: "text/csv" } } }, { token: session });
   if (!r.data?.pushData) throw new Error(JSON.stringify(r.errors));
   return r.data.pushData.id as string;
+}
+
+/** `user watch` as a child process, with its JSON lines and a way to wait on them. */
+function watch(args: string[]) {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "user", "watch", ...args], { cwd: root, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const lines = () => stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  const waitFor = async (cond: () => boolean, what: string) => {
+    const deadline = Date.now() + 20_000;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; stdout ${stdout}; stderr ${stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return { child, lines, waitFor, exited, output: () => ({ stdout, stderr }) };
+}
+
+/** A TCP relay to the test server that can drop every connection and refuse new ones, like a network outage. */
+async function relay(port: number) {
+  const sockets = new Set<net.Socket>();
+  let down = false;
+  const server = net.createServer((inbound) => {
+    if (down) return void inbound.destroy();
+    const outbound = net.connect(port, "127.0.0.1");
+    for (const [a, b] of [[inbound, outbound], [outbound, inbound]] as const) {
+      sockets.add(a);
+      a.pipe(b);
+      a.on("error", () => b.destroy());
+      a.on("close", () => {
+        sockets.delete(a);
+        b.destroy();
+      });
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    /** Drops every open connection and refuses new ones until up(). */
+    down() {
+      down = true;
+      for (const s of sockets) s.destroy();
+    },
+    up() {
+      down = false;
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }
 
 const status = async (id: string) => (await t.gql(`query($id: ID!) { push(id: $id) { status } }`, { id }, { token: session })).data!.push.status;
@@ -150,23 +202,7 @@ describe("user files / fetch / ack", () => {
     const watchKey = path.join(dir, "watch.key.json");
     const accepted = json(await cli(["user", "accept", created.data!.createPostbox.consentUrl, "--key-out", watchKey, "--json"]));
     const out = await mkdtemp(path.join(dir, "watched-"));
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "user", "watch", "--key-file", watchKey, "--out", out, "--json"], {
-      cwd: root,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => (stdout += d));
-    child.stderr.on("data", (d) => (stderr += d));
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-    const lines = () => stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
-    const waitFor = async (cond: () => boolean, what: string) => {
-      const deadline = Date.now() + 20_000;
-      while (!cond()) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; stdout ${stdout}; stderr ${stderr}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    };
+    const { child, lines, waitFor, exited, output } = watch(["--key-file", watchKey, "--out", out, "--json"]);
     try {
       await waitFor(() => t.app.services.pushes.openFileSubscriptions > 0, "the watch stream");
       const bytes = randomBytes(2048);
@@ -192,9 +228,53 @@ describe("user files / fetch / ack", () => {
       const closed = await t.gql(`mutation($id: ID!) { closePostbox(id: $id) { status } }`, { id: accepted.postboxId }, { token: session });
       expect(closed.data!.closePostbox.status).toBe("CLOSED");
       expect(await exited).toBe(0);
-      expect(stderr).toMatch(/Stopped: .*CLOSED/);
+      expect(output().stderr).toMatch(/Stopped: .*CLOSED/);
     } finally {
       child.kill("SIGKILL");
+    }
+  }, 60_000);
+
+  it("watch reconnects after the network drops and catches up on a file pushed meanwhile", async () => {
+    const created = await t.gql(`mutation { createPostbox { id consentUrl } }`, {}, { token: session });
+    const watchKey = path.join(dir, "outage.key.json");
+    const accepted = json(await cli(["user", "accept", created.data!.createPostbox.consentUrl, "--key-out", watchKey, "--json"]));
+    // The watcher reaches the server through a relay that can cut the network.
+    const link = await relay(Number(new URL(t.url).port));
+    const key = JSON.parse(await readFile(watchKey, "utf8"));
+    await writeFile(watchKey, JSON.stringify({ ...key, graphqlUrl: `${link.url}/graphql` }), { mode: 0o600 });
+    const out = await mkdtemp(path.join(dir, "outage-"));
+    const streams = t.app.services.pushes.openFileSubscriptions;
+    const { child, lines, waitFor, output } = watch(["--key-file", watchKey, "--out", out, "--json"]);
+    const pushTo = async (name: string, bytes: Buffer) => {
+      const r = await t.gql(PUSH_DATA, { input: { ...dataInput({ postboxId: accepted.postboxId }, bytes), fileName: name } }, { token: session });
+      return r.data!.pushData.id as string;
+    };
+    try {
+      await waitFor(() => t.app.services.pushes.openFileSubscriptions > streams, "the watch stream");
+      const before = await pushTo("before.bin", randomBytes(300));
+      await waitFor(() => lines().length >= 2, "the first file's two lines");
+
+      link.down();
+      await waitFor(() => t.app.services.pushes.openFileSubscriptions === streams, "the server to see the stream gone");
+      // Pushed while the watcher cannot hear of it: only its catch-up can bring it.
+      const bytes = randomBytes(700);
+      const during = await pushTo("during.bin", bytes);
+      await waitFor(() => /reconnecting in 2 s/.test(output().stderr), "a failed reconnect attempt");
+      link.up();
+
+      await waitFor(() => lines().length >= 4, "the missed file's lines");
+      expect(lines().map((l) => [l.fileId, l.change])).toEqual([
+        [before, "ADDED"],
+        [before, "DELIVERED"],
+        [during, "ADDED"],
+        [during, "DELIVERED"],
+      ]);
+      expect((await readFile(path.join(out, "during.bin"))).equals(bytes)).toBe(true);
+      expect(await status(during)).toBe("DELIVERED");
+      expect(output().stderr).toMatch(/Connection lost/);
+    } finally {
+      child.kill("SIGKILL");
+      await link.close();
     }
   }, 60_000);
 });

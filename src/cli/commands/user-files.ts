@@ -69,6 +69,9 @@ const REFRESH = /* GraphQL */ `
   }
 `;
 
+/** The server could not be reached (or did not answer in time): worth retrying later, unlike an answer. */
+class Unreachable extends CliError {}
+
 // Renew a little early, so that a token does not expire between the check and the request.
 const EARLY_REFRESH_MS = 60_000;
 
@@ -199,14 +202,18 @@ class UserClient {
       res = await request(url, { headers: { authorization: `Bearer ${this.key.credential.accessToken}` }, headersTimeout: 60_000, bodyTimeout: 300_000 });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? (e as { cause?: NodeJS.ErrnoException }).cause?.code;
-      throw new CliError(`Cannot download from ${url}${code ? ` (${code})` : ""}.`);
+      throw new Unreachable(`Cannot download from ${url}${code ? ` (${code})` : ""}.`);
     }
     if (res.statusCode !== 200) {
       const body = (await res.body.json().catch(() => null)) as { errors?: { message: string; extensions?: { code?: string } }[] } | null;
       const err = body?.errors?.[0];
       throw new ApiError(res.statusCode, err?.extensions?.code ?? "ERROR", err?.message ?? `HTTP ${res.statusCode} from ${url}`);
     }
-    return res.body.text();
+    try {
+      return await res.body.text();
+    } catch {
+      throw new Unreachable(`The download from ${url} broke off.`);
+    }
   }
 
   private async post<T>(query: string, variables: Record<string, unknown>, token?: string): Promise<T> {
@@ -221,11 +228,13 @@ class UserClient {
         bodyTimeout: 300_000,
       });
     } catch (e) {
-      if (e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError) throw new CliError(`The server at ${url} did not answer in time.`);
+      if (e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError) throw new Unreachable(`The server at ${url} did not answer in time.`);
       const code = (e as NodeJS.ErrnoException).code ?? (e as { cause?: NodeJS.ErrnoException }).cause?.code;
-      throw new CliError(`Cannot reach the Postbox server at ${url}${code ? ` (${code})` : ""}.`);
+      throw new Unreachable(`Cannot reach the Postbox server at ${url}${code ? ` (${code})` : ""}.`);
     }
-    const text = await res.body.text();
+    const text = await res.body.text().catch(() => {
+      throw new Unreachable(`The answer from ${url} broke off.`);
+    });
     let body: { data?: T | null; errors?: { message: string; extensions?: { code?: string; field?: string; reissue?: boolean } }[] };
     try {
       body = JSON.parse(text);
@@ -262,23 +271,24 @@ async function writeNew(target: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
+/** Every file of the postbox, newest first (all pages). */
+async function listFiles(client: UserClient, note: (m: string) => void): Promise<FileNode[]> {
+  const all: FileNode[] = [];
+  let after: string | null = null;
+  for (;;) {
+    const { postboxFiles }: { postboxFiles: { edges: { node: FileNode }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } } } = await client.gql(FILES, { first: 100, after }, note);
+    all.push(...postboxFiles.edges.map((e) => e.node));
+    if (!postboxFiles.pageInfo.hasNextPage) return all;
+    after = postboxFiles.pageInfo.endCursor;
+  }
+}
+
 const filesCmd: Command = {
   summary: "List the files in your postbox (newest first): id, status, size, times.",
   options: { "key-file": keyFileOption },
   async run(ctx) {
     const client = await UserClient.load(ctx);
-    const all: FileNode[] = [];
-    let after: string | null = null;
-    for (;;) {
-      const { postboxFiles }: { postboxFiles: { edges: { node: FileNode }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } } } = await client.gql(
-        FILES,
-        { first: 100, after },
-        ctx.note,
-      );
-      all.push(...postboxFiles.edges.map((e) => e.node));
-      if (!postboxFiles.pageInfo.hasNextPage) break;
-      after = postboxFiles.pageInfo.endCursor;
-    }
+    const all = await listFiles(client, ctx.note);
     ctx.print({ postboxId: client.postboxId, files: all }, (v) =>
       v.files.length === 0
         ? `No files in postbox ${v.postboxId}.`
@@ -345,12 +355,22 @@ async function fetchFile(client: UserClient, id: string, outArg: string, ack: bo
   return { pushId: id, out: target, bytes: bytes.length, descriptor, acknowledged: ack };
 }
 
-const CHANGED = /* GraphQL */ `subscription MyFilesChanged { myFilesChanged { fileId change at } }`;
+// includeCurrent: every (re)subscription opens with where each file stands, so what
+// changed while no stream was open (a dropped connection, a token renewal) is not missed.
+const CHANGED = /* GraphQL */ `subscription MyFilesChanged { myFilesChanged(includeCurrent: true) { fileId change at } }`;
 
 interface Change {
   fileId: string;
   change: "ADDED" | "DELIVERED" | "PURGED";
   at: string;
+}
+
+/** A file's changes come in this order: one at or before where the file stands is old news. */
+const ORDER: Record<Change["change"], number> = { ADDED: 0, DELIVERED: 1, PURGED: 2 };
+
+/** The state a listed file has reached, as the change that brought it there. */
+function stateOf(f: FileNode): Change["change"] {
+  return f.purgedAt ? "PURGED" : f.status === "DELIVERED" ? "DELIVERED" : "ADDED";
 }
 
 /** The server refused the credential: UNAUTHENTICATED, or the socket closed with 4403 at connect. */
@@ -369,7 +389,8 @@ const watchCmd: Command = {
   help: [
     "Runs until interrupted (Ctrl-C) or until the postbox is closed or expires. With --json, one JSON object per line.",
     "The server ends the stream when the access token expires; the token is then renewed (the key file is updated) and",
-    "the stream opened again. Files that arrived before the command started are listed by `user files`.",
+    "the stream opened again. When the connection drops, it reconnects (waiting longer after each failure, up to 30 s)",
+    "and reports what changed meanwhile. Files already there when the command started are listed by `user files`.",
   ].join("\n"),
   async run(ctx) {
     const client = await UserClient.load(ctx);
@@ -377,6 +398,29 @@ const watchCmd: Command = {
     const outDir = outArg === undefined ? undefined : path.resolve(outArg);
     if (outDir && !(await stat(outDir).then((s) => s.isDirectory(), () => false))) throw new UsageError(`--out must be an existing directory (${outDir} is not).`);
     const ack = !ctx.flag("no-ack");
+
+    // Where each file stands as far as this command has reported it. Files there at the
+    // start are known without being reported; every stream then opens with the current
+    // state of all files (includeCurrent), and only what is new to this map is reported.
+    const known = new Map<string, number>((await listFiles(client, ctx.note)).map((f) => [f.id, ORDER[stateOf(f)]]));
+    const report = async (c: Change) => {
+      const before = known.get(c.fileId);
+      if (before !== undefined && before >= ORDER[c.change]) return;
+      ctx.printLine({ postboxId: client.postboxId, ...c }, (v) => `${v.at} ${v.change.padEnd(9)} ${v.fileId}`);
+      // A file first seen already DELIVERED or PURGED was dealt with elsewhere (or is gone): nothing to fetch.
+      if (outDir && c.change === "ADDED") {
+        try {
+          const f = await fetchFile(client, c.fileId, outDir, ack, ctx.note);
+          ctx.note(`Wrote ${f.bytes} bytes to ${f.out}${f.acknowledged ? " (acknowledged)" : ""}.`);
+        } catch (e) {
+          // The server's answer about this one file (say, purged in the meantime): the others still come.
+          if (!(e instanceof ApiError)) throw e;
+          ctx.note(`Could not fetch ${c.fileId}: ${e.message}`);
+        }
+      }
+      // Only now: a fetch that failed for want of the network is tried again after the reconnect.
+      known.set(c.fileId, ORDER[c.change]);
+    };
 
     let stopping = false;
     let current: { dispose(): void | Promise<void> } | undefined;
@@ -387,6 +431,11 @@ const watchCmd: Command = {
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
     let backoff = 1000;
+    const pause = async (why: string) => {
+      ctx.note(`${why}; reconnecting in ${backoff / 1000} s.`);
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 30_000);
+    };
     let renew = false;
     try {
       ctx.note(`Watching postbox ${client.postboxId} (Ctrl-C to stop).`);
@@ -395,6 +444,10 @@ const watchCmd: Command = {
         try {
           token = await client.accessToken(ctx.note, renew);
         } catch (e) {
+          if (e instanceof Unreachable) {
+            await pause(e.message.replace(/\.$/, ""));
+            continue;
+          }
           // The refresh token no longer works and no new credential can be had: the postbox is over.
           if (e instanceof ApiError && e.code === "UNAUTHENTICATED") {
             ctx.note(`Stopped: ${e.message}`);
@@ -408,23 +461,14 @@ const watchCmd: Command = {
         try {
           for await (const r of ws.iterate<{ myFilesChanged: Change }>({ query: CHANGED })) {
             backoff = 1000;
-            const c = r.data?.myFilesChanged;
-            if (!c) continue;
-            ctx.printLine({ postboxId: client.postboxId, ...c }, (v) => `${v.at} ${v.change.padEnd(9)} ${v.fileId}`);
-            if (outDir && c.change === "ADDED") {
-              const f = await fetchFile(client, c.fileId, outDir, ack, ctx.note);
-              ctx.note(`Wrote ${f.bytes} bytes to ${f.out}${f.acknowledged ? " (acknowledged)" : ""}.`);
-            }
+            if (r.data?.myFilesChanged) await report(r.data.myFilesChanged);
           }
           // The server ended the stream: the access token expired, or the postbox is over (the next connect says which).
         } catch (e) {
           if (stopping) break;
-          renew = refusedCredential(e);
-          if (!renew) {
-            ctx.note(`Connection lost (${e instanceof Error ? e.message : "closed"}); reconnecting in ${backoff / 1000} s.`);
-            await new Promise((r) => setTimeout(r, backoff));
-            backoff = Math.min(backoff * 2, 30_000);
-          }
+          if (e instanceof Unreachable) await pause(e.message.replace(/\.$/, ""));
+          else if (e instanceof CliError) throw e; // an answer, not a lost connection (say, --out already has the file)
+          else if (!(renew = refusedCredential(e))) await pause(`Connection lost (${e instanceof Error ? e.message : "closed"})`);
         } finally {
           await ws.dispose();
         }
