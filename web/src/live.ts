@@ -9,7 +9,9 @@ import { ApiError } from "./api.js";
 import { BASE } from "./base.js";
 import type { Credential } from "./credential.js";
 
-const CHANGED = /* GraphQL */ `subscription FilesChanged { myFilesChanged { fileId change at } }`;
+// includeCurrent: each stream opens with where every file stands, so a change made while no
+// stream was open (before the first, a dropped socket, a token renewal) still reloads the list.
+const CHANGED = /* GraphQL */ `subscription FilesChanged { myFilesChanged(includeCurrent: true) { fileId change at } }`;
 
 const MAX_BACKOFF_MS = 30_000;
 
@@ -22,13 +24,12 @@ export function stopAllWatchers(): void {
 
 /**
  * Calls `onChange` whenever the files of the credential's postbox may have changed
- * (on each change, and after a reconnect, since changes made while the socket was
- * down were missed), until the returned function is called.
+ * (on each change, including those made while a socket was down: a reconnect opens
+ * with every file's current state), until the returned function is called.
  */
 export function watchFiles(cred: Credential, onChange: () => void): () => void {
   let client: Client | undefined;
   let stopped = false;
-  let connectedBefore = false;
   let backoff = 1000;
   let timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -57,12 +58,6 @@ export function watchFiles(cred: Credential, onChange: () => void): () => void {
       connectionParams: { authorization: `Bearer ${token}` },
       retryAttempts: 0,
       lazy: true,
-      on: {
-        connected: () => {
-          if (connectedBefore) onChange();
-          connectedBefore = true;
-        },
-      },
     });
     client = c;
     c.subscribe<{ myFilesChanged: unknown }>(
