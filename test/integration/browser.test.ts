@@ -6,7 +6,8 @@
 // for data → the browser shares a file → the app decrypts it with its READ
 // private key to the same bytes. Also: the key backup restores in a second
 // browser context, the link states (used, unknown, expired, network failure),
-// and the security headers the app is served with.
+// the inbox staying live across token renewals and a network outage, and the
+// security headers the app is served with.
 //
 // Runs in the pglite project only: what it tests is the browser ↔ API contract,
 // which does not depend on the database (the modules' own integration tests
@@ -31,6 +32,7 @@ import express from "express";
 import { createWebRouter } from "../../src/infra/http/web.js";
 import { createLogger } from "../../src/infra/logger.js";
 import { PUSH_DATA, addContract, createSession, encryptForPostbox, registerApp, type TestApp } from "../helpers/factories.js";
+import { relay } from "../helpers/relay.js";
 import { startTestServer, type TestServer } from "../helpers/server.js";
 import { collect, wsClient } from "../helpers/ws.js";
 
@@ -551,5 +553,42 @@ if (!THIS_PROJECT) {
         await short.stop();
       }
     }, 90_000);
+
+    it("catches up after the network drops: a file pushed while the inbox was cut off appears once it is back", async () => {
+      // The page reaches the server only through a relay that can cut the network (the
+      // server stays up). Its origin is the relay's, so the postbox is accepted there too.
+      const link = await relay(Number(new URL(t.url).port));
+      const other = await browser!.newContext({ viewport: PHONE });
+      try {
+        const created = await t.gql(CREATE, { input: {} }, { token: session });
+        const id = created.data!.createPostbox.id;
+        const p2 = await other.newPage();
+        await p2.goto(link.url + new URL(created.data!.createPostbox.consentUrl).pathname);
+        await p2.getByRole("button", { name: "Accept" }).click();
+        await p2.getByRole("heading", { name: "Postbox accepted" }).waitFor();
+        const streams = t.app.services.pushes.openFileSubscriptions;
+        await p2.goto(`${link.url}/app`);
+        await p2.getByText("No files yet.").waitFor();
+        while (t.app.services.pushes.openFileSubscriptions <= streams) await new Promise((r) => setTimeout(r, 10));
+
+        link.down();
+        while (t.app.services.pushes.openFileSubscriptions > streams) await new Promise((r) => setTimeout(r, 10));
+        // No stream can hear of this push: only the catch-up on reconnecting can show it.
+        const pb = (await t.gql(POSTBOX, { id }, { token: session })).data!.postbox;
+        const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode("sent while offline"));
+        const r = await t.gql(PUSH_DATA, { input: { postboxId: id, fileName: "offline.txt", fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "p" }] }, encryptedData } }, { token: session });
+        expect(r.errors).toBeUndefined();
+        await new Promise((r) => setTimeout(r, 1500)); // at least one failed reconnect attempt
+        expect(await p2.locator(".file", { hasText: "offline.txt" }).count()).toBe(0);
+        link.up();
+
+        const item = p2.locator(".file", { hasText: "offline.txt" });
+        await item.locator("pre.content").waitFor({ timeout: 15_000 });
+        expect(await item.locator("pre.content").textContent()).toBe("sent while offline");
+      } finally {
+        await other.close();
+        await link.close();
+      }
+    }, 60_000);
   });
 }

@@ -5,12 +5,12 @@
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { DESCRIPTOR, PUSH_DATA, createSession, dataInput, registerApp } from "../helpers/factories.js";
+import { relay } from "../helpers/relay.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -64,38 +64,6 @@ function watch(args: string[]) {
     }
   };
   return { child, lines, waitFor, exited, output: () => ({ stdout, stderr }) };
-}
-
-/** A TCP relay to the test server that can drop every connection and refuse new ones, like a network outage. */
-async function relay(port: number) {
-  const sockets = new Set<net.Socket>();
-  let down = false;
-  const server = net.createServer((inbound) => {
-    if (down) return void inbound.destroy();
-    const outbound = net.connect(port, "127.0.0.1");
-    for (const [a, b] of [[inbound, outbound], [outbound, inbound]] as const) {
-      sockets.add(a);
-      a.pipe(b);
-      a.on("error", () => b.destroy());
-      a.on("close", () => {
-        sockets.delete(a);
-        b.destroy();
-      });
-    }
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    /** Drops every open connection and refuses new ones until up(). */
-    down() {
-      down = true;
-      for (const s of sockets) s.destroy();
-    },
-    up() {
-      down = false;
-    },
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
 }
 
 const status = async (id: string) => (await t.gql(`query($id: ID!) { push(id: $id) { status } }`, { id }, { token: session })).data!.push.status;
