@@ -547,7 +547,8 @@ export class PushService {
    * myFilesChanged: changes to the files of the user's postbox. The stream ends when
    * the access token it was opened with expires, and when the postbox's credentials
    * change (a grant revoked, the postbox closed or expired) and `stillLive` says its
-   * grant no longer works.
+   * grant no longer works. With `includeCurrent` it opens with every file's current
+   * state (currentFiles), for a device catching up on what it missed.
    */
   subscribeFiles(u: UserPrincipal, stillLive: () => Promise<boolean>, includeCurrent = false): AsyncIterable<UserFileEvent> {
     // With includeCurrent, how far the opening events took each file: a live event
