@@ -12,7 +12,14 @@ export interface PubSubEvents {
   [topic: string]: [payload: Record<string, unknown>];
 }
 
-export type AppPubSub = PubSub<PubSubEvents>;
+export type AppPubSub = PubSub<PubSubEvents> & {
+  /**
+   * Resolves once a listener registered on `topic` (by a subscribe() iterator's first
+   * next()) hears every event published from then on, on any instance. Await it before
+   * reading the state that events will update, or an event in between is lost.
+   */
+  ready(topic: string): Promise<void>;
+};
 
 export interface PubSubHandle {
   pubSub: AppPubSub;
@@ -26,7 +33,8 @@ export function createAppPubSub(redisUrl?: string, log?: Logger): PubSubHandle {
     // One listener per open subscription: thousands are normal, not a leak.
     const eventTarget = new EventTarget();
     setMaxListeners(0, eventTarget);
-    return { pubSub: createPubSub<PubSubEvents>({ eventTarget: eventTarget as never }), close: async () => {} };
+    // Listeners are called synchronously by publish(): registered is ready.
+    return { pubSub: Object.assign(createPubSub<PubSubEvents>({ eventTarget: eventTarget as never }), { ready: async () => {} }), close: async () => {} };
   }
   const publishClient = new Redis(redisUrl, { maxRetriesPerRequest: 3, lazyConnect: false });
   const subscribeClient = new Redis(redisUrl, { maxRetriesPerRequest: 3, lazyConnect: false });
@@ -42,7 +50,15 @@ export function createAppPubSub(redisUrl?: string, log?: Logger): PubSubHandle {
     })) as typeof publishClient.publish;
   const eventTarget = createRedisEventTarget({ publishClient, subscribeClient });
   return {
-    pubSub: createPubSub<PubSubEvents>({ eventTarget }),
+    pubSub: Object.assign(createPubSub<PubSubEvents>({ eventTarget }), {
+      // The event target SUBSCRIBEs (without waiting) when a topic's first listener
+      // registers. Redis answers one connection's commands in order, so once a second
+      // SUBSCRIBE to the same channel is answered the first is in force. (A repeat is
+      // harmless: Redis and ioredis keep one subscription per channel.)
+      ready: async (topic: string) => {
+        await subscribeClient.subscribe(topic);
+      },
+    }),
     commands: publishClient,
     close: async () => {
       publishClient.disconnect();

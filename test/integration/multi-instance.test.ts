@@ -82,19 +82,24 @@ describeTwo("two instances on PostgreSQL + Redis", () => {
     expect(b.app.services.pushes.openSubscriptions).toBe(before);
   });
 
-  it("the user's stream on instance B hears a push made through A, and ends when the user closes the postbox through A", async () => {
+  it("the user's stream on instance B catches up, hears a push made through A, and ends when the user closes the postbox through A", async () => {
     const target = await createReadyPostboxForPush(a, session, "P-256");
+    const push = async (text: string) => {
+      const r = await a.gql(PUSH_DATA, { input: { postboxId: target.postboxId, fileName: "x.bin", fileDescriptor: DESCRIPTOR, data: Buffer.from(text).toString("base64") } }, { token: session });
+      expect(r.errors).toBeUndefined();
+      return r.data!.pushData.id as string;
+    };
+    const earlier = await push("before the stream");
     const c = wsClient(b.wsUrl, `Bearer ${target.accessToken}`);
     clients.push(c);
-    const stream = collect(c, `subscription { myFilesChanged { fileId change } }`);
-    for (let i = 0; i < 500 && b.app.services.pushes.openFileSubscriptions === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    const stream = collect(c, `subscription { myFilesChanged(includeCurrent: true) { fileId change } }`);
+    expect((await stream.next(1)).myFilesChanged).toEqual({ fileId: earlier, change: "ADDED" });
     expect(b.app.services.pushes.openFileSubscriptions).toBe(1);
-    const pushed = await a.gql(PUSH_DATA, { input: { postboxId: target.postboxId, fileName: "x.bin", fileDescriptor: DESCRIPTOR, data: Buffer.from("across").toString("base64") } }, { token: session });
-    expect(pushed.errors).toBeUndefined();
-    expect((await stream.next(1)).myFilesChanged).toEqual({ fileId: pushed.data!.pushData.id, change: "ADDED" });
+    const later = await push("across");
+    expect((await stream.next(2)).myFilesChanged).toEqual({ fileId: later, change: "ADDED" });
     const closed = await a.gql(`mutation { closeMyPostbox { status } }`, {}, { token: target.accessToken });
     expect(closed.data?.closeMyPostbox.status).toBe("CLOSED");
-    await expect(stream.next(2, 5000)).rejects.toThrow("subscription completed");
+    await expect(stream.next(3, 5000)).rejects.toThrow("subscription completed");
   });
 
   it("a session ended through A, or whose application is disabled through A, is refused by B, which had verified it", async () => {

@@ -19,7 +19,7 @@ const settle = () => new Promise((r) => setTimeout(r, 0));
 function setup() {
   const pubSub = createPubSub<PubSubEvents>();
   let subscribes = 0;
-  const counted = { ...pubSub, subscribe: (topic: string) => (subscribes++, pubSub.subscribe(topic)) } as typeof pubSub;
+  const counted = { ...pubSub, subscribe: (topic: string) => (subscribes++, pubSub.subscribe(topic)), ready: async () => {} };
   const errors: unknown[] = [];
   const hub = new StatusHub(counted, (e) => errors.push(e));
   const publish = (p: PostboxStatusPayload) => pubSub.publish(contractTopic(p.contractId), p as unknown as Record<string, unknown>);

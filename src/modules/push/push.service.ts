@@ -575,6 +575,7 @@ export class PushService {
 
   /** One event per file of the postbox, oldest first, giving where it stands now (its latest change and when). */
   private async *currentFiles(postboxId: string, told: Map<string, number>): AsyncGenerator<UserFileEvent> {
+    await this.pubSub.ready(userTopic(postboxId)); // with Redis, the listener is in force only once Redis says so
     let after: PushKeyset | undefined;
     for (;;) {
       const rows = await this.repo.listStates(postboxId, CURRENT_PAGE, after);
