@@ -101,6 +101,11 @@ export class StatusHub {
     };
   }
 
+  /** Resolves once the contract's listeners hear every event published from now on, on any instance (see AppPubSub.ready). */
+  ready(contractId: string): Promise<void> {
+    return this.pubSub.ready(contractTopic(contractId));
+  }
+
   private open(contractId: string): ContractChannel {
     const it = this.pubSub.subscribe(contractTopic(contractId))[Symbol.asyncIterator]();
     // The first next() registers the underlying listener now, so nothing published after listen() returns is missed.

@@ -472,6 +472,7 @@ export class PostboxService {
       });
 
       if (postboxId != null) {
+        await this.hub.ready(contractId); // with Redis: a READY from another instance cannot fall before the snapshot
         const row = await this.d.repo.findForContract(postboxId, contractId);
         if (!row) return void stop();
         deliver({ contractId, postboxId: row.id, status: row.status, previousStatus: null, at: statusSince(row).toISOString() });
