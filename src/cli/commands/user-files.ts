@@ -403,23 +403,44 @@ const watchCmd: Command = {
     // start are known without being reported; every stream then opens with the current
     // state of all files (includeCurrent), and only what is new to this map is reported.
     const known = new Map<string, number>((await listFiles(client, ctx.note)).map((f) => [f.id, ORDER[stateOf(f)]]));
-    const report = async (c: Change) => {
-      const before = known.get(c.fileId);
-      if (before !== undefined && before >= ORDER[c.change]) return;
-      ctx.printLine({ postboxId: client.postboxId, ...c }, (v) => `${v.at} ${v.change.padEnd(9)} ${v.fileId}`);
-      // A file first seen already DELIVERED or PURGED was dealt with elsewhere (or is gone): nothing to fetch.
-      if (outDir && c.change === "ADDED") {
+    // Files reported ADDED but not yet written to --out, and written but not yet
+    // acknowledged: kept across reconnects, so a fetch or an acknowledgement cut off by
+    // the network is done once it is back (and a written file is never fetched twice).
+    const toFetch = new Set<string>();
+    const toAck = new Set<string>();
+    const settle = async () => {
+      for (const id of [...toFetch]) {
         try {
-          const f = await fetchFile(client, c.fileId, outDir, ack, ctx.note);
-          ctx.note(`Wrote ${f.bytes} bytes to ${f.out}${f.acknowledged ? " (acknowledged)" : ""}.`);
+          const f = await fetchFile(client, id, outDir!, false, ctx.note);
+          ctx.note(`Wrote ${f.bytes} bytes to ${f.out}.`);
+          if (ack) toAck.add(id);
         } catch (e) {
           // The server's answer about this one file (say, purged in the meantime): the others still come.
           if (!(e instanceof ApiError)) throw e;
-          ctx.note(`Could not fetch ${c.fileId}: ${e.message}`);
+          ctx.note(`Could not fetch ${id}: ${e.message}`);
         }
+        toFetch.delete(id);
       }
-      // Only now: a fetch that failed for want of the network is tried again after the reconnect.
+      while (toAck.size) {
+        const ids = [...toAck].slice(0, 100); // the server's limit per call
+        try {
+          await client.gql(ACK, { ids }, ctx.note);
+          ctx.note(`Acknowledged ${ids.join(", ")}.`);
+        } catch (e) {
+          if (!(e instanceof ApiError)) throw e;
+          ctx.note(`Could not acknowledge ${ids.join(", ")}: ${e.message}`);
+        }
+        for (const id of ids) toAck.delete(id);
+      }
+    };
+    const report = async (c: Change) => {
+      const before = known.get(c.fileId);
+      if (before !== undefined && before >= ORDER[c.change]) return;
       known.set(c.fileId, ORDER[c.change]);
+      ctx.printLine({ postboxId: client.postboxId, ...c }, (v) => `${v.at} ${v.change.padEnd(9)} ${v.fileId}`);
+      // A file first seen already DELIVERED or PURGED was dealt with elsewhere (or is gone): nothing to fetch.
+      if (outDir && c.change === "ADDED") toFetch.add(c.fileId);
+      await settle();
     };
 
     let stopping = false;
@@ -454,6 +475,13 @@ const watchCmd: Command = {
             return;
           }
           throw e;
+        }
+        try {
+          await settle(); // what the last connection left undone
+        } catch (e) {
+          if (!(e instanceof Unreachable)) throw e;
+          await pause(e.message.replace(/\.$/, ""));
+          continue;
         }
         const ws = createClient({ url: client.wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0, lazy: true });
         current = ws;
