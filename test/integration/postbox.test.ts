@@ -197,7 +197,7 @@ describe("the whole flow", () => {
     expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
     const saved = JSON.parse(await readFile(keyFile, "utf8"));
     expect(saved).toMatchObject({ postboxId: pb.id, status: "READY", serverUrl: t.url, graphqlUrl: `${t.url}/graphql`, applicationName: "Acme Energy" });
-    expect(saved.privateKey).toMatchObject({ kty: "EC", crv: "P-256", alg: "ECDH-ES+A256KW" });
+    expect(saved.privateKey).toMatchObject({ kty: "OKP", crv: "X25519", alg: "ECDH-ES+A256KW" });
     expect(typeof saved.privateKey.d).toBe("string");
 
     // The saved credential works, and the saved private key decrypts what is encrypted to the postbox key.
