@@ -489,6 +489,19 @@ if (!THIS_PROJECT) {
       await p2.getByText("That file is not a Postbox key backup.").waitFor();
       expect(w2.problems).toEqual([]);
       await other.close();
+
+      // In a browser without X25519 the backup's key is refused with a way out.
+      const old = await browser!.newContext({ viewport: PHONE });
+      await old.addInitScript(() => {
+        const importKey = crypto.subtle.importKey.bind(crypto.subtle);
+        crypto.subtle.importKey = ((...a: unknown[]) =>
+          (a[2] as { name?: string })?.name === "X25519" ? Promise.reject(new DOMException("Unrecognized name.", "NotSupportedError")) : (importKey as (...b: unknown[]) => unknown)(...a)) as typeof crypto.subtle.importKey;
+      });
+      const p3 = await old.newPage();
+      await p3.goto(`${t.url}/app`);
+      await p3.getByLabel("Key backup file").setInputFiles(backupFile);
+      await p3.getByText(/cannot be used: this browser cannot use X25519 keys\. Open this page in a current browser/).waitFor();
+      await old.close();
     }, 60_000);
 
     it("shows clear states for a used, unknown or expired link and for a network failure", async () => {

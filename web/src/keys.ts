@@ -64,7 +64,12 @@ async function generatePair(): Promise<CryptoKeyPair> {
 export async function importPrivateKey(jwk: PrivateJwk): Promise<CryptoKey> {
   if (jwk.kty === "OKP") {
     if (jwk.crv !== "X25519") throw new Error("Only X25519 OKP keys are supported.");
-    return crypto.subtle.importKey("jwk", { kty: "OKP", crv: jwk.crv, x: jwk.x, d: jwk.d }, { name: "X25519" }, false, ["deriveBits"]);
+    try {
+      return await crypto.subtle.importKey("jwk", { kty: "OKP", crv: jwk.crv, x: jwk.x, d: jwk.d }, { name: "X25519" }, false, ["deriveBits"]);
+    } catch {
+      // A key made in a current browser, opened in an older one.
+      throw new Error("this browser cannot use X25519 keys. Open this page in a current browser (Chrome 133, Firefox 130, Safari 17 or later).");
+    }
   }
   if (jwk.kty === "EC") {
     if (jwk.crv !== "P-256") throw new Error("Only P-256 EC keys are supported.");
