@@ -12,6 +12,7 @@ import { compactDecrypt, importJWK, type JWK } from "jose";
 import { errors as undiciErrors, request } from "undici";
 import WebSocket from "ws";
 import type { FileDescriptor as Descriptor } from "../../modules/push/push.crypto.js";
+import { CHANGE_ORDER, currentChange } from "../../modules/user/user.events.js";
 import { ApiError, CliError, UsageError, table, type Command, type CommandGroup, type Ctx } from "../lib.js";
 
 interface Credential {
@@ -365,14 +366,6 @@ interface Change {
   at: string;
 }
 
-/** A file's changes come in this order: one at or before where the file stands is old news. */
-const ORDER: Record<Change["change"], number> = { ADDED: 0, DELIVERED: 1, PURGED: 2 };
-
-/** The state a listed file has reached, as the change that brought it there. */
-function stateOf(f: FileNode): Change["change"] {
-  return f.purgedAt ? "PURGED" : f.status === "DELIVERED" ? "DELIVERED" : "ADDED";
-}
-
 /** The server refused the credential: UNAUTHENTICATED, or the socket closed with 4403 at connect. */
 function refusedCredential(e: unknown): boolean {
   if (Array.isArray(e)) return e.some((x) => (x as { extensions?: { code?: string } })?.extensions?.code === "UNAUTHENTICATED");
@@ -402,7 +395,7 @@ const watchCmd: Command = {
     // Where each file stands as far as this command has reported it. Files there at the
     // start are known without being reported; every stream then opens with the current
     // state of all files (includeCurrent), and only what is new to this map is reported.
-    const known = new Map<string, number>((await listFiles(client, ctx.note)).map((f) => [f.id, ORDER[stateOf(f)]]));
+    const known = new Map<string, number>((await listFiles(client, ctx.note)).map((f) => [f.id, CHANGE_ORDER[currentChange(f).change]]));
     // Files reported ADDED but not yet written to --out, and written but not yet
     // acknowledged: kept across reconnects, so a fetch or an acknowledgement cut off by
     // the network is done once it is back (and a written file is never fetched twice).
@@ -435,8 +428,8 @@ const watchCmd: Command = {
     };
     const report = async (c: Change) => {
       const before = known.get(c.fileId);
-      if (before !== undefined && before >= ORDER[c.change]) return;
-      known.set(c.fileId, ORDER[c.change]);
+      if (before !== undefined && before >= CHANGE_ORDER[c.change]) return;
+      known.set(c.fileId, CHANGE_ORDER[c.change]);
       ctx.printLine({ postboxId: client.postboxId, ...c }, (v) => `${v.at} ${v.change.padEnd(9)} ${v.fileId}`);
       // A file first seen already DELIVERED or PURGED was dealt with elsewhere (or is gone): nothing to fetch.
       if (outDir && c.change === "ADDED") toFetch.add(c.fileId);
@@ -453,7 +446,7 @@ const watchCmd: Command = {
     process.once("SIGTERM", stop);
     let backoff = 1000;
     const pause = async (why: string) => {
-      ctx.note(`${why}; reconnecting in ${backoff / 1000} s.`);
+      ctx.note(`${why.replace(/\.$/, "")}; reconnecting in ${backoff / 1000} s.`);
       await new Promise((r) => setTimeout(r, backoff));
       backoff = Math.min(backoff * 2, 30_000);
     };
@@ -466,7 +459,7 @@ const watchCmd: Command = {
           token = await client.accessToken(ctx.note, renew);
         } catch (e) {
           if (e instanceof Unreachable) {
-            await pause(e.message.replace(/\.$/, ""));
+            await pause(e.message);
             continue;
           }
           // The refresh token no longer works and no new credential can be had: the postbox is over.
@@ -480,7 +473,7 @@ const watchCmd: Command = {
           await settle(); // what the last connection left undone
         } catch (e) {
           if (!(e instanceof Unreachable)) throw e;
-          await pause(e.message.replace(/\.$/, ""));
+          await pause(e.message);
           continue;
         }
         const ws = createClient({ url: client.wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0, lazy: true });
@@ -494,7 +487,7 @@ const watchCmd: Command = {
           // The server ended the stream: the access token expired, or the postbox is over (the next connect says which).
         } catch (e) {
           if (stopping) break;
-          if (e instanceof Unreachable) await pause(e.message.replace(/\.$/, ""));
+          if (e instanceof Unreachable) await pause(e.message);
           else if (e instanceof CliError) throw e; // an answer, not a lost connection (say, --out already has the file)
           else if (!(renew = refusedCredential(e))) await pause(`Connection lost (${e instanceof Error ? e.message : "closed"})`);
         } finally {

@@ -14,7 +14,7 @@ import type { Logger } from "../../infra/logger.js";
 import type { AppPubSub } from "../../infra/pubsub.js";
 import type { AuditInput, AuditService } from "../audit/audit.service.js";
 import type { SessionEnds } from "../session/session.events.js";
-import { CHANGE_ORDER, asUserEvent, publishUserEvent, userTopic, type UserEventPayload, type UserFileEvent } from "../user/user.events.js";
+import { CHANGE_ORDER, asUserEvent, currentChange, publishUserEvent, userTopic, type UserEventPayload, type UserFileEvent } from "../user/user.events.js";
 import type { WebhookService } from "../webhook/webhook.service.js";
 import { createHash, type Hmac } from "node:crypto";
 import { MultipartError } from "../../infra/http/multipart.js";
@@ -580,7 +580,7 @@ export class PushService {
     for (;;) {
       const rows = await this.repo.listStates(postboxId, CURRENT_PAGE, after);
       for (const r of rows) {
-        const [change, at] = r.purgedAt ? (["PURGED", r.purgedAt] as const) : r.status === "DELIVERED" && r.deliveredAt ? (["DELIVERED", r.deliveredAt] as const) : (["ADDED", r.receivedAt] as const);
+        const { change, at } = currentChange(r);
         told.set(r.id, CHANGE_ORDER[change]);
         yield { kind: "file", postboxId, fileId: r.id, change, at: at.toISOString() };
       }

@@ -28,6 +28,13 @@ export type UserFileEvent = Extract<UserEventPayload, { kind: "file" }>;
 /** A file's changes come in this order; a change at or before where a file stands tells nothing new. */
 export const CHANGE_ORDER: Record<FileChangeKind, number> = { ADDED: 0, DELIVERED: 1, PURGED: 2 };
 
+/** Where a file stands: the last change it went through, and when (as a Push row, or a listed file, has it). */
+export function currentChange<T>(f: { status: string; receivedAt: T; deliveredAt: T | null; purgedAt: T | null }): { change: FileChangeKind; at: T } {
+  if (f.purgedAt !== null) return { change: "PURGED", at: f.purgedAt };
+  if (f.status === "DELIVERED" && f.deliveredAt !== null) return { change: "DELIVERED", at: f.deliveredAt };
+  return { change: "ADDED", at: f.receivedAt };
+}
+
 const CHANGES = new Set<string>(["ADDED", "DELIVERED", "PURGED"]);
 
 /** Checks a payload that came off the bus (possibly from another instance). */
