@@ -491,12 +491,7 @@ if (!THIS_PROJECT) {
       await other.close();
 
       // In a browser without X25519 the backup's key is refused with a way out.
-      const old = await browser!.newContext({ viewport: PHONE });
-      await old.addInitScript(() => {
-        const importKey = crypto.subtle.importKey.bind(crypto.subtle);
-        crypto.subtle.importKey = ((...a: unknown[]) =>
-          (a[2] as { name?: string })?.name === "X25519" ? Promise.reject(new DOMException("Unrecognized name.", "NotSupportedError")) : (importKey as (...b: unknown[]) => unknown)(...a)) as typeof crypto.subtle.importKey;
-      });
+      const old = await browserWithoutX25519();
       const p3 = await old.newPage();
       await p3.goto(`${t.url}/app`);
       await p3.getByLabel("Key backup file").setInputFiles(backupFile);
@@ -568,14 +563,21 @@ if (!THIS_PROJECT) {
       }
     }, 90_000);
 
-    it("makes a P-256 key where the browser's Web Crypto has no X25519, and reads files with it", async () => {
-      const other = await browser!.newContext({ viewport: PHONE });
-      // An older browser: X25519 key generation is not supported.
-      await other.addInitScript(() => {
-        const generate = crypto.subtle.generateKey.bind(crypto.subtle);
-        crypto.subtle.generateKey = ((alg: AlgorithmIdentifier, ...rest: unknown[]) =>
-          (alg as { name?: string })?.name === "X25519" ? Promise.reject(new DOMException("X25519 is not supported", "NotSupportedError")) : (generate as (...a: unknown[]) => unknown)(alg, ...rest)) as typeof crypto.subtle.generateKey;
+    /** A context whose Web Crypto refuses X25519, as browsers before 2024–2025 do (key generation and import alike). */
+    async function browserWithoutX25519(): Promise<BrowserContext> {
+      const context = await browser!.newContext({ viewport: PHONE });
+      await context.addInitScript(() => {
+        const subtle = crypto.subtle as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+        for (const [method, algArg] of [["generateKey", 0], ["importKey", 2]] as const) {
+          const original = subtle[method].bind(crypto.subtle);
+          subtle[method] = (...a) => ((a[algArg] as { name?: string })?.name === "X25519" ? Promise.reject(new DOMException("Unrecognized name.", "NotSupportedError")) : original(...a));
+        }
       });
+      return context;
+    }
+
+    it("makes a P-256 key where the browser's Web Crypto has no X25519, and reads files with it", async () => {
+      const other = await browserWithoutX25519();
       try {
         const created = await t.gql(CREATE, { input: {} }, { token: session });
         const id = created.data!.createPostbox.id;
