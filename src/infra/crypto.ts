@@ -3,8 +3,8 @@
 import { createHash, createHmac, randomBytes, randomFillSync, timingSafeEqual } from "node:crypto";
 
 // Random bytes drawn from the system CSPRNG 8 KiB at a time: each call to the CSPRNG
-// costs several microseconds, and a push takes six small draws (two ids, two keys,
-// two IVs). Every byte is handed out once and wiped from the pool as it goes.
+// costs several microseconds, and every push and audit event takes an id. Every byte
+// is handed out once and wiped from the pool as it goes.
 const POOL_BYTES = 8192;
 const pool = Buffer.alloc(POOL_BYTES);
 let poolOffset = POOL_BYTES;

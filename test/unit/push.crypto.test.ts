@@ -6,7 +6,6 @@ import { createHash, randomBytes } from "node:crypto";
 import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, decodeProtectedHeader, exportJWK, generateKeyPair, type CryptoKey, type JWK } from "jose";
 import { randomBytesPooled } from "../../src/infra/crypto.js";
 import {
-  JweEncryptor,
   JweTextChecker,
   PushRefusal,
   checkJweHeader,
@@ -14,11 +13,13 @@ import {
   digestJwe,
   encryptBase64,
   encryptBytes,
+  openEncryptor,
   requestFingerprint,
   strictBase64Length,
   type FingerprintInput,
   type RecipientKey,
 } from "../../src/modules/push/push.crypto.js";
+import { JweThread, jweThread } from "../../src/modules/push/jwe.thread.js";
 
 type Kind = "RSA" | "P-256" | "X25519";
 
@@ -50,7 +51,7 @@ describe("server-side encryption to the user's key", () => {
   it.each(KINDS)("writes a JWE that jose decrypts with a %s private key", async (kind) => {
     const { key, privateKey } = await userKey(kind);
     const plaintext = randomBytes(1000);
-    const out = encryptBytes(key, plaintext);
+    const out = await encryptBytes(key, plaintext);
     const header = decodeProtectedHeader(out.jwe);
     expect(header).toMatchObject({ alg: kind === "RSA" ? "RSA-OAEP-256" : "ECDH-ES+A256KW", enc: "A256GCM", kid: key.kid });
     const { plaintext: back } = await compactDecrypt(out.jwe, privateKey);
@@ -59,10 +60,11 @@ describe("server-side encryption to the user's key", () => {
     expect(out.sha256).toBe(createHash("sha256").update(out.jwe).digest("hex"));
   });
 
-  it.each([1, 2, 3, 49_151, 49_152, 49_153, 200_003])("encrypts base64 data of %i bytes slice by slice", async (n) => {
+  // Up to 64 KiB the encryption thread seals the file whole; above, it is encrypted here slice by slice.
+  it.each([1, 2, 3, 49_151, 49_152, 49_153, 65_536, 65_537, 200_003])("encrypts base64 data of %i bytes", async (n) => {
     const { key, privateKey } = await userKey("P-256");
     const plaintext = randomBytes(n);
-    const out = encryptBase64(key, plaintext.toString("base64"));
+    const out = await encryptBase64(key, plaintext.toString("base64"));
     const { plaintext: back } = await compactDecrypt(out.jwe, privateKey);
     expect(Buffer.from(back).equals(plaintext)).toBe(true);
     expect(out.sha256).toBe(createHash("sha256").update(out.jwe).digest("hex"));
@@ -70,15 +72,14 @@ describe("server-side encryption to the user's key", () => {
 
   it("uses a fresh key and iv for every encryption", async () => {
     const { key } = await userKey("RSA");
-    const a = encryptBytes(key, Buffer.from("same"));
-    const b = encryptBytes(key, Buffer.from("same"));
+    const [a, b] = await Promise.all([encryptBytes(key, Buffer.from("same")), encryptBytes(key, Buffer.from("same"))]);
     expect(a.jwe).not.toBe(b.jwe);
     expect(a.jwe.split(".")[2]).not.toBe(b.jwe.split(".")[2]);
   });
 
   it.each(["P-256", "X25519"] as const)("uses a fresh ephemeral %s key for every encryption, each on the curve and decryptable", async (kind) => {
     const { key, privateKey } = await userKey(kind);
-    const outs = Array.from({ length: 5 }, (_, i) => encryptBytes(key, Buffer.from(`file ${i}`)));
+    const outs = await Promise.all(Array.from({ length: 5 }, (_, i) => encryptBytes(key, Buffer.from(`file ${i}`))));
     const epks = outs.map((o) => decodeProtectedHeader(o.jwe).epk as JWK);
     expect(new Set(epks.map((e) => `${e.x}.${e.y ?? ""}`)).size).toBe(5);
     for (const e of epks) expect(e).toEqual(kind === "P-256" ? { kty: "EC", crv: "P-256", x: expect.any(String), y: expect.any(String) } : { kty: "OKP", crv: "X25519", x: expect.any(String) });
@@ -87,12 +88,68 @@ describe("server-side encryption to the user's key", () => {
 
   it("fails to decrypt once one byte of the ciphertext is flipped", async () => {
     const { key, privateKey } = await userKey("X25519");
-    const { jwe } = encryptBytes(key, Buffer.from("integrity matters"));
+    const { jwe } = await encryptBytes(key, Buffer.from("integrity matters"));
     const parts = jwe.split(".");
     const ct = Buffer.from(parts[3], "base64url");
     ct[0] ^= 1;
     parts[3] = ct.toString("base64url");
     await expect(compactDecrypt(parts.join("."), privateKey)).rejects.toThrow();
+  });
+});
+
+describe("the encryption thread", () => {
+  it("refuses a job it cannot do without failing the others sent with it", async () => {
+    const { key, privateKey } = await userKey("X25519");
+    const bad: RecipientKey = { jwk: { kty: "oct", k: "AAAA" }, kid: "bad" };
+    // Requested in one turn of the event loop, so they go over in one message.
+    const [a, b, c] = await Promise.allSettled([jweThread.seal(key, Buffer.from("a")), jweThread.seal(bad, Buffer.from("b")), jweThread.seal(key, Buffer.from("c"))]);
+    expect(b).toMatchObject({ status: "rejected", reason: expect.objectContaining({ message: expect.stringContaining("Unsupported postbox key oct") }) });
+    for (const [r, text] of [[a, "a"], [c, "c"]] as const) {
+      if (r.status !== "fulfilled") throw r.reason;
+      expect(Buffer.from((await compactDecrypt(r.value.jwe, privateKey)).plaintext).toString()).toBe(text);
+    }
+  });
+
+  it("refuses the jobs in a thread that stops, and starts a new one for the next", async () => {
+    const { key, privateKey } = await userKey("RSA");
+    const thread = new JweThread();
+    const lost = thread.seal(key, Buffer.from("in flight"));
+    await new Promise((r) => setImmediate(r)); // sent (the thread is still starting)
+    await thread.close();
+    await expect(lost).rejects.toThrow(/encryption thread stopped/);
+    const next = await thread.seal(key, new Uint8Array(Buffer.from("next")));
+    expect(Buffer.from((await compactDecrypt(next.jwe, privateKey)).plaintext).toString()).toBe("next");
+    await thread.close();
+  });
+
+  // Node 20 deadlocked a thread that exported an ephemeral key from generateKeyPairSync when
+  // a garbage collection ran the finished generation job's destructor meanwhile; with
+  // export() this hung within a few thousand seals. See ephemeralX25519 in jwe-writer.mjs.
+  it("seals tens of thousands of files to an X25519 key without stalling", async () => {
+    const { key } = await userKey("X25519");
+    const thread = new JweThread();
+    let sealed = 0;
+    const worker = async () => {
+      while (sealed < 40_000) {
+        await thread.seal(key, new Uint8Array(256));
+        sealed++;
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, worker));
+    expect(sealed).toBeGreaterThanOrEqual(40_000);
+    await thread.close();
+  }, 60_000);
+
+  it("takes the plaintext it seals out of the caller's hands; encryptBytes leaves the caller's bytes alone", async () => {
+    const { key } = await userKey("X25519");
+    const own = new Uint8Array(Buffer.from("moved to the thread"));
+    const pooled = Buffer.from("copied, then wiped"); // a slice of Node's shared pool: copied, not moved
+    await Promise.all([jweThread.seal(key, own), jweThread.seal(key, pooled)]);
+    expect(own.byteLength).toBe(0); // transferred
+    expect(pooled.equals(Buffer.alloc(pooled.length))).toBe(true);
+    const mine = Buffer.from("still mine");
+    await encryptBytes(key, mine);
+    expect(mine.toString()).toBe("still mine");
   });
 });
 
@@ -243,7 +300,7 @@ describe("streams (multipart uploads)", () => {
   it.each([1, 2, 3, 4, 5, 65_537])("encrypts %i bytes arriving in uneven pieces into a JWE jose decrypts", async (n) => {
     const { key, privateKey } = await userKey("RSA");
     const plaintext = randomBytes(n);
-    const enc = new JweEncryptor(key);
+    const enc = await openEncryptor(key);
     const jwe = enc.head + pieces(plaintext, n).map((p) => enc.update(p)).join("") + enc.final();
     expect(jwe.split(".")).toHaveLength(5);
     expect(Buffer.from((await compactDecrypt(jwe, privateKey)).plaintext).equals(plaintext)).toBe(true);

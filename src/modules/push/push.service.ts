@@ -22,7 +22,6 @@ import type { FileUpload, Upload } from "../../infra/graphql/upload.js";
 import type { InlineValues } from "../../infra/http/large-json.js";
 import {
   BASE64_SLICE_CHARS,
-  JweEncryptor,
   base64Slices,
   jwePieces,
   JweTextChecker,
@@ -33,6 +32,7 @@ import {
   emptyFile,
   encryptBase64,
   encryptBytes,
+  openEncryptor,
   fingerprinter,
   requestFingerprint,
   type FingerprintMeta,
@@ -354,6 +354,9 @@ export class PushService {
     let file: { jwe: string | null; size: number; sha256: string };
     let stored = false;
     try {
+      // The descriptor is encrypted while the file is (in the encryption thread).
+      const sealedDescriptor = encryptBytes(key, Buffer.from(JSON.stringify(descriptor), "utf8"));
+      sealedDescriptor.catch(() => {}); // awaited below, unless the file is refused first
       if (upload) {
         const mac = idempotencyKey ? fingerprinter(this.secret(), meta) : undefined;
         file = { jwe: null, ...(await this.receive(upload, kind as UploadKind, { mac, key, pushId: id })) };
@@ -364,9 +367,9 @@ export class PushService {
         checkJweHeader(jweParts, key);
         file = { jwe: req.encryptedData!, ...digestJwe(req.encryptedData!) };
       } else {
-        file = encryptBase64(key, req.data!);
+        file = await encryptBase64(key, req.data!);
       }
-      const descriptorJwe = encryptBytes(key, Buffer.from(JSON.stringify(descriptor), "utf8")).jwe;
+      const descriptorJwe = (await sealedDescriptor).jwe;
 
       const postboxId = req.postboxId;
       try {
@@ -428,7 +431,7 @@ export class PushService {
     const max = this.config.MAX_PUSH_BYTES;
     const sink = new ChunkSink(this.repo, to.pushId);
     const emit = (text: string) => sink.emit(text);
-    const encryptor = kind === "file" && to.key ? new JweEncryptor(to.key) : undefined;
+    const encryptor = kind === "file" && to.key ? await openEncryptor(to.key) : undefined;
     const checker = kind === "encryptedFile" ? new JweTextChecker(max) : undefined;
     let bytes = 0;
     // Not destroyed on an early exit: the rest of the body is then drained (see infra/http/multipart.ts).
@@ -479,7 +482,7 @@ export class PushService {
       for (let i = 0; i < text.length; i += CHUNK_CHARS) await sink.emit(text.toString("latin1", i, i + CHUNK_CHARS));
     } else {
       // The body buffer is not overwritten: one request may push the same variable twice (aliases).
-      for (const piece of jwePieces(key, base64Slices(text))) await sink.emit(piece);
+      for (const piece of jwePieces(await openEncryptor(key), base64Slices(text))) await sink.emit(piece);
     }
     await sink.flush();
     return sink.result();

@@ -181,7 +181,7 @@ export class UserService {
     }
     const code = randomBytes(32);
     const answer = code.toString("base64url");
-    const jwe = encryptBytes({ jwk: pb.publicJwk as Record<string, unknown>, kid: pb.publicKeyThumbprint }, code).jwe;
+    const { jwe } = await encryptBytes({ jwk: pb.publicJwk as Record<string, unknown>, kid: pb.publicKeyThumbprint }, code);
     const challengeId = newId("uch");
     const expiresAt = new Date(now.getTime() + CHALLENGE_TTL_MS);
     await this.repo.createChallenge({ id: challengeId, postboxId: pb.id, answerHash: sha256Hex(answer), expiresAt });

@@ -1,0 +1,35 @@
+// Types of jwe-writer.mjs (plain JavaScript: it also runs in the encryption thread).
+
+/** The postbox's public key as stored at acceptance (never a private key). */
+export interface RecipientKey {
+  jwk: Record<string, unknown>;
+  /** RFC 7638 thumbprint; every JWE to this key carries it as `kid`. */
+  kid: string;
+}
+
+export interface WrappedKey {
+  /** The JWE protected header (alg, enc, kid and, for ECDH-ES, epk). */
+  header: Record<string, unknown>;
+  encryptedKey: Uint8Array;
+}
+
+export interface Encrypted {
+  /** Compact JWE. */
+  jwe: string;
+  /** Bytes of the JWE text (what is stored). */
+  size: number;
+  /** sha256 (hex) of the JWE text. */
+  sha256: string;
+}
+
+export const CONTENT_ENC: "A256GCM";
+export function keyKind(jwk: Record<string, unknown>): "RSA" | "P-256" | "X25519";
+export function wrapKey(key: RecipientKey, cek: Uint8Array): WrappedKey;
+export function newContentKey(): { cek: Buffer; iv: Buffer };
+export class JweEncryptor {
+  readonly head: string;
+  constructor(cek: Buffer, iv: Uint8Array, wrapped: WrappedKey);
+  update(plaintext: Uint8Array): string;
+  final(): string;
+}
+export function sealJwe(key: RecipientKey, plaintext: Uint8Array): Encrypted;

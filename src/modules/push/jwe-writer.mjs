@@ -1,0 +1,154 @@
+// Writing compact JWEs (RFC 7516) to a user's public key. Key management:
+// RSA-OAEP-256 for RSA keys, ECDH-ES+A256KW for P-256 and X25519 keys (RFC 7518
+// §4.3, §4.6); content: A256GCM.
+//
+// Plain JavaScript because it runs in two places: in the encryption thread
+// (jwe.worker.mjs; worker threads load files as they are, with no TypeScript
+// step), which wraps keys and seals small files, and on the server's thread,
+// which encrypts large files slice by slice as they arrive (JweEncryptor).
+// Types: jwe-writer.d.mts.
+import { constants, createCipheriv, createECDH, createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, randomFillSync } from "node:crypto";
+
+export const CONTENT_ENC = "A256GCM";
+
+/** "RSA", "P-256" or "X25519"; acceptance stores no other kind of key. */
+export function keyKind(jwk) {
+  if (jwk.kty === "RSA") return "RSA";
+  if (jwk.kty === "EC" && jwk.crv === "P-256") return "P-256";
+  if (jwk.kty === "OKP" && jwk.crv === "X25519") return "X25519";
+  // Anything else is a corrupted row.
+  throw new Error(`Unsupported postbox key ${String(jwk.kty)}/${String(jwk.crv)}`);
+}
+
+// Recipient keys parsed once (as a KeyObject, and for P-256 also as the uncompressed
+// point computeSecret takes); bounded by the number of postboxes in use.
+const parsed = new Map();
+
+function recipient(key) {
+  let k = parsed.get(key.kid);
+  if (!k) {
+    const object = createPublicKey({ key: key.jwk, format: "jwk" });
+    const point = keyKind(key.jwk) === "P-256" ? Buffer.concat([Buffer.from([4]), Buffer.from(String(key.jwk.x), "base64url"), Buffer.from(String(key.jwk.y), "base64url")]) : undefined;
+    k = { object, point };
+    if (parsed.size >= 10_000) parsed.clear();
+    parsed.set(key.kid, k);
+  }
+  return k;
+}
+
+// The ephemeral P-256 keys of ECDH-ES: one context, and generateKeys() makes a fresh
+// key pair for every wrap (it must be called before each computeSecret). This costs
+// about half of generateKeyPairSync + diffieHellman, which hand both keys to
+// OpenSSL's providers again on every call.
+const ephemeralP256 = createECDH("prime256v1");
+
+// An ephemeral X25519 key pair, its public half already a JWK. Never call export()
+// on a key made by generateKeyPairSync: on Node 20 the generation job is destroyed
+// only when a later garbage collection finds it, and its destructor takes the key's
+// lock. A collection that starts while export() holds that lock on the same thread
+// (it allocates the JWK's strings) deadlocks the thread for good; under load that
+// took seconds. Encoding as part of the generation happens while the job is still
+// alive, and diffieHellman takes no lock. (The asynchronous generateKeyPair has
+// neither problem, but stopping a thread while one runs brings the process down.)
+function ephemeralX25519() {
+  const { publicKey, privateKey } = generateKeyPairSync("x25519", { publicKeyEncoding: { format: "jwk" } });
+  return { privateKey, epk: { kty: "OKP", crv: "X25519", x: publicKey.x } };
+}
+
+function lengthPrefixed(data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  return Buffer.concat([len, data]);
+}
+
+/** Concat KDF of ECDH-ES (RFC 7518 §4.6.2): one SHA-256 round for a 256-bit key. */
+function concatKdf(z, alg) {
+  const suppPubInfo = Buffer.alloc(4);
+  suppPubInfo.writeUInt32BE(256);
+  return createHash("sha256")
+    .update(Buffer.from([0, 0, 0, 1]))
+    .update(z)
+    .update(lengthPrefixed(Buffer.from(alg, "ascii")))
+    .update(lengthPrefixed(Buffer.alloc(0))) // PartyUInfo (no apu)
+    .update(lengthPrefixed(Buffer.alloc(0))) // PartyVInfo (no apv)
+    .update(suppPubInfo)
+    .digest();
+}
+
+const AES_KW_IV = Buffer.from("A6A6A6A6A6A6A6A6", "hex");
+
+/** Encrypts the content key `cek` to the user's key: the JWE's protected header and encrypted key. */
+export function wrapKey(key, cek) {
+  const kind = keyKind(key.jwk);
+  const r = recipient(key);
+  if (kind === "RSA") {
+    const encryptedKey = publicEncrypt({ key: r.object, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" }, cek);
+    return { header: { alg: "RSA-OAEP-256", enc: CONTENT_ENC, kid: key.kid }, encryptedKey };
+  }
+  const alg = "ECDH-ES+A256KW";
+  let z;
+  let epk;
+  if (kind === "P-256") {
+    ephemeralP256.generateKeys();
+    z = ephemeralP256.computeSecret(r.point);
+    const pub = ephemeralP256.getPublicKey(); // 0x04 || X || Y
+    epk = { kty: "EC", crv: "P-256", x: pub.subarray(1, 33).toString("base64url"), y: pub.subarray(33).toString("base64url") };
+  } else {
+    const eph = ephemeralX25519();
+    z = diffieHellman({ privateKey: eph.privateKey, publicKey: r.object });
+    epk = eph.epk;
+  }
+  const kek = concatKdf(z, alg);
+  z.fill(0);
+  const wrap = createCipheriv("id-aes256-wrap", kek, AES_KW_IV);
+  const encryptedKey = Buffer.concat([wrap.update(cek), wrap.final()]);
+  kek.fill(0);
+  return { header: { alg, enc: CONTENT_ENC, kid: key.kid, epk }, encryptedKey };
+}
+
+/** A fresh 256-bit content key and 96-bit IV, in one draw from the CSPRNG. */
+export function newContentKey() {
+  const b = randomFillSync(Buffer.alloc(44));
+  return { cek: b.subarray(0, 32), iv: b.subarray(32) };
+}
+
+/**
+ * Encrypts plaintext that arrives in pieces as compact JWE text: `head` first,
+ * then what each `update` returns, then `final()`. Ciphertext bytes are carried
+ * over until they make whole 3-byte groups, so the base64url pieces concatenate
+ * into the base64url of the whole. `cek` is wiped once the cipher holds it.
+ */
+export class JweEncryptor {
+  constructor(cek, iv, wrapped) {
+    const protectedHeader = Buffer.from(JSON.stringify(wrapped.header)).toString("base64url");
+    this.cipher = createCipheriv("aes-256-gcm", cek, iv);
+    cek.fill(0);
+    this.cipher.setAAD(Buffer.from(protectedHeader, "ascii"));
+    this.carry = Buffer.alloc(0);
+    this.head = `${protectedHeader}.${Buffer.from(wrapped.encryptedKey).toString("base64url")}.${Buffer.from(iv).toString("base64url")}.`;
+  }
+
+  update(plaintext) {
+    let ct = this.cipher.update(plaintext);
+    if (this.carry.length) ct = Buffer.concat([this.carry, ct]);
+    const whole = ct.length - (ct.length % 3);
+    this.carry = Buffer.from(ct.subarray(whole));
+    return ct.subarray(0, whole).toString("base64url");
+  }
+
+  final() {
+    this.cipher.final();
+    const rest = this.carry.toString("base64url");
+    this.carry = Buffer.alloc(0);
+    return `${rest}.${this.cipher.getAuthTag().toString("base64url")}`;
+  }
+}
+
+/** The whole JWE of a small plaintext, with its size and sha256 (hex); the plaintext is wiped. */
+export function sealJwe(key, plaintext) {
+  const { cek, iv } = newContentKey();
+  const enc = new JweEncryptor(cek, iv, wrapKey(key, cek));
+  const jwe = enc.head + enc.update(plaintext) + enc.final();
+  plaintext.fill(0);
+  return { jwe, size: jwe.length, sha256: createHash("sha256").update(jwe, "latin1").digest("hex") };
+}

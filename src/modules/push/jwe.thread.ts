@@ -1,0 +1,113 @@
+// The encryption thread's client. Wrapping a content key to the user's key is the
+// costly, asymmetric step of every JWE the server writes (an X25519 or P-256 key
+// agreement, or an RSA encryption), and a small file is best sealed whole in the
+// same place. On the thread that serves HTTP this was over a third of a `data`
+// push's time there (X25519 keys); in its own thread it runs on another core while
+// that thread goes on serving requests.
+//
+// One thread (a second one measured no better on two cores), started on first use
+// and not holding the process open while idle. If it fails, the jobs in it are
+// refused and the next job starts a new one. Jobs requested in one turn of the
+// event loop go over in one message; each is answered as soon as it is done.
+import { Worker } from "node:worker_threads";
+import type { Encrypted, RecipientKey, WrappedKey } from "./jwe-writer.mjs";
+
+const WORKER_URL = new URL("./jwe.worker.mjs", import.meta.url);
+
+interface Job {
+  op: "seal" | "wrap";
+  key: RecipientKey;
+  data: Uint8Array;
+}
+
+interface Pending {
+  job: Job;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
+
+type Result = { ok: unknown; error?: undefined } | { error: string };
+
+/** A copy of `b` in an ArrayBuffer of its own, so that it can be moved (transferred) to the thread. */
+function movable(b: Uint8Array): Uint8Array {
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer ? b : new Uint8Array(b);
+}
+
+export class JweThread {
+  private worker: Worker | undefined;
+  private queue: Pending[] = [];
+  private readonly inFlight = new Map<number, Pending[]>();
+  private nextId = 1;
+
+  /** The JWE of a small plaintext. The plaintext moves to the thread (the caller's copy is wiped or detached). */
+  seal(key: RecipientKey, plaintext: Uint8Array): Promise<Encrypted> {
+    const data = movable(plaintext);
+    if (data !== plaintext) plaintext.fill(0);
+    return this.enqueue({ op: "seal", key, data }) as Promise<Encrypted>;
+  }
+
+  /** The protected header and encrypted key of a JWE whose content key is `cek` (which the caller keeps). */
+  wrap(key: RecipientKey, cek: Uint8Array): Promise<WrappedKey> {
+    return this.enqueue({ op: "wrap", key, data: new Uint8Array(cek) }) as Promise<WrappedKey>;
+  }
+
+  /** Stops the thread (a later job starts a new one). */
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = undefined;
+    if (w) await w.terminate();
+  }
+
+  private enqueue(job: Job): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ job, resolve, reject });
+      if (this.queue.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.queue;
+    this.queue = [];
+    if (!batch.length) return;
+    let worker: Worker;
+    try {
+      worker = this.worker ?? this.start();
+    } catch (e) {
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    const id = this.nextId++;
+    this.inFlight.set(id, batch);
+    if (this.inFlight.size === 1) worker.ref();
+    const jobs = batch.map((p) => p.job);
+    worker.postMessage({ id, jobs }, [...new Set(jobs.map((j) => j.data.buffer as ArrayBuffer))]);
+  }
+
+  private start(): Worker {
+    const worker = new Worker(WORKER_URL);
+    worker.unref();
+    worker.on("message", ({ id, i, result }: { id: number; i: number; result: Result }) => {
+      const batch = this.inFlight.get(id);
+      if (!batch) return;
+      const p = batch[i];
+      if (i === batch.length - 1) {
+        this.inFlight.delete(id);
+        if (this.inFlight.size === 0) worker.unref();
+      }
+      if (result.error === undefined) p.resolve(result.ok);
+      else p.reject(new Error(`Encryption failed: ${result.error}`));
+    });
+    const fail = (e: Error) => {
+      if (this.worker === worker) this.worker = undefined;
+      for (const batch of this.inFlight.values()) for (const p of batch) p.reject(e);
+      this.inFlight.clear();
+    };
+    worker.on("error", (e) => fail(new Error(`The encryption thread failed: ${e.message}`)));
+    worker.on("exit", (code) => fail(new Error(`The encryption thread stopped (exit code ${code}).`)));
+    this.worker = worker;
+    return worker;
+  }
+}
+
+/** The process's encryption thread. */
+export const jweThread = new JweThread();

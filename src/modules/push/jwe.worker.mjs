@@ -1,0 +1,32 @@
+// The encryption thread (see jwe.thread.ts for the other end). Requests come in
+// batches, { id, jobs: [{ op, key, data }] }: "wrap" encrypts a content key to the
+// user's key, "seal" writes the whole JWE of a small file. Each job is answered
+// on its own, { id, i, result: { ok } | { error } }. Every key and plaintext
+// that arrives here is wiped once used.
+//
+// Plain JavaScript on purpose: worker threads load files as they are.
+import { parentPort } from "node:worker_threads";
+import { sealJwe, wrapKey } from "./jwe-writer.mjs";
+
+function run({ op, key, data }) {
+  try {
+    if (op === "seal") return sealJwe(key, data);
+    if (op === "wrap") return wrapKey(key, data);
+    throw new Error(`unknown operation ${op}`);
+  } finally {
+    data.fill(0);
+  }
+}
+
+parentPort.on("message", ({ id, jobs }) => {
+  // Each answer goes as soon as it is ready: a push waits for its own job, not for the batch.
+  jobs.forEach((job, i) => {
+    let result;
+    try {
+      result = { ok: run(job) };
+    } catch (e) {
+      result = { error: e instanceof Error ? e.message : String(e) };
+    }
+    parentPort.postMessage({ id, i, result });
+  });
+});
