@@ -67,6 +67,10 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   const { config, log } = deps;
   const app = express();
   app.disable("x-powered-by");
+  // No ETag (a hash of every body res.send writes): GraphQL and admin answers are
+  // no-store POST replies that no cache revalidates. Static assets get theirs from
+  // express.static, and file downloads carry their sha256 (push.download.ts).
+  app.disable("etag");
   app.set("trust proxy", config.TRUST_PROXY);
   const server = http.createServer(app);
   const formatError = makeFormatError(log);
