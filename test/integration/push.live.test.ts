@@ -31,10 +31,10 @@ async function push(target: PushTarget, text: string): Promise<string> {
 }
 
 /** Opens the user's stream and waits until the server has registered it, so nothing published afterwards is missed. */
-async function subscribe(accessToken: string, query = LIVE) {
+async function subscribe(accessToken: string, query = LIVE, variables?: Record<string, unknown>) {
   const before = t.app.services.pushes.openFileSubscriptions;
   const client = wsClient(t.wsUrl, `Bearer ${accessToken}`);
-  const sub = collect<Live>(client, query);
+  const sub = collect<Live>(client, query, variables);
   const deadline = Date.now() + 10_000;
   while (t.app.services.pushes.openFileSubscriptions <= before && !sub.errors.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   return { client, sub };
@@ -99,6 +99,50 @@ describe("myFilesChanged", () => {
     } finally {
       sub.dispose();
       await client.dispose();
+    }
+  });
+
+  it("with changedSince, a reconnecting device is told only of files changed since (give or take a minute)", async () => {
+    const target = await createReadyPostboxForPush(t, session, "X25519");
+    const old = await push(target, "seen before the connection dropped");
+    const oldDelivered = await push(target, "delivered long ago");
+    expect((await t.gql(ACK, { ids: [oldDelivered] }, { token: target.accessToken })).errors).toBeUndefined();
+    // Both changed two minutes ago, as far as the database knows.
+    const longAgo = new Date(Date.now() - 120_000);
+    await t.app.db.prisma.push.updateMany({ where: { id: { in: [old, oldDelivered] } }, data: { receivedAt: longAgo } });
+    await t.app.db.prisma.push.update({ where: { id: oldDelivered }, data: { deliveredAt: longAgo } });
+    const lastSeen = new Date(Date.now() - 1000); // the `at` of the last event the device got
+    const pushedMeanwhile = await push(target, "pushed while the device was away");
+    const deliveredMeanwhile = old;
+    expect((await t.gql(ACK, { ids: [deliveredMeanwhile] }, { token: target.accessToken })).errors).toBeUndefined();
+
+    const { client, sub } = await subscribe(
+      target.accessToken,
+      `subscription($since: DateTimeISO) { myFilesChanged(includeCurrent: true, changedSince: $since) { fileId change } }`,
+      { since: lastSeen.toISOString() },
+    );
+    try {
+      await sub.next(2);
+      expect(sub.events.map((e) => e.myFilesChanged)).toEqual([
+        { fileId: deliveredMeanwhile, change: "DELIVERED" },
+        { fileId: pushedMeanwhile, change: "ADDED" },
+      ]);
+      const live = await push(target, "live");
+      expect((await sub.next(3)).myFilesChanged).toEqual({ fileId: live, change: "ADDED" });
+      expect(sub.errors).toEqual([]);
+    } finally {
+      sub.dispose();
+      await client.dispose();
+    }
+
+    // Without includeCurrent there is nothing to filter: refused with a reason.
+    const bad = await subscribe(target.accessToken, `subscription { myFilesChanged(changedSince: "2026-01-01T00:00:00Z") { fileId } }`);
+    try {
+      await expect(bad.sub.next(1, 5000)).rejects.toBeTruthy();
+      const errors = bad.sub.errors[0] as { message: string; extensions?: { code?: string } }[];
+      expect(errors[0]).toMatchObject({ message: "changedSince only applies with includeCurrent: true.", extensions: { code: "BAD_USER_INPUT" } });
+    } finally {
+      await bad.client.dispose();
     }
   });
 

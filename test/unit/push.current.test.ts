@@ -38,7 +38,7 @@ describe("PushService.subscribeFiles with includeCurrent", () => {
     });
     publish = (change, fileId, at) => publishUserEvent(pubSub, log, { kind: "file", postboxId: fileId === "psh_other" ? "pbx_2" : "pbx_1", fileId, change, at: at.toISOString() });
 
-    const it = pushes.subscribeFiles(user, async () => true, true)[Symbol.asyncIterator]();
+    const it = pushes.subscribeFiles(user, async () => true, { includeCurrent: true })[Symbol.asyncIterator]();
     const got = [];
     for (let i = 0; i < 4; i++) got.push((await it.next()).value);
     expect(got.map((e) => [e!.fileId, e!.change, e!.at])).toEqual([

@@ -10,8 +10,9 @@ import { BASE } from "./base.js";
 import type { Credential } from "./credential.js";
 
 // includeCurrent: each stream opens with where every file stands, so a change made while no
-// stream was open (before the first, a dropped socket, a token renewal) still reloads the list.
-const CHANGED = /* GraphQL */ `subscription FilesChanged { myFilesChanged(includeCurrent: true) { fileId change at } }`;
+// stream was open (before the first, a dropped socket, a token renewal) still reloads the list;
+// changedSince (the latest server time seen) keeps that to the files changed since.
+const CHANGED = /* GraphQL */ `subscription FilesChanged($since: DateTimeISO) { myFilesChanged(includeCurrent: true, changedSince: $since) { fileId change at } }`;
 
 const MAX_BACKOFF_MS = 30_000;
 
@@ -32,6 +33,8 @@ export function watchFiles(cred: Credential, onChange: () => void): () => void {
   let stopped = false;
   let backoff = 1000;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  // The latest change seen, in the server's time (ISO strings of one format compare like their times).
+  let since: string | null = null;
 
   const url = new URL("graphql", BASE);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
@@ -60,12 +63,15 @@ export function watchFiles(cred: Credential, onChange: () => void): () => void {
       lazy: true,
     });
     client = c;
-    c.subscribe<{ myFilesChanged: unknown }>(
-      { query: CHANGED },
+    c.subscribe<{ myFilesChanged: { at: string } }>(
+      { query: CHANGED, variables: { since } },
       {
         next: (r) => {
           backoff = 1000;
-          if (r.data?.myFilesChanged) onChange();
+          const at = r.data?.myFilesChanged?.at;
+          if (!at) return;
+          if (since === null || at > since) since = at;
+          onChange();
         },
         // Refused (the token went stale: renew it) or the socket dropped: try again, more slowly each time.
         error: (e) => again((backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)), refused(e)),

@@ -357,8 +357,9 @@ async function fetchFile(client: UserClient, id: string, outArg: string, ack: bo
 }
 
 // includeCurrent: every (re)subscription opens with where each file stands, so what
-// changed while no stream was open (a dropped connection, a token renewal) is not missed.
-const CHANGED = /* GraphQL */ `subscription MyFilesChanged { myFilesChanged(includeCurrent: true) { fileId change at } }`;
+// changed while no stream was open (a dropped connection, a token renewal) is not missed;
+// changedSince (the latest server time seen) keeps that to the files changed since.
+const CHANGED = /* GraphQL */ `subscription MyFilesChanged($since: DateTimeISO) { myFilesChanged(includeCurrent: true, changedSince: $since) { fileId change at } }`;
 
 interface Change {
   fileId: string;
@@ -395,7 +396,15 @@ const watchCmd: Command = {
     // Where each file stands as far as this command has reported it. Files there at the
     // start are known without being reported; every stream then opens with the current
     // state of all files (includeCurrent), and only what is new to this map is reported.
-    const known = new Map<string, number>((await listFiles(client, ctx.note)).map((f) => [f.id, CHANGE_ORDER[currentChange(f).change]]));
+    const listed = await listFiles(client, ctx.note);
+    const known = new Map<string, number>(listed.map((f) => [f.id, CHANGE_ORDER[currentChange(f).change]]));
+    // The latest change this command knows of, in the server's time (ISO strings of one
+    // format compare like the times they name): each stream opens with what changed since.
+    let since: string | null = null;
+    const saw = (at: string) => {
+      if (since === null || at > since) since = at;
+    };
+    for (const f of listed) saw(currentChange(f).at);
     // Files reported ADDED but not yet written to --out, and written but not yet
     // acknowledged: kept across reconnects, so a fetch or an acknowledgement cut off by
     // the network is done once it is back (and a written file is never fetched twice).
@@ -480,9 +489,12 @@ const watchCmd: Command = {
         current = ws;
         renew = false;
         try {
-          for await (const r of ws.iterate<{ myFilesChanged: Change }>({ query: CHANGED })) {
+          for await (const r of ws.iterate<{ myFilesChanged: Change }>({ query: CHANGED, variables: { since } })) {
             backoff = 1000;
-            if (r.data?.myFilesChanged) await report(r.data.myFilesChanged);
+            if (r.data?.myFilesChanged) {
+              await report(r.data.myFilesChanged);
+              saw(r.data.myFilesChanged.at);
+            }
           }
           // The server ended the stream: the access token expired, or the postbox is over (the next connect says which).
         } catch (e) {

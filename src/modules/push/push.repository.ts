@@ -175,12 +175,19 @@ export class PushRepository {
     });
   }
 
-  /** The states of a postbox's pushes, oldest first, a page at a time (myFilesChanged's includeCurrent). */
-  listStates(postboxId: string, take: number, after?: PushKeyset): Promise<Pick<PushRow, "id" | "status" | "receivedAt" | "deliveredAt" | "purgedAt">[]> {
+  /**
+   * The states of a postbox's pushes, oldest first, a page at a time (myFilesChanged's
+   * includeCurrent); with `since`, only those whose latest change is at or after it.
+   */
+  listStates(postboxId: string, take: number, after?: PushKeyset, since?: Date | null): Promise<Pick<PushRow, "id" | "status" | "receivedAt" | "deliveredAt" | "purgedAt">[]> {
     return this.prisma.push.findMany({
       where: {
         postboxId,
-        ...(after ? { OR: [{ receivedAt: { gt: after.receivedAt } }, { receivedAt: after.receivedAt, id: { gt: after.id } }] } : {}),
+        AND: [
+          after ? { OR: [{ receivedAt: { gt: after.receivedAt } }, { receivedAt: after.receivedAt, id: { gt: after.id } }] } : {},
+          // Each change is later than the ones before it, so "latest change ≥ since" is "any change ≥ since".
+          since ? { OR: [{ receivedAt: { gte: since } }, { deliveredAt: { gte: since } }, { purgedAt: { gte: since } }] } : {},
+        ],
       },
       orderBy: [{ receivedAt: "asc" }, { id: "asc" }],
       select: { id: true, status: true, receivedAt: true, deliveredAt: true, purgedAt: true },

@@ -90,7 +90,8 @@ export function createPushSubscriptionResolver(pushes: PushService, users: UserS
         "User side (Authorization: Bearer pbu_… in the connection's params): changes to the files of the access token's postbox as they happen — ADDED when the application pushes one, DELIVERED when a device acknowledges it, PURGED when its content is deleted. The stream ends when the access token expires (refresh it and subscribe again), or when the credential is revoked or the postbox closes or expires. Changes made while no stream was open are not replayed: subscribe with includeCurrent to learn them.",
       subscribe: async ({ args, context }) => {
         const u = await (context as GraphQLContext).user();
-        return pushes.subscribeFiles(u, () => users.grantLive(u.grantId), (args as { includeCurrent?: boolean }).includeCurrent === true);
+        const a = args as { includeCurrent?: boolean; changedSince?: Date | null };
+        return pushes.subscribeFiles(u, () => users.grantLive(u.grantId), { includeCurrent: a.includeCurrent === true, changedSince: a.changedSince ?? null });
       },
     })
     myFilesChanged(
@@ -101,6 +102,12 @@ export function createPushSubscriptionResolver(pushes: PushService, users: UserS
           "Start with one event per file of the postbox giving where it stands now (ADDED: still pending, DELIVERED, or PURGED, with that change's time), oldest file first, then go on with live changes. A change those first events already show is not sent again. Resubscribe with it after a lost connection to catch up on what happened meanwhile.",
       })
       _includeCurrent: boolean,
+      @Arg("changedSince", () => Date, {
+        nullable: true,
+        description:
+          "With includeCurrent: open only with the files whose latest change is at or after this time, give or take a minute (a few already seen may come again). Pass the `at` of the last event received before the stream ended, so that a reconnect does not resend every file of the postbox.",
+      })
+      _changedSince?: Date | null,
     ): FileChangeEvent {
       return { fileId: event.fileId, change: event.change, at: new Date(event.at) };
     }

@@ -138,6 +138,9 @@ const ABANDONED_UPLOAD_MS = 60 * 60 * 1000;
 const PURGE_BATCH = 200;
 // Rows read per query when a user stream opens with the postbox's current files.
 const CURRENT_PAGE = 500;
+// myFilesChanged's changedSince reaches this far back (clock skew between instances,
+// changes stamped before they committed).
+const CATCH_UP_MARGIN_MS = 60_000;
 
 const view = (r: PushRow): PushView => ({
   id: r.id,
@@ -553,14 +556,21 @@ export class PushService {
    * grant no longer works. With `includeCurrent` it opens with every file's current
    * state (currentFiles), for a device catching up on what it missed.
    */
-  subscribeFiles(u: UserPrincipal, stillLive: () => Promise<boolean>, includeCurrent = false): AsyncIterable<UserFileEvent> {
+  subscribeFiles(u: UserPrincipal, stillLive: () => Promise<boolean>, opts: { includeCurrent?: boolean; changedSince?: Date | null } = {}): AsyncIterable<UserFileEvent> {
+    const { includeCurrent = false, changedSince = null } = opts;
+    if (changedSince && !includeCurrent) {
+      throw new AppError(ErrorCode.BAD_USER_INPUT, "changedSince only applies with includeCurrent: true.", { field: "changedSince" });
+    }
+    // A change's time is taken before it commits, on the clock of the instance that made
+    // it: one committed after a later-stamped event was seen can carry an earlier time.
+    const since = changedSince && new Date(changedSince.getTime() - CATCH_UP_MARGIN_MS);
     // With includeCurrent, how far the opening events took each file: a live event
     // they already reflect (published while they were read) is not sent again.
     const told = new Map<string, number>();
     return sessionStream({
       source: this.pubSub.subscribe(userTopic(u.postboxId)),
       until: (end) => endAtExpiry(u.expiresAt, end),
-      prelude: includeCurrent ? () => this.currentFiles(u.postboxId, told) : undefined,
+      prelude: includeCurrent ? () => this.currentFiles(u.postboxId, told, since) : undefined,
       select: (raw, endStream) => {
         const e = asUserEvent(raw);
         if (!e || e.postboxId !== u.postboxId) return undefined;
@@ -576,12 +586,15 @@ export class PushService {
     });
   }
 
-  /** One event per file of the postbox, oldest first, giving where it stands now (its latest change and when). */
-  private async *currentFiles(postboxId: string, told: Map<string, number>): AsyncGenerator<UserFileEvent> {
+  /**
+   * One event per file of the postbox (changed at or after `since`, when given), oldest
+   * first, giving where it stands now (its latest change and when).
+   */
+  private async *currentFiles(postboxId: string, told: Map<string, number>, since: Date | null): AsyncGenerator<UserFileEvent> {
     await this.pubSub.ready(userTopic(postboxId)); // with Redis, the listener is in force only once Redis says so
     let after: PushKeyset | undefined;
     for (;;) {
-      const rows = await this.repo.listStates(postboxId, CURRENT_PAGE, after);
+      const rows = await this.repo.listStates(postboxId, CURRENT_PAGE, after, since);
       for (const r of rows) {
         const { change, at } = currentChange(r);
         told.set(r.id, CHANGE_ORDER[change]);
