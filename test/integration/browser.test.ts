@@ -14,7 +14,7 @@
 // cover both databases), and Chromium is the most expensive thing in the suite
 // on a 2-core machine. It also rebuilds web/dist when the sources are newer,
 // which must not happen from two projects at once.
-import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import { afterAll, beforeAll, describe, expect, it, jest } from "@jest/globals";
 import { spawnSync } from "node:child_process";
 import { createPrivateKey, randomBytes } from "node:crypto";
 import { existsSync, statSync, readdirSync } from "node:fs";
@@ -616,17 +616,25 @@ if (!THIS_PROJECT) {
         await p2.getByRole("button", { name: "Accept" }).click();
         await p2.getByRole("heading", { name: "Postbox accepted" }).waitFor();
         const streams = t.app.services.pushes.openFileSubscriptions;
+        const opened = jest.spyOn(t.app.services.pushes, "subscribeFiles");
         await p2.goto(`${link.url}/app`);
         await p2.getByText("No files yet.").waitFor();
         while (t.app.services.pushes.openFileSubscriptions <= streams) await new Promise((r) => setTimeout(r, 10));
+        const pb = (await t.gql(POSTBOX, { id }, { token: session })).data!.postbox;
+        const pushText = async (fileName: string, text: string) => {
+          const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode(text));
+          const r = await t.gql(PUSH_DATA, { input: { postboxId: id, fileName, fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "p" }] }, encryptedData } }, { token: session });
+          expect(r.errors).toBeUndefined();
+        };
+        // One file the live stream brings, so the page has seen a change before the drop.
+        await pushText("before.txt", "sent while online");
+        await p2.locator(".file", { hasText: "before.txt" }).locator("pre.content").waitFor({ timeout: 15_000 });
+        const beforeAt = (await t.app.db.prisma.push.findFirstOrThrow({ where: { postboxId: id } })).receivedAt;
 
         link.down();
         while (t.app.services.pushes.openFileSubscriptions > streams) await new Promise((r) => setTimeout(r, 10));
         // No stream can hear of this push: only the catch-up on reconnecting can show it.
-        const pb = (await t.gql(POSTBOX, { id }, { token: session })).data!.postbox;
-        const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode("sent while offline"));
-        const r = await t.gql(PUSH_DATA, { input: { postboxId: id, fileName: "offline.txt", fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "p" }] }, encryptedData } }, { token: session });
-        expect(r.errors).toBeUndefined();
+        await pushText("offline.txt", "sent while offline");
         await new Promise((r) => setTimeout(r, 1500)); // at least one failed reconnect attempt
         expect(await p2.locator(".file", { hasText: "offline.txt" }).count()).toBe(0);
         link.up();
@@ -634,6 +642,12 @@ if (!THIS_PROJECT) {
         const item = p2.locator(".file", { hasText: "offline.txt" });
         await item.locator("pre.content").waitFor({ timeout: 15_000 });
         expect(await item.locator("pre.content").textContent()).toBe("sent while offline");
+        // The reconnect asked only for what changed since the last change the page had seen.
+        const opts = opened.mock.calls.map((c) => c[2]);
+        expect(opts[0]).toEqual({ includeCurrent: true, changedSince: null });
+        expect(opts.at(-1)).toEqual({ includeCurrent: true, changedSince: expect.any(Date) });
+        expect(opts.at(-1)!.changedSince!.getTime()).toBeGreaterThanOrEqual(beforeAt.getTime());
+        opened.mockRestore();
       } finally {
         await other.close();
         await link.close();

@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import { afterAll, beforeAll, describe, expect, it, jest } from "@jest/globals";
 import { DESCRIPTOR, PUSH_DATA, createSession, dataInput, registerApp } from "../helpers/factories.js";
 import { relay } from "../helpers/relay.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
@@ -212,6 +212,7 @@ describe("user files / fetch / ack", () => {
     await writeFile(watchKey, JSON.stringify({ ...key, graphqlUrl: `${link.url}/graphql` }), { mode: 0o600 });
     const out = await mkdtemp(path.join(dir, "outage-"));
     const streams = t.app.services.pushes.openFileSubscriptions;
+    const opened = jest.spyOn(t.app.services.pushes, "subscribeFiles");
     const { child, lines, waitFor, output } = watch(["--key-file", watchKey, "--out", out, "--json"]);
     const pushTo = async (name: string, bytes: Buffer) => {
       const r = await t.gql(PUSH_DATA, { input: { ...dataInput({ postboxId: accepted.postboxId }, bytes), fileName: name } }, { token: session });
@@ -240,7 +241,12 @@ describe("user files / fetch / ack", () => {
       expect((await readFile(path.join(out, "during.bin"))).equals(bytes)).toBe(true);
       expect(await status(during)).toBe("DELIVERED");
       expect(output().stderr).toMatch(/Connection lost/);
+      // The reconnect asked only for what changed since the last change it had reported.
+      const opts = opened.mock.calls.map((c) => c[2]);
+      expect(opts[0]).toEqual({ includeCurrent: true, changedSince: null });
+      expect(opts.at(-1)).toEqual({ includeCurrent: true, changedSince: new Date(lines()[1].at) });
     } finally {
+      opened.mockRestore();
       child.kill("SIGKILL");
       await link.close();
     }
