@@ -122,6 +122,22 @@ describe("the encryption thread", () => {
     await thread.close();
   });
 
+  it("fails only a stopped thread's own jobs, not those already sent to the one after it", async () => {
+    const { key, privateKey } = await userKey("RSA");
+    const thread = new JweThread();
+    await thread.seal(key, new Uint8Array(1)); // running
+    const old = thread.seal(key, new Uint8Array(Buffer.from("old")));
+    await new Promise((r) => setImmediate(r)); // sent
+    const closing = thread.close();
+    const next = thread.seal(key, new Uint8Array(Buffer.from("next")));
+    await new Promise((r) => setImmediate(r)); // sent to a new thread while the old one stops
+    await closing;
+    await old.catch(() => {}); // done before the stop, or refused: either is right
+    const out = await next;
+    expect(Buffer.from((await compactDecrypt(out.jwe, privateKey)).plaintext).toString()).toBe("next");
+    await thread.close();
+  });
+
   // Node 20 deadlocked a thread that exported an ephemeral key from generateKeyPairSync when
   // a garbage collection ran the finished generation job's destructor meanwhile; with
   // export() this hung within a few thousand seals. See ephemeralX25519 in jwe-writer.mjs.

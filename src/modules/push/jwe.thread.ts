@@ -36,7 +36,8 @@ function movable(b: Uint8Array): Uint8Array {
 export class JweThread {
   private worker: Worker | undefined;
   private queue: Pending[] = [];
-  private readonly inFlight = new Map<number, Pending[]>();
+  /** Batches sent and not fully answered, with the thread they went to. */
+  private readonly inFlight = new Map<number, { worker: Worker; batch: Pending[] }>();
   private nextId = 1;
 
   /** The JWE of a small plaintext. The plaintext moves to the thread (the caller's copy is wiped or detached). */
@@ -77,17 +78,22 @@ export class JweThread {
       return;
     }
     const id = this.nextId++;
-    this.inFlight.set(id, batch);
-    if (this.inFlight.size === 1) worker.ref();
     const jobs = batch.map((p) => p.job);
-    worker.postMessage({ id, jobs }, [...new Set(jobs.map((j) => j.data.buffer as ArrayBuffer))]);
+    try {
+      worker.postMessage({ id, jobs }, [...new Set(jobs.map((j) => j.data.buffer as ArrayBuffer))]);
+    } catch (e) {
+      for (const p of batch) p.reject(e); // a job that cannot be sent (say, a key that is not plain data)
+      return;
+    }
+    this.inFlight.set(id, { worker, batch });
+    if (this.inFlight.size === 1) worker.ref();
   }
 
   private start(): Worker {
     const worker = new Worker(WORKER_URL);
     worker.unref();
     worker.on("message", ({ id, i, result }: { id: number; i: number; result: Result }) => {
-      const batch = this.inFlight.get(id);
+      const batch = this.inFlight.get(id)?.batch;
       if (!batch) return;
       const p = batch[i];
       if (i === batch.length - 1) {
@@ -97,10 +103,14 @@ export class JweThread {
       if (result.error === undefined) p.resolve(result.ok);
       else p.reject(new Error(`Encryption failed: ${result.error}`));
     });
+    // Only this thread's jobs fail with it (after close(), a new thread may already have some).
     const fail = (e: Error) => {
       if (this.worker === worker) this.worker = undefined;
-      for (const batch of this.inFlight.values()) for (const p of batch) p.reject(e);
-      this.inFlight.clear();
+      for (const [id, sent] of this.inFlight) {
+        if (sent.worker !== worker) continue;
+        for (const p of sent.batch) p.reject(e);
+        this.inFlight.delete(id);
+      }
     };
     worker.on("error", (e) => fail(new Error(`The encryption thread failed: ${e.message}`)));
     worker.on("exit", (code) => fail(new Error(`The encryption thread stopped (exit code ${code}).`)));
