@@ -13,7 +13,7 @@ import { AppError, ErrorCode } from "../../infra/errors.js";
 import { CONTENT_ENC, JweEncryptor, keyKind, newContentKey, sealJwe, wrapKey, type Encrypted, type RecipientKey } from "./jwe-writer.mjs";
 import { jweThread } from "./jwe.thread.js";
 
-export { CONTENT_ENC, JweEncryptor, type Encrypted, type RecipientKey };
+export type { RecipientKey };
 
 /** What the encrypted descriptor JWE holds: the file's name plus digi.me's descriptor fields. */
 export interface FileDescriptor {
