@@ -251,4 +251,57 @@ describe("user files / fetch / ack", () => {
       await link.close();
     }
   }, 60_000);
+
+  it("watch acknowledges again when the network cut off the answer to its acknowledgement", async () => {
+    const created = await t.gql(`mutation { createPostbox { id consentUrl } }`, {}, { token: session });
+    const watchKey = path.join(dir, "ack-cut.key.json");
+    const accepted = json(await cli(["user", "accept", created.data!.createPostbox.consentUrl, "--key-out", watchKey, "--json"]));
+    const link = await relay(Number(new URL(t.url).port));
+    const key = JSON.parse(await readFile(watchKey, "utf8"));
+    await writeFile(watchKey, JSON.stringify({ ...key, graphqlUrl: `${link.url}/graphql` }), { mode: 0o600 });
+    const out = await mkdtemp(path.join(dir, "ack-cut-"));
+    const pushes = t.app.services.pushes;
+    const streams = pushes.openFileSubscriptions;
+    // The first acknowledgement is carried out, then the network drops before its answer
+    // leaves: the watcher cannot know it worked, so it must keep the file to acknowledge.
+    const acknowledge = pushes.acknowledge.bind(pushes);
+    let cut = false;
+    const acks = jest.spyOn(pushes, "acknowledge").mockImplementation(async (u, ids) => {
+      const done = await acknowledge(u, ids);
+      if (!cut) {
+        cut = true;
+        link.down();
+      }
+      return done;
+    });
+    const { child, lines, waitFor, output } = watch(["--key-file", watchKey, "--out", out, "--json"]);
+    try {
+      await waitFor(() => pushes.openFileSubscriptions > streams, "the watch stream");
+      const bytes = randomBytes(400);
+      const r = await t.gql(PUSH_DATA, { input: { ...dataInput({ postboxId: accepted.postboxId }, bytes), fileName: "cut.bin" } }, { token: session });
+      const id = r.data!.pushData.id as string;
+      await waitFor(() => cut, "the first acknowledgement");
+      await waitFor(() => /reconnecting in 2 s/.test(output().stderr), "a retry that found the network still down");
+      expect(acks).toHaveBeenCalledTimes(1); // the retry met the network down and never reached the server
+      link.up();
+
+      await waitFor(() => lines().length >= 2, "the file's two lines");
+      expect(lines().map((l) => [l.fileId, l.change])).toEqual([
+        [id, "ADDED"],
+        [id, "DELIVERED"],
+      ]);
+      await waitFor(() => new RegExp(`Acknowledged ${id}`).test(output().stderr), "the acknowledgement to go through");
+      expect(acks.mock.calls.length).toBeGreaterThanOrEqual(2);
+      for (const call of acks.mock.calls) expect(call[1]).toEqual([id]);
+      // Fetched and written once: the retry only acknowledges.
+      expect(output().stderr.match(/Wrote \d+ bytes/g)).toHaveLength(1);
+      expect(output().stderr).not.toMatch(/Could not acknowledge/);
+      expect((await readFile(path.join(out, "cut.bin"))).equals(bytes)).toBe(true);
+      expect(await status(id)).toBe("DELIVERED");
+    } finally {
+      acks.mockRestore();
+      child.kill("SIGKILL");
+      await link.close();
+    }
+  }, 60_000);
 });
