@@ -1,10 +1,10 @@
 // What the benchmarks share: compiled servers started as child processes on
 // loopback ports, a GraphQL client, app registration + sign-in, and a scratch
 // PostgreSQL database. Only loopback addresses are used; every loop is bounded.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -178,4 +178,60 @@ export async function withScratchDatabase<T>(fn: (databaseUrl: string) => Promis
     await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await c.end();
   }
+}
+
+// Clock ticks per second of /proc's CPU times (almost always 100).
+let clockTicks: number | undefined;
+
+/** CPU time (µs) each thread of a process has used so far, by thread id; null without Linux /proc. */
+export async function threadCpu(pid: number): Promise<Map<number, number> | null> {
+  let tids: string[];
+  try {
+    tids = await readdir(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  const used = new Map<number, number>();
+  for (const tid of tids) {
+    try {
+      const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      used.set(Number(tid), ((Number(f[11]) + Number(f[12])) * 1e6) / clockTicks);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return used;
+}
+
+/** Where a load's CPU went, in µs per request: the server's main thread, its other threads (largest first), this process (the load generator). */
+export interface CpuPerRequest {
+  main: number;
+  threads: number[];
+  client: number;
+}
+
+/** Runs `action` (which makes `requests()` requests) and splits the CPU it cost per request; null without /proc. */
+export async function cpuPerRequest(pid: number, action: () => Promise<number>): Promise<{ requests: number; cpu: CpuPerRequest | null }> {
+  const before = await threadCpu(pid);
+  const client = process.cpuUsage();
+  const requests = await action();
+  const spent = process.cpuUsage(client);
+  const after = await threadCpu(pid);
+  if (!before || !after || requests === 0) return { requests, cpu: null };
+  const per = (us: number) => Math.round(us / requests);
+  const threads = [...after]
+    .filter(([tid]) => tid !== pid)
+    .map(([tid, us]) => per(us - (before.get(tid) ?? 0)))
+    .filter((us) => us > 0)
+    .sort((a, b) => b - a);
+  return { requests, cpu: { main: per((after.get(pid) ?? 0) - (before.get(pid) ?? 0)), threads, client: per(spent.user + spent.system) } };
 }

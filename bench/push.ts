@@ -20,7 +20,7 @@ import path from "node:path";
 import autocannon from "autocannon";
 import { CompactEncrypt, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
 import { Agent, request } from "undici";
-import { PG_URL, ROOT, gql, reachable, registerAndSignIn, requireBuild, startServer, withScratchDatabase, type Server } from "./lib.js";
+import { PG_URL, ROOT, cpuPerRequest, gql, reachable, registerAndSignIn, requireBuild, startServer, withScratchDatabase, type CpuPerRequest, type Server } from "./lib.js";
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -75,18 +75,24 @@ interface Load {
   p99: number;
   requests: number;
   errors: number;
+  /** Where the CPU went (Linux only): the figures behind "where the time goes". */
+  cpu: CpuPerRequest | null;
 }
 
 async function load(server: Server, body: string, token: string | undefined, duration: number): Promise<Load> {
-  const r = await autocannon({
-    url: `${server.url}/graphql`,
-    method: "POST",
-    connections: CONNECTIONS,
-    duration,
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body,
-    // A GraphQL error comes back with HTTP 200: count it as a failure too.
-    verifyBody: (b: string) => !b.includes('"errors"'),
+  let r!: Awaited<ReturnType<typeof autocannon>>;
+  const { cpu } = await cpuPerRequest(server.proc.pid!, async () => {
+    r = await autocannon({
+      url: `${server.url}/graphql`,
+      method: "POST",
+      connections: CONNECTIONS,
+      duration,
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body,
+      // A GraphQL error comes back with HTTP 200: count it as a failure too.
+      verifyBody: (b: string) => !b.includes('"errors"'),
+    });
+    return r.requests.total;
   });
   return {
     rps: Math.round(r.requests.average),
@@ -94,6 +100,7 @@ async function load(server: Server, body: string, token: string | undefined, dur
     p99: r.latency.p99,
     requests: r.requests.total,
     errors: r.errors + r.non2xx + r.timeouts + (r.mismatches ?? 0),
+    cpu,
   };
 }
 
@@ -217,6 +224,16 @@ async function run(label: string, env: Record<string, string>, target: number, k
   }
 }
 
+/**
+ * The server's main thread, its two busiest other threads (on the embedded database the
+ * database thread and, with EC keys, the encryption thread), the rest together (V8's
+ * garbage-collection and compiler helpers), and the load generator.
+ */
+function cpuLine(c: CpuPerRequest): string {
+  const [a = 0, b = 0, ...rest] = c.threads;
+  return `(µs) main ${c.main}, next threads ${a} + ${b}, ${rest.length} others ${rest.reduce((x, y) => x + y, 0)}, load generator ${c.client}`;
+}
+
 async function main() {
   requireBuild("bench");
   process.stderr.write(`push: ${ROUNDS} rounds of ${DURATION}s per measurement, ${CONNECTIONS} connections, user keys ${KEYS.join(", ")}\n`);
@@ -241,6 +258,9 @@ async function main() {
     process.stdout.write(`  pushData (encryptedData)  ${fmt(r.pushEncrypted)}\n`);
     process.stdout.write(`  ratio to baseline (median of ${r.roundRatios.length} rounds): data ${r.ratioData} (${verdict(r.ratioData)}), encryptedData ${r.ratioEncrypted} (${verdict(r.ratioEncrypted)}); target ≥ ${r.target.toFixed(2)}\n`);
     process.stdout.write(`  per round (data, encryptedData): ${r.roundRatios.map((x) => x.join(", ")).join(" | ")}\n`);
+    for (const [what, l] of [["baseline", r.baseline], ["data", r.pushData], ["encryptedData", r.pushEncrypted]] as const) {
+      if (l.cpu) process.stdout.write(`  CPU per request, ${what.padEnd(13)} ${cpuLine(l.cpu)}\n`);
+    }
     // The 10 MiB figures belong to the database, measured with the first key only.
     if (r.key === KEYS[0]) for (const [way, m] of Object.entries(r.memory10MiB)) {
       if (!m) {
