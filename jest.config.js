@@ -22,6 +22,10 @@ const base = {
 
 export default {
   testTimeout: 60_000,
+  // Jest's default on a 2-core machine is one worker. Integration files spend much of
+  // their time waiting (network cut-offs, retries, child processes, the browser), so two
+  // at once finish the suite about a quarter sooner there (536 s → 399–408 s, measured).
+  maxWorkers: 2,
   projects: [
     { ...base, displayName: "unit", testMatch: ["<rootDir>/test/unit/**/*.test.ts"] },
     {
