@@ -32,6 +32,8 @@ export default {
       ...base,
       displayName: "pglite",
       testMatch: ["<rootDir>/test/integration/**/*.test.ts"],
+      // Two server processes cannot share an embedded database: those tests run on PostgreSQL only.
+      testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/integration/multi-instance.test.ts"],
       globalSetup: "<rootDir>/test/global-setup.ts",
       setupFiles: [...base.setupFiles, "<rootDir>/test/setup-pglite.ts"],
     },
@@ -39,6 +41,8 @@ export default {
       ...base,
       displayName: "postgres",
       testMatch: ["<rootDir>/test/integration/**/*.test.ts"],
+      // The web app in Chromium does not depend on the database: one run (pglite) is enough.
+      testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/integration/browser.test.ts"],
       setupFiles: [...base.setupFiles, "<rootDir>/test/setup-postgres.ts"],
     },
   ],

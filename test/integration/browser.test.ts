@@ -9,7 +9,7 @@
 // the inbox staying live across token renewals and a network outage, and the
 // security headers the app is served with.
 //
-// Runs in the pglite project only: what it tests is the browser ↔ API contract,
+// Runs in the pglite project only (jest.config.js): what it tests is the browser ↔ API contract,
 // which does not depend on the database (the modules' own integration tests
 // cover both databases), and Chromium is the most expensive thing in the suite
 // on a 2-core machine. It also rebuilds web/dist when the sources are newer,
@@ -40,7 +40,6 @@ const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.join(ROOT, "test-artifacts");
 const HAVE_CHROMIUM = existsSync(CHROMIUM);
-const THIS_PROJECT = process.env.TEST_DB !== "postgres";
 const PHONE = { width: 390, height: 844 };
 
 // ---------------------------------------------------------------------------
@@ -132,9 +131,7 @@ const DATA_RESPONSE = `query($requestId: ID!) { dataResponse(requestId: $request
 
 // ---------------------------------------------------------------------------
 
-const suite = !THIS_PROJECT ? describe.skip : describe;
-
-suite("serving the web app", () => {
+describe("serving the web app", () => {
   let t: TestServer;
   beforeAll(async () => {
     ensureWebBuilt();
@@ -217,9 +214,7 @@ suite("serving the web app", () => {
 
 let browser: Browser | undefined;
 
-if (!THIS_PROJECT) {
-  describe.skip("the user's app in Chromium (runs in the pglite project)", () => it("", () => {}));
-} else if (!HAVE_CHROMIUM && process.env.CI) {
+if (!HAVE_CHROMIUM && process.env.CI) {
   describe("the user's app in Chromium", () => {
     it("needs Chromium", () => {
       throw new Error(`Chromium is missing at ${CHROMIUM}. Install it (apt-get install -y chromium) or set CHROMIUM_PATH; in CI this test must run.`);

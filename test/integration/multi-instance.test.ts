@@ -13,12 +13,9 @@ import { collect, wsClient } from "../helpers/ws.js";
 import { ACCEPT, GET, STATUS_CHANGED, accept, codeOf, createPostbox, type StatusEvent } from "./postbox.helpers.js";
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
-const onPostgres = process.env.TEST_DB === "postgres";
 
-// The pglite project runs the same files; two processes cannot share an embedded database.
-const describeTwo = onPostgres ? describe : describe.skip;
-
-describeTwo("two instances on PostgreSQL + Redis", () => {
+// Runs in the postgres project only (jest.config.js): two processes cannot share an embedded database.
+describe("two instances on PostgreSQL + Redis", () => {
   let db: { url: string; drop(): Promise<void> };
   let a: TestServer;
   let b: TestServer;
@@ -226,11 +223,6 @@ describeTwo("two instances on PostgreSQL + Redis", () => {
     }
   });
 });
-
-if (!onPostgres) {
-  // Keeps the reason visible in the pglite project's output.
-  it.skip("two instances need PostgreSQL (run with --selectProjects postgres)", () => {});
-}
 
 async function waitFor(sub: ReturnType<typeof collect<StatusEvent>>, match: (e: StatusEvent["postboxStatusChanged"]) => boolean) {
   for (let n = 1; ; n++) {
