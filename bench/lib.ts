@@ -219,7 +219,7 @@ export interface CpuPerRequest {
   client: number;
 }
 
-/** Runs `action` (which makes `requests()` requests) and splits the CPU it cost per request; null without /proc. */
+/** Runs `action` (which resolves to the number of requests it made) and splits the CPU it cost per request; null without /proc. */
 export async function cpuPerRequest(pid: number, action: () => Promise<number>): Promise<{ requests: number; cpu: CpuPerRequest | null }> {
   const before = await threadCpu(pid);
   const client = process.cpuUsage();
