@@ -66,6 +66,20 @@ function watch(args: string[]) {
   return { child, lines, waitFor, exited, output: () => ({ stdout, stderr }) };
 }
 
+/**
+ * A new postbox accepted with `user accept`, its key file pointing at the server through
+ * a relay that can cut the network, and an empty directory for `--out`.
+ */
+async function acceptBehindRelay(name: string) {
+  const created = await t.gql(`mutation { createPostbox { id consentUrl } }`, {}, { token: session });
+  const watchKey = path.join(dir, `${name}.key.json`);
+  const accepted = json(await cli(["user", "accept", created.data!.createPostbox.consentUrl, "--key-out", watchKey, "--json"]));
+  const link = await relay(Number(new URL(t.url).port));
+  const key = JSON.parse(await readFile(watchKey, "utf8"));
+  await writeFile(watchKey, JSON.stringify({ ...key, graphqlUrl: `${link.url}/graphql` }), { mode: 0o600 });
+  return { accepted, watchKey, link, out: await mkdtemp(path.join(dir, `${name}-`)) };
+}
+
 const status = async (id: string) => (await t.gql(`query($id: ID!) { push(id: $id) { status } }`, { id }, { token: session })).data!.push.status;
 
 beforeAll(async () => {
@@ -203,14 +217,7 @@ describe("user files / fetch / ack", () => {
   }, 60_000);
 
   it("watch reconnects after the network drops and catches up on a file pushed meanwhile", async () => {
-    const created = await t.gql(`mutation { createPostbox { id consentUrl } }`, {}, { token: session });
-    const watchKey = path.join(dir, "outage.key.json");
-    const accepted = json(await cli(["user", "accept", created.data!.createPostbox.consentUrl, "--key-out", watchKey, "--json"]));
-    // The watcher reaches the server through a relay that can cut the network.
-    const link = await relay(Number(new URL(t.url).port));
-    const key = JSON.parse(await readFile(watchKey, "utf8"));
-    await writeFile(watchKey, JSON.stringify({ ...key, graphqlUrl: `${link.url}/graphql` }), { mode: 0o600 });
-    const out = await mkdtemp(path.join(dir, "outage-"));
+    const { accepted, watchKey, link, out } = await acceptBehindRelay("outage");
     const streams = t.app.services.pushes.openFileSubscriptions;
     const opened = jest.spyOn(t.app.services.pushes, "subscribeFiles");
     const { child, lines, waitFor, output } = watch(["--key-file", watchKey, "--out", out, "--json"]);
@@ -253,13 +260,7 @@ describe("user files / fetch / ack", () => {
   }, 60_000);
 
   it("watch acknowledges again when the network cut off the answer to its acknowledgement", async () => {
-    const created = await t.gql(`mutation { createPostbox { id consentUrl } }`, {}, { token: session });
-    const watchKey = path.join(dir, "ack-cut.key.json");
-    const accepted = json(await cli(["user", "accept", created.data!.createPostbox.consentUrl, "--key-out", watchKey, "--json"]));
-    const link = await relay(Number(new URL(t.url).port));
-    const key = JSON.parse(await readFile(watchKey, "utf8"));
-    await writeFile(watchKey, JSON.stringify({ ...key, graphqlUrl: `${link.url}/graphql` }), { mode: 0o600 });
-    const out = await mkdtemp(path.join(dir, "ack-cut-"));
+    const { accepted, watchKey, link, out } = await acceptBehindRelay("ack-cut");
     const pushes = t.app.services.pushes;
     const streams = pushes.openFileSubscriptions;
     // The first acknowledgement is carried out, then the network drops before its answer
