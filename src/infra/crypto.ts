@@ -1,26 +1,9 @@
 // Small crypto helpers shared by the modules: opaque bearer secrets (shown once,
 // stored as sha256), constant-time comparison, keyed hashes.
-import { createHash, createHmac, randomBytes, randomFillSync, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 
-// Random bytes drawn from the system CSPRNG 8 KiB at a time: each call to the CSPRNG
-// costs several microseconds, and every push and audit event takes an id. Every byte
-// is handed out once and wiped from the pool as it goes.
-const POOL_BYTES = 8192;
-const pool = Buffer.alloc(POOL_BYTES);
-let poolOffset = POOL_BYTES;
-
-/** `n` fresh random bytes (a copy the caller owns); like randomBytes(n), cheaper for small n. */
-export function randomBytesPooled(n: number): Buffer {
-  if (n > 256) return randomBytes(n);
-  if (poolOffset + n > POOL_BYTES) {
-    randomFillSync(pool);
-    poolOffset = 0;
-  }
-  const out = Buffer.from(pool.subarray(poolOffset, poolOffset + n));
-  pool.fill(0, poolOffset, poolOffset + n);
-  poolOffset += n;
-  return out;
-}
+// Pooled CSPRNG bytes (ids, content keys): in plain JavaScript so the encryption thread can load it too.
+export { randomBytesPooled } from "./random-pool.mjs";
 
 /** A bearer secret with a recognisable prefix, e.g. "pbs_…" for session keys. */
 export function newSecret(prefix: string, bytes = 32): string {

@@ -7,7 +7,8 @@
 // step), which wraps keys and seals small files, and on the server's thread,
 // which encrypts large files slice by slice as they arrive (JweEncryptor).
 // Types: jwe-writer.d.mts.
-import { constants, createCipheriv, createECDH, createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt, randomFillSync } from "node:crypto";
+import { constants, createCipheriv, createECDH, createHash, createPublicKey, diffieHellman, generateKeyPairSync, publicEncrypt } from "node:crypto";
+import { randomBytesPooled } from "../../infra/random-pool.mjs";
 
 export const CONTENT_ENC = "A256GCM";
 
@@ -106,22 +107,9 @@ export function wrapKey(key, cek) {
   return { header: { alg, enc: CONTENT_ENC, kid: key.kid, epk }, encryptedKey };
 }
 
-// Content keys and IVs come from CSPRNG bytes drawn 8 KiB at a time: one draw costs
-// about 6 µs here, and 25–30 µs on a loaded server (a quarter of an RSA seal). Each
-// thread has its own pool; every byte is handed out once and wiped from it as it goes.
-const KEY_POOL = Buffer.alloc(8192);
-let keyPoolAt = KEY_POOL.length;
-
-/** A fresh 256-bit content key and 96-bit IV (one buffer the caller owns and wipes). */
+/** A fresh 256-bit content key and 96-bit IV (one buffer the caller owns and wipes), from the pooled CSPRNG bytes. */
 export function newContentKey() {
-  if (keyPoolAt + 44 > KEY_POOL.length) {
-    randomFillSync(KEY_POOL);
-    keyPoolAt = 0;
-  }
-  const b = Buffer.alloc(44);
-  KEY_POOL.copy(b, 0, keyPoolAt, keyPoolAt + 44);
-  KEY_POOL.fill(0, keyPoolAt, keyPoolAt + 44);
-  keyPoolAt += 44;
+  const b = randomBytesPooled(44);
   return { cek: b.subarray(0, 32), iv: b.subarray(32) };
 }
 
