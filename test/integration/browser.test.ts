@@ -401,6 +401,14 @@ if (!HAVE_CHROMIUM && process.env.CI) {
       await page.goto(`${t.url}/app`);
       await page.locator(".file", { hasText: "results.txt" }).waitFor();
       while (t.app.services.pushes.openFileSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
+      // Counts files put on screen still "Decrypting…" from here on: a reload must not take the files shown back to that.
+      await page.evaluate(() => {
+        const w = window as unknown as { undecryptedShown: number };
+        w.undecryptedShown = 0;
+        new MutationObserver((changes) => {
+          for (const c of changes) for (const n of Array.from(c.addedNodes)) if (n instanceof HTMLElement && n.closest("ul.files") && n.textContent?.includes("Decrypting…")) w.undecryptedShown++;
+        }).observe(document.body, { childList: true, subtree: true });
+      });
 
       const pb = (await t.gql(POSTBOX, { id: postboxId }, { token: session })).data!.postbox;
       const live = "Pushed while you were looking.";
@@ -413,6 +421,7 @@ if (!HAVE_CHROMIUM && process.env.CI) {
       expect(await item.locator("pre.content").textContent()).toBe(live);
       await page.getByRole("button", { name: /Confirm receipt \(1 new file\)/ }).waitFor();
       expect(await page.locator(".file", { hasText: "results.txt" }).count()).toBe(1);
+      expect(await page.evaluate(() => (window as unknown as { undecryptedShown: number }).undecryptedShown)).toBe(0);
     }, 60_000);
 
     it("answers the application's request for data with a file the app decrypts with its READ key", async () => {

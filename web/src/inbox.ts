@@ -203,24 +203,38 @@ async function closePostbox(cred: Credential, app: string) {
 // ---------------------------------------------------------------------------
 // Files
 
+// The latest (re)load of each file list: an older one that finishes later must not replace it.
+const latestLoad = new WeakMap<HTMLElement, number>();
+
 async function loadFiles(cred: Credential, target: HTMLElement, after?: string, list?: HTMLUListElement, pending: string[] = []) {
+  if (!list) latestLoad.set(target, (latestLoad.get(target) ?? 0) + 1); // "Show older files" continues the current one
+  const load = latestLoad.get(target);
+  const superseded = () => latestLoad.get(target) !== load;
   let page: { edges: { node: FileNode }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } };
   try {
     page = (await cred.call<{ postboxFiles: typeof page }>(FILES, { first: 20, after: after ?? null })).postboxFiles;
   } catch (e) {
+    if (superseded()) return;
     target.replaceChildren(notice("error", errorText(e)), h("button", { type: "button", onclick: () => void loadFiles(cred, target) }, "Try again"));
     return;
   }
+  if (superseded()) return;
+  // A reload (after a change) builds the new list aside and shows it once every file in it
+  // is decrypted: the files already on screen stay readable instead of going back to "Decrypting…".
+  let shown: Element | null = null;
   if (!list) {
     if (page.edges.length === 0) {
       target.replaceChildren(h("p", { class: "muted" }, "No files yet."));
       return;
     }
     list = h("ul", { class: "files" });
-    target.replaceChildren(list);
+    shown = target.querySelector("ul.files");
+    if (!shown) target.replaceChildren(list);
   }
   const ackArea = h("div", { class: "ack", "aria-live": "polite" });
   const decrypted = await Promise.all(page.edges.map(({ node }) => fileItem(cred, node, list!)));
+  if (superseded()) return;
+  if (shown) target.replaceChildren(list);
   for (const [i, ok] of decrypted.entries()) if (ok && page.edges[i].node.status === "PENDING") pending.push(page.edges[i].node.id);
   target.querySelector(".ack")?.remove();
   target.querySelector(".more")?.remove();
