@@ -8,6 +8,7 @@ import pg from "pg";
 import { PrismaClient } from "../../generated/prisma/client.js";
 import { acquireDbLock, type DbLock } from "./lock.js";
 import { migrate, type MigrateResult, type SqlRunner } from "./migrate.js";
+import type { ParamType } from "./pglite-prepared.mjs";
 import { PgliteThread } from "./pglite-proxy.js";
 
 export type { PrismaClient };
@@ -21,7 +22,17 @@ export type Tx = Omit<PrismaClient, "$connect" | "$disconnect" | "$on" | "$trans
  * come back as the driver makes them; errors carry the SQLSTATE in `code`
  * (see isUniqueViolation). Like Prisma, only repositories use it.
  */
-export type RawSql = <T>(sql: string, params: unknown[]) => Promise<T[]>;
+export type RawSql = <T>(sql: string, params: unknown[], prepare?: PrepareAs) => Promise<T[]>;
+
+/**
+ * Keeps the statement prepared on the connection under `name` (parsed and planned
+ * once, not on every call). The embedded database also sends its parameters in
+ * binary, which needs each one's type; PostgreSQL takes them as text and casts.
+ */
+export interface PrepareAs {
+  name: string;
+  types: ParamType[];
+}
 
 export interface Database {
   readonly kind: "pglite" | "postgres";
@@ -76,7 +87,7 @@ async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database
   return {
     kind: "pglite",
     prisma,
-    sql: runner.query,
+    sql: (sql, params, prepare) => (prepare ? thread.prepared(prepare.name, sql, prepare.types, params) : runner.query(sql, params)),
     migrate: () => migrate(runner),
     ping: async () => {
       await runner.query("SELECT 1");
@@ -128,7 +139,8 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   return {
     kind: "postgres",
     prisma,
-    sql: runner.query,
+    sql: async <T>(sql: string, params: unknown[], prepare?: PrepareAs) =>
+      (prepare ? await pool.query({ name: prepare.name, text: sql, values: params }) : await pool.query(sql, params)).rows as T[],
     migrate: () => migrate(runner),
     ping: async () => {
       await pool.query("SELECT 1");

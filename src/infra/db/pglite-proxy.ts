@@ -16,6 +16,7 @@ import {
   type TransactionOptions,
 } from "@prisma/driver-adapter-utils";
 import type { SqlRunner } from "./migrate.js";
+import type { ParamType } from "./pglite-prepared.mjs";
 
 const WORKER_URL = new URL("./pglite.worker.mjs", import.meta.url);
 // The adapter in the worker; Prisma sees its name through the proxy.
@@ -87,6 +88,11 @@ export class PgliteThread {
       adapterName: ADAPTER_NAME,
       connect: async () => new ProxyAdapter(thread),
     };
+  }
+
+  /** A statement prepared once in the thread, with binary parameters (pglite-prepared.mjs). */
+  prepared<T>(name: string, sql: string, types: ParamType[], params: unknown[]): Promise<T[]> {
+    return this.call<T[]>("prepared", name, sql, types, params);
   }
 
   runner(): SqlRunner {

@@ -10,6 +10,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { PGlite } from "@electric-sql/pglite";
 import { PrismaPGlite } from "pglite-prisma-adapter";
+import { preparedStatements } from "./pglite-prepared.mjs";
 
 const { dataDir, loadDataDir } = workerData;
 
@@ -50,6 +51,7 @@ async function main() {
   }
   const adapter = await new PrismaPGlite(pglite).connect();
   const queryable = (txId) => (txId ? transactions.get(txId)?.queryable : adapter);
+  const prepared = preparedStatements(pglite);
 
   const ops = {
     // Prisma's driver adapter, method by method.
@@ -64,6 +66,8 @@ async function main() {
     },
     // The migrator's runner.
     query: async (sql, params) => (await pglite.query(sql, params)).rows,
+    // A hot statement, prepared once with binary parameters (see pglite-prepared.mjs).
+    prepared: (name, sql, types, params) => prepared(name, sql, types, params),
     async begin() {
       const held = await holdTransaction(pglite);
       const id = nextTx++;

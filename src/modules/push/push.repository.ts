@@ -1,5 +1,5 @@
 import { Prisma } from "../../generated/prisma/client.js";
-import type { PrismaClient, RawSql, Tx } from "../../infra/db/database.js";
+import type { PrepareAs, PrismaClient, RawSql, Tx } from "../../infra/db/database.js";
 import type { PendingAuditRow } from "../audit/audit.repository.js";
 
 const pushFields = {
@@ -19,6 +19,16 @@ export type PushRow = Prisma.PushGetPayload<{ select: typeof pushFields }>;
 export type PostboxForPush = Prisma.PostboxGetPayload<{
   select: { id: true; contractId: true; status: true; expiresAt: true; publicJwk: true; publicKeyThumbprint: true };
 }>;
+
+/** insertWithAudit's statement, prepared once per connection; its parameters' types in order. */
+const STORE_PUSHES: PrepareAs = {
+  name: "postbox_store_pushes",
+  types: [
+    "text[]", "text[]", "text[]", "int4[]", "text[]", "text[]", "text[]", "timestamp[]", "timestamp[]",
+    "text[]", "text[]", "text[]", "timestamp[]", "text[]", "text[]", "text[]", "text[]", "text[]",
+    "text[]", "text[]", "text[]", "text[]", "text[]", "text[]",
+  ],
+};
 
 export interface PushKeyset {
   receivedAt: Date;
@@ -84,7 +94,8 @@ export class PushRepository {
     // The statement lives in the database (migration store_pushes_function), where its
     // plan is kept: sent from here, it was parsed and planned again for every batch.
     // One array per column, in batch order. Sent through the driver rather than
-    // $queryRaw, which would copy every ciphertext into JSON and back first.
+    // $queryRaw, which would copy every ciphertext into JSON and back first, and
+    // prepared on the connection (on the embedded database, with binary arrays).
     const col = <T>(f: (x: { push: NewPush; event: PendingAuditRow }) => T) => pushes.map(f);
     const iso = (d: Date) => d.toISOString();
     const stored = await this.sql<{ id: string }>(
@@ -102,6 +113,7 @@ export class PushRepository {
         col((x) => x.event.contractId), col((x) => x.event.postboxId), col((x) => x.event.targetId),
         col((x) => (x.event.detail === undefined ? null : JSON.stringify(x.event.detail))), col((x) => x.event.canonical),
       ],
+      STORE_PUSHES,
     );
     // A stored push is exactly what was given (new, so PENDING, never delivered or purged).
     const ids = new Set(stored.map((r) => r.id));
