@@ -58,6 +58,8 @@ describe("multipart uploads", () => {
     expect(content.ciphertext).toBeNull();
     const slices = await prisma().pushChunk.findMany({ where: { pushId: p.id }, orderBy: { seq: "asc" } });
     expect(slices.map((c) => c.seq)).toEqual([0, 1, 2]);
+    // Written with the time they were written (abandoned slices are found by it).
+    for (const c of slices) expect(Math.abs(c.createdAt.getTime() - Date.now())).toBeLessThan(60_000);
 
     const f = await fetchFile(rsa, p.id);
     expect(f.ciphertext).toBe(slices.map((c) => c.data).join(""));
