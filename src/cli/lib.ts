@@ -394,6 +394,32 @@ export async function runCli(argv: string[], registry: Record<string, GroupLoade
   }
 }
 
+/**
+ * Waits between reconnection attempts: 1 s, doubling up to a cap of 30 s, back to
+ * 1 s once a connection works again (reset).
+ */
+export class Backoff {
+  private ms: number;
+
+  constructor(
+    private readonly firstMs = 1000,
+    private readonly maxMs = 30_000,
+  ) {
+    this.ms = firstMs;
+  }
+
+  /** The wait before the next attempt; each call doubles the one after it, up to the cap. */
+  next(): number {
+    const wait = this.ms;
+    this.ms = Math.min(this.ms * 2, this.maxMs);
+    return wait;
+  }
+
+  reset(): void {
+    this.ms = this.firstMs;
+  }
+}
+
 // ---------------------------------------------------------------- small formatting helpers
 
 /** 604800 → "7d", 5400 → "90m", 61 → "61s". */

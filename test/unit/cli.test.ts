@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { formatSeconds, runCli, table, type GroupLoader } from "../../src/cli/lib.js";
+import { Backoff, formatSeconds, runCli, table, type GroupLoader } from "../../src/cli/lib.js";
 
 const registry: Record<string, GroupLoader> = {
   app: () => import("../../src/cli/commands/app.js"),
@@ -110,6 +110,15 @@ describe("reaching the server", () => {
     const r = await cli(["app", "list"], { ADMIN_TOKEN: undefined, DATA_DIR: dir });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`No admin token: ADMIN_TOKEN is not set and ${path.join(dir, "admin-token")} does not exist`);
+  });
+});
+
+describe("reconnection backoff (user watch)", () => {
+  it("doubles from 1 s, stays at the 30 s cap, and starts over after a reset", () => {
+    const b = new Backoff();
+    expect(Array.from({ length: 8 }, () => b.next())).toEqual([1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000]);
+    b.reset();
+    expect([b.next(), b.next()]).toEqual([1000, 2000]);
   });
 });
 

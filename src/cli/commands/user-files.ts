@@ -13,7 +13,7 @@ import { errors as undiciErrors, request } from "undici";
 import WebSocket from "ws";
 import type { FileDescriptor as Descriptor } from "../../modules/push/push.crypto.js";
 import { CHANGE_ORDER, currentChange } from "../../modules/user/user.events.js";
-import { ApiError, CliError, UsageError, table, type Command, type CommandGroup, type Ctx } from "../lib.js";
+import { ApiError, Backoff, CliError, UsageError, table, type Command, type CommandGroup, type Ctx } from "../lib.js";
 
 interface Credential {
   accessToken: string;
@@ -453,11 +453,11 @@ const watchCmd: Command = {
     };
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
-    let backoff = 1000;
+    const backoff = new Backoff();
     const pause = async (why: string) => {
-      ctx.note(`${why.replace(/\.$/, "")}; reconnecting in ${backoff / 1000} s.`);
-      await new Promise((r) => setTimeout(r, backoff));
-      backoff = Math.min(backoff * 2, 30_000);
+      const wait = backoff.next();
+      ctx.note(`${why.replace(/\.$/, "")}; reconnecting in ${wait / 1000} s.`);
+      await new Promise((r) => setTimeout(r, wait));
     };
     let renew = false;
     try {
@@ -490,7 +490,7 @@ const watchCmd: Command = {
         renew = false;
         try {
           for await (const r of ws.iterate<{ myFilesChanged: Change }>({ query: CHANGED, variables: { since } })) {
-            backoff = 1000;
+            backoff.reset();
             if (r.data?.myFilesChanged) {
               await report(r.data.myFilesChanged);
               saw(r.data.myFilesChanged.at);
