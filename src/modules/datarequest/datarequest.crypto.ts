@@ -4,8 +4,8 @@
 // addressed to the READ key with the expected algorithms, and their size, so
 // that the application is not handed something it cannot open.
 import { AppError, ErrorCode } from "../../infra/errors.js";
+import { CONTENT_ENC } from "../push/jwe-writer.mjs";
 
-export const CONTENT_ENC = "A256GCM";
 export const MAX_DESCRIPTOR_BYTES = 16 * 1024;
 
 export interface RecipientKey {

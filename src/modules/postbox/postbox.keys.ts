@@ -12,7 +12,8 @@ import { calculateJwkThumbprint, type JWK } from "jose";
 
 export const ENCRYPTION_ALGS = ["RSA-OAEP-256", "ECDH-ES+A256KW"] as const;
 export type EncryptionAlg = (typeof ENCRYPTION_ALGS)[number];
-export const CONTENT_ENCRYPTION = "A256GCM";
+// One content encryption everywhere: the one the server's JWE writer uses.
+export { CONTENT_ENC as CONTENT_ENCRYPTION } from "../push/jwe-writer.mjs";
 
 const PRIVATE_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 const MAX_JWK_CHARS = 8192;
