@@ -10,7 +10,7 @@
 //
 // Plain JavaScript on purpose, like the worker that loads it.
 
-/** Parameter types this encoder writes: array OID, element OID, element encoder. */
+/** The parameter types written here: each one's OID and, for an array, its element's. */
 const TYPES = {
   text: { oid: 25 },
   "text[]": { oid: 1009, elem: 25 },
@@ -24,8 +24,8 @@ const TYPES = {
 const PG_EPOCH_MS = Date.UTC(2000, 0, 1);
 
 // Each parameter is measured first, then written straight into the one buffer that
-// holds the whole message: a large ciphertext is copied once (a copy per step, as
-// before, made a 10 MiB push hold several at a time).
+// holds the whole message, so a large ciphertext is copied once. (Built in buffers of
+// their own and then joined, a 10 MiB push's was held three times over.)
 
 /** Bytes of one non-null value of element type `oid` in binary; throws on a value of the wrong kind. */
 function valueSize(oid, v) {
@@ -196,12 +196,13 @@ const NO_SUCH_STATEMENT = "26000";
  * open transaction to finish rather than running inside it.
  */
 export function preparedStatements(pglite) {
-  const parsed = new Map(); // name -> sql
+  const parsed = new Map(); // name -> the SQL and parameter types it was prepared with
   const run = async (name, sql, types, params) => {
-    if (parsed.get(name) !== sql) {
+    const as = `${types.join(",")}\n${sql}`;
+    if (parsed.get(name) !== as) {
       if (parsed.has(name)) await pglite.execProtocol(closeMessage(name));
       await pglite.execProtocol(parseMessage(name, sql, types));
-      parsed.set(name, sql);
+      parsed.set(name, as);
     }
     return rowsOf((await pglite.execProtocol(executeMessage(name, types, params))).messages);
   };
