@@ -3,9 +3,6 @@ import type { PGlite } from "@electric-sql/pglite";
 
 export type ParamType = "text" | "text[]" | "int4" | "int4[]" | "timestamp" | "timestamp[]";
 
-/** One parameter in PostgreSQL's binary format, or null for SQL NULL. */
-export function encodeParam(type: ParamType, value: unknown): Buffer | null;
-
 export type RunPrepared = (name: string, sql: string, types: ParamType[], params: unknown[]) => Promise<Record<string, string | null>[]>;
 
 /** Runs statements prepared once per connection, with binary parameters. */

@@ -27,35 +27,24 @@ const PG_EPOCH_MS = Date.UTC(2000, 0, 1);
 // holds the whole message, so a large ciphertext is copied once. (Built in buffers of
 // their own and then joined, a 10 MiB push's was held three times over.)
 
-/** Bytes of one non-null value of element type `oid` in binary; throws on a value of the wrong kind. */
+/** Bytes of one non-null value of element type `oid` in binary. */
 function valueSize(oid, v) {
-  switch (oid) {
-    case 25:
-      if (typeof v !== "string") throw new TypeError(`expected a string, got ${typeof v}`);
-      return Buffer.byteLength(v, "utf8");
-    case 23:
-      if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) throw new TypeError(`expected an integer, got ${v}`);
-      return 4;
-    case 1114:
-      if (!Number.isFinite(v instanceof Date ? v.getTime() : Date.parse(v))) throw new TypeError(`expected a date, got ${v}`);
-      return 8;
-    default:
-      throw new TypeError(`unsupported type ${oid}`);
-  }
+  if (oid !== 25) return oid === 23 ? 4 : 8;
+  if (typeof v !== "string") throw new TypeError(`expected a string, got ${typeof v}`);
+  return Buffer.byteLength(v, "utf8");
 }
 
+/** Writes one non-null value; throws on a value of the wrong kind (the message is then never sent). */
 function writeValue(oid, v, buf, o) {
-  switch (oid) {
-    case 25:
-      return o + buf.write(v, o, "utf8");
-    case 23:
-      return buf.writeInt32BE(v, o);
-    default: {
-      // A timestamp without time zone holds the UTC wall time, as Prisma writes it.
-      const ms = v instanceof Date ? v.getTime() : Date.parse(v);
-      return buf.writeBigInt64BE(BigInt(ms - PG_EPOCH_MS) * 1000n, o);
-    }
+  if (oid === 25) return o + buf.write(v, o, "utf8");
+  if (oid === 23) {
+    if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) throw new TypeError(`expected an integer, got ${v}`);
+    return buf.writeInt32BE(v, o);
   }
+  // A timestamp without time zone holds the UTC wall time, as Prisma writes it.
+  const ms = v instanceof Date ? v.getTime() : Date.parse(v);
+  if (!Number.isFinite(ms)) throw new TypeError(`expected a date, got ${v}`);
+  return buf.writeBigInt64BE(BigInt(ms - PG_EPOCH_MS) * 1000n, o);
 }
 
 const isNull = (v) => v === null || v === undefined;
@@ -98,24 +87,14 @@ function writeParam(type, value, buf, o) {
   return o;
 }
 
-/** One parameter in binary, or null for SQL NULL. */
-export function encodeParam(type, value) {
-  const size = paramSize(type, value);
-  if (size < 0) return null;
-  const buf = Buffer.allocUnsafe(size);
-  writeParam(type, value, buf, 0);
-  return buf;
-}
-
 /** Parse (the statement, named, with its parameter types) then Sync. */
-export function parseMessage(name, sql, types) {
+function parseMessage(name, sql, types) {
   const oids = types.map((t) => typeOf(t).oid);
   const nameBytes = Buffer.byteLength(name, "utf8");
   const sqlBytes = Buffer.byteLength(sql, "utf8");
   const parseLen = 4 + nameBytes + 1 + sqlBytes + 1 + 2 + 4 * oids.length;
   const buf = Buffer.allocUnsafe(1 + parseLen + 5);
-  let o = buf.writeUInt8(0x50 /* P */, 0);
-  o = buf.writeInt32BE(parseLen, o);
+  let o = header(buf, 0, "P", parseLen);
   o = cstring(buf, name, o);
   o = cstring(buf, sql, o);
   o = buf.writeInt16BE(oids.length, o);
@@ -125,15 +104,14 @@ export function parseMessage(name, sql, types) {
 }
 
 /** Bind (every parameter binary, every result column text), Describe, Execute, Sync, in one buffer. */
-export function executeMessage(name, types, params) {
+function executeMessage(name, types, params) {
   if (params.length !== types.length) throw new TypeError(`expected ${types.length} parameters, got ${params.length}`);
   const sizes = params.map((p, i) => paramSize(types[i], p));
   const nameBytes = Buffer.byteLength(name, "utf8");
   const n = types.length;
   const bindLen = 4 + 1 /* portal "" */ + nameBytes + 1 + 2 + 2 * n + 2 + sizes.reduce((sum, size) => sum + 4 + Math.max(size, 0), 0) + 2;
   const buf = Buffer.allocUnsafe(1 + bindLen + 7 /* Describe */ + 10 /* Execute */ + 5 /* Sync */);
-  let o = buf.writeUInt8(0x42 /* B */, 0);
-  o = buf.writeInt32BE(bindLen, o);
+  let o = header(buf, 0, "B", bindLen);
   o = cstring(buf, "", o);
   o = cstring(buf, name, o);
   o = buf.writeInt16BE(n, o);
@@ -144,13 +122,11 @@ export function executeMessage(name, types, params) {
     if (sizes[i] >= 0) o = writeParam(types[i], p, buf, o);
   });
   o = buf.writeInt16BE(0, o); // result columns: all text
-  o = buf.writeUInt8(0x44 /* D */, o);
-  o = buf.writeInt32BE(6, o);
+  o = header(buf, o, "D", 6);
   o = buf.writeUInt8(0x50 /* P(ortal) */, o);
-  o = buf.writeUInt8(0, o);
-  o = buf.writeUInt8(0x45 /* E */, o);
-  o = buf.writeInt32BE(9, o);
-  o = buf.writeUInt8(0, o); // portal ""
+  o = cstring(buf, "", o); // portal "": its result columns
+  o = header(buf, o, "E", 9);
+  o = cstring(buf, "", o); // portal ""
   o = buf.writeInt32BE(0, o); // all rows
   o = sync(buf, o);
   if (o !== buf.length) throw new Error(`message length ${o} != ${buf.length}`);
@@ -161,12 +137,17 @@ export function executeMessage(name, types, params) {
 function closeMessage(name) {
   const len = 4 + 1 + Buffer.byteLength(name, "utf8") + 1;
   const buf = Buffer.allocUnsafe(1 + len + 5);
-  let o = buf.writeUInt8(0x43 /* C */, 0);
-  o = buf.writeInt32BE(len, o);
+  let o = header(buf, 0, "C", len);
   o = buf.writeUInt8(0x53 /* S(tatement) */, o);
   o = cstring(buf, name, o);
   sync(buf, o);
   return bytes(buf);
+}
+
+/** A message's type byte and its length (which counts itself, not the type byte). */
+function header(buf, o, type, len) {
+  o = buf.writeUInt8(type.charCodeAt(0), o);
+  return buf.writeInt32BE(len, o);
 }
 
 function cstring(buf, s, o) {
@@ -174,15 +155,12 @@ function cstring(buf, s, o) {
   return buf.writeUInt8(0, o);
 }
 
-function sync(buf, o) {
-  o = buf.writeUInt8(0x53 /* S */, o);
-  return buf.writeInt32BE(4, o);
-}
+const sync = (buf, o) => header(buf, o, "S", 4);
 
 const bytes = (b) => new Uint8Array(b.buffer, b.byteOffset, b.length);
 
 /** Rows of an execProtocol result, as objects of text values (null for NULL). */
-export function rowsOf(messages) {
+function rowsOf(messages) {
   const names = messages.find((m) => m.name === "rowDescription")?.fields.map((f) => f.name) ?? [];
   return messages.filter((m) => m.name === "dataRow").map((m) => Object.fromEntries(names.map((n, i) => [n, m.fields[i]])));
 }

@@ -51,7 +51,6 @@ async function main() {
   }
   const adapter = await new PrismaPGlite(pglite).connect();
   const queryable = (txId) => (txId ? transactions.get(txId)?.queryable : adapter);
-  const prepared = preparedStatements(pglite);
 
   const ops = {
     // Prisma's driver adapter, method by method.
@@ -67,7 +66,7 @@ async function main() {
     // The migrator's runner.
     query: async (sql, params) => (await pglite.query(sql, params)).rows,
     // A hot statement, prepared once with binary parameters (see pglite-prepared.mjs).
-    prepared: (name, sql, types, params) => prepared(name, sql, types, params),
+    prepared: preparedStatements(pglite),
     async begin() {
       const held = await holdTransaction(pglite);
       const id = nextTx++;
