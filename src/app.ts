@@ -40,6 +40,7 @@ import { WebhookDispatcher } from "./modules/webhook/webhook.worker.js";
 import { WebhookResolver } from "./modules/webhook/webhook.resolver.js";
 import { webhookAdminRoutes } from "./modules/webhook/webhook.admin.js";
 import { PushRepository } from "./modules/push/push.repository.js";
+import { UserFilesService } from "./modules/push/push.files.service.js";
 import { PushService } from "./modules/push/push.service.js";
 import { fileDownloadRouter } from "./modules/push/push.download.js";
 import { pushRefusalAudit } from "./modules/push/push.plugin.js";
@@ -77,6 +78,8 @@ export interface Services {
   postboxes: PostboxService;
   users: UserService;
   pushes: PushService;
+  /** The user's side of pushes: files, fetches, acknowledgements. */
+  files: UserFilesService;
   dataRequests: DataRequestService;
 }
 
@@ -101,7 +104,9 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   const users = new UserService(new UserRepository(prisma), audit, config, pubSub, log);
   const postboxes = new PostboxService({ repo: new PostboxRepository(prisma), audit, users, webhooks, pubSub, config, log, sessionEnds });
   // SERVER_SECRET keys the idempotency fingerprints (createApp fills it in when unset).
-  const pushes = new PushService(new PushRepository(prisma, db.sql), audit, webhooks, pubSub, config, config.SERVER_SECRET, log, sessionEnds);
+  const pushRepo = new PushRepository(prisma, db.sql);
+  const pushes = new PushService(pushRepo, audit, webhooks, pubSub, config, config.SERVER_SECRET, log, sessionEnds);
+  const files = new UserFilesService(pushRepo, audit, webhooks, pubSub, config, log);
   // Data sent back by users, encrypted to the application's READ contract key.
   const dataRequests = new DataRequestService(new DataRequestRepository(prisma), appRepo, audit, webhooks, pubSub, config, log, sessionEnds);
 
@@ -118,8 +123,8 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
     new UserResolver(users, postboxes, limiter),
     new WebhookResolver(webhooks),
     new PushResolver(pushes),
-    new UserFilesResolver(pushes),
-    createPushSubscriptionResolver(pushes, users),
+    new UserFilesResolver(files),
+    createPushSubscriptionResolver(pushes, files, users),
     new AuditResolver(audit),
     new DataRequestResolver(dataRequests),
     createDataRequestSubscriptionResolver(dataRequests),
@@ -138,7 +143,7 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   const adminRoutes = [applicationAdminRoutes(applications), webhookAdminRoutes(webhooks), auditAdminRoutes(audit)];
   // Every pushData attempt is audited, also those GraphQL refuses before the resolver.
   const refusalListeners = [pushRefusalAudit(pushes)];
-  const services: Services = { audit, applications, sessions, webhooks, postboxes, users, pushes, dataRequests };
+  const services: Services = { audit, applications, sessions, webhooks, postboxes, users, pushes, files, dataRequests };
   return { resolvers, tasks, adminRoutes, refusalListeners, auth, services };
 }
 
@@ -171,7 +176,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       adminRouter: createAdminRouter(adminToken, log, wired.adminRoutes),
       refusalListeners: wired.refusalListeners,
       mounts: [
-        { path: "/files", handler: fileDownloadRouter(wired.services.pushes, wired.auth, log) },
+        { path: "/files", handler: fileDownloadRouter(wired.services.files, wired.auth, log) },
         { path: "/", handler: createWebRouter(log, config) },
       ],
     });

@@ -397,10 +397,10 @@ if (!HAVE_CHROMIUM && process.env.CI) {
       // Leave the inbox until its live subscription is gone, then open it again and wait for the new one:
       // the push below must happen while the page is listening.
       await page.goto("about:blank");
-      while (t.app.services.pushes.openFileSubscriptions > 0) await new Promise((r) => setTimeout(r, 10));
+      while (t.app.services.files.openSubscriptions > 0) await new Promise((r) => setTimeout(r, 10));
       await page.goto(`${t.url}/app`);
       await page.locator(".file", { hasText: "results.txt" }).waitFor();
-      while (t.app.services.pushes.openFileSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
+      while (t.app.services.files.openSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
       // Counts files put on screen still "Decrypting…" from here on: a reload must not take the files shown back to that.
       await page.evaluate(() => {
         const w = window as unknown as { undecryptedShown: number };
@@ -473,7 +473,7 @@ if (!HAVE_CHROMIUM && process.env.CI) {
       // The first device leaves its inbox first: its live stream would also see the credential
       // revoked below and re-establish it with its own key, a second reissue this test does not count.
       await page.goto("about:blank");
-      while (t.app.services.pushes.openFileSubscriptions > 0) await new Promise((r) => setTimeout(r, 10));
+      while (t.app.services.files.openSubscriptions > 0) await new Promise((r) => setTimeout(r, 10));
       const stale = JSON.parse(await readFile(backupFile, "utf8"));
       const REFRESH = `mutation($r: String!) { refreshUserToken(refreshToken: $r) { accessToken } }`;
       expect((await t.gql(REFRESH, { r: stale.credential.refreshToken })).errors).toBeUndefined();
@@ -557,7 +557,7 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         const deadline = Date.now() + 20_000;
         while ((await refreshes()) < start + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
         expect(await refreshes()).toBeGreaterThanOrEqual(start + 2);
-        while (short.app.services.pushes.openFileSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
+        while (short.app.services.files.openSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
 
         const pb = (await short.gql(POSTBOX, { id }, { token: shortSession })).data!.postbox;
         const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode("after renewals"));
@@ -619,11 +619,11 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         await p2.goto(link.url + new URL(created.data!.createPostbox.consentUrl).pathname);
         await p2.getByRole("button", { name: "Accept" }).click();
         await p2.getByRole("heading", { name: "Postbox accepted" }).waitFor();
-        const streams = t.app.services.pushes.openFileSubscriptions;
-        const opened = jest.spyOn(t.app.services.pushes, "subscribeFiles");
+        const streams = t.app.services.files.openSubscriptions;
+        const opened = jest.spyOn(t.app.services.files, "subscribeFiles");
         await p2.goto(`${link.url}/app`);
         await p2.getByText("No files yet.").waitFor();
-        while (t.app.services.pushes.openFileSubscriptions <= streams) await new Promise((r) => setTimeout(r, 10));
+        while (t.app.services.files.openSubscriptions <= streams) await new Promise((r) => setTimeout(r, 10));
         const pb = (await t.gql(POSTBOX, { id }, { token: session })).data!.postbox;
         const pushText = async (fileName: string, text: string) => {
           const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode(text));
@@ -636,7 +636,7 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         const beforeAt = (await t.app.db.prisma.push.findFirstOrThrow({ where: { postboxId: id } })).receivedAt;
 
         link.down();
-        while (t.app.services.pushes.openFileSubscriptions > streams) await new Promise((r) => setTimeout(r, 10));
+        while (t.app.services.files.openSubscriptions > streams) await new Promise((r) => setTimeout(r, 10));
         // No stream can hear of this push: only the catch-up on reconnecting can show it.
         await pushText("offline.txt", "sent while offline");
         await new Promise((r) => setTimeout(r, 1500)); // at least one failed reconnect attempt

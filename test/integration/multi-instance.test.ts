@@ -91,7 +91,7 @@ describe("two instances on PostgreSQL + Redis", () => {
     clients.push(c);
     const stream = collect(c, `subscription { myFilesChanged(includeCurrent: true) { fileId change } }`);
     expect((await stream.next(1)).myFilesChanged).toEqual({ fileId: earlier, change: "ADDED" });
-    expect(b.app.services.pushes.openFileSubscriptions).toBe(1);
+    expect(b.app.services.files.openSubscriptions).toBe(1);
     const later = await push("across");
     expect((await stream.next(2)).myFilesChanged).toEqual({ fileId: later, change: "ADDED" });
     const closed = await a.gql(`mutation { closeMyPostbox { status } }`, {}, { token: target.accessToken });

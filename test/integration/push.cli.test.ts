@@ -186,7 +186,7 @@ describe("user files / fetch / ack", () => {
     const out = await mkdtemp(path.join(dir, "watched-"));
     const { child, lines, waitFor, exited, output } = watch(["--key-file", watchKey, "--out", out, "--json"]);
     try {
-      await waitFor(() => t.app.services.pushes.openFileSubscriptions > 0, "the watch stream");
+      await waitFor(() => t.app.services.files.openSubscriptions > 0, "the watch stream");
       const bytes = randomBytes(2048);
       const r = await t.gql(PUSH_DATA, { input: { ...dataInput({ postboxId: accepted.postboxId }, bytes), fileName: "live.bin" } }, { token: session });
       const id = r.data!.pushData.id as string;
@@ -203,7 +203,7 @@ describe("user files / fetch / ack", () => {
       // Ctrl-C stops a second watcher cleanly; the first one goes on.
       const second = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "user", "watch", "--key-file", watchKey], { cwd: root, env: { PATH: process.env.PATH, HOME: process.env.HOME } });
       const secondExited = new Promise<number | null>((resolve) => second.on("exit", (code) => resolve(code)));
-      await waitFor(() => t.app.services.pushes.openFileSubscriptions > 1, "the second watch stream");
+      await waitFor(() => t.app.services.files.openSubscriptions > 1, "the second watch stream");
       second.kill("SIGINT");
       expect(await secondExited).toBe(0);
 
@@ -218,20 +218,20 @@ describe("user files / fetch / ack", () => {
 
   it("watch reconnects after the network drops and catches up on a file pushed meanwhile", async () => {
     const { accepted, watchKey, link, out } = await acceptBehindRelay("outage");
-    const streams = t.app.services.pushes.openFileSubscriptions;
-    const opened = jest.spyOn(t.app.services.pushes, "subscribeFiles");
+    const streams = t.app.services.files.openSubscriptions;
+    const opened = jest.spyOn(t.app.services.files, "subscribeFiles");
     const { child, lines, waitFor, output } = watch(["--key-file", watchKey, "--out", out, "--json"]);
     const pushTo = async (name: string, bytes: Buffer) => {
       const r = await t.gql(PUSH_DATA, { input: { ...dataInput({ postboxId: accepted.postboxId }, bytes), fileName: name } }, { token: session });
       return r.data!.pushData.id as string;
     };
     try {
-      await waitFor(() => t.app.services.pushes.openFileSubscriptions > streams, "the watch stream");
+      await waitFor(() => t.app.services.files.openSubscriptions > streams, "the watch stream");
       const before = await pushTo("before.bin", randomBytes(300));
       await waitFor(() => lines().length >= 2, "the first file's two lines");
 
       link.down();
-      await waitFor(() => t.app.services.pushes.openFileSubscriptions === streams, "the server to see the stream gone");
+      await waitFor(() => t.app.services.files.openSubscriptions === streams, "the server to see the stream gone");
       // Pushed while the watcher cannot hear of it: only its catch-up can bring it.
       const bytes = randomBytes(700);
       const during = await pushTo("during.bin", bytes);
@@ -261,13 +261,13 @@ describe("user files / fetch / ack", () => {
 
   it("watch acknowledges again when the network cut off the answer to its acknowledgement", async () => {
     const { accepted, watchKey, link, out } = await acceptBehindRelay("ack-cut");
-    const pushes = t.app.services.pushes;
-    const streams = pushes.openFileSubscriptions;
+    const files = t.app.services.files;
+    const streams = files.openSubscriptions;
     // The first acknowledgement is carried out, then the network drops before its answer
     // leaves: the watcher cannot know it worked, so it must keep the file to acknowledge.
-    const acknowledge = pushes.acknowledge.bind(pushes);
+    const acknowledge = files.acknowledge.bind(files);
     let cut = false;
-    const acks = jest.spyOn(pushes, "acknowledge").mockImplementation(async (u, ids) => {
+    const acks = jest.spyOn(files, "acknowledge").mockImplementation(async (u, ids) => {
       const done = await acknowledge(u, ids);
       if (!cut) {
         cut = true;
@@ -277,7 +277,7 @@ describe("user files / fetch / ack", () => {
     });
     const { child, lines, waitFor, output } = watch(["--key-file", watchKey, "--out", out, "--json"]);
     try {
-      await waitFor(() => pushes.openFileSubscriptions > streams, "the watch stream");
+      await waitFor(() => files.openSubscriptions > streams, "the watch stream");
       const bytes = randomBytes(400);
       const r = await t.gql(PUSH_DATA, { input: { ...dataInput({ postboxId: accepted.postboxId }, bytes), fileName: "cut.bin" } }, { token: session });
       const id = r.data!.pushData.id as string;

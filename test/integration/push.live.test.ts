@@ -32,11 +32,11 @@ async function push(target: PushTarget, text: string): Promise<string> {
 
 /** Opens the user's stream and waits until the server has registered it, so nothing published afterwards is missed. */
 async function subscribe(accessToken: string, query = LIVE, variables?: Record<string, unknown>) {
-  const before = t.app.services.pushes.openFileSubscriptions;
+  const before = t.app.services.files.openSubscriptions;
   const client = wsClient(t.wsUrl, `Bearer ${accessToken}`);
   const sub = collect<Live>(client, query, variables);
   const deadline = Date.now() + 10_000;
-  while (t.app.services.pushes.openFileSubscriptions <= before && !sub.errors.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  while (t.app.services.files.openSubscriptions <= before && !sub.errors.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   return { client, sub };
 }
 

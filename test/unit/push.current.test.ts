@@ -6,7 +6,7 @@ import { describe, expect, it } from "@jest/globals";
 import { createAppPubSub } from "../../src/infra/pubsub.js";
 import type { Logger } from "../../src/infra/logger.js";
 import type { UserPrincipal } from "../../src/infra/graphql/context.js";
-import { PushService } from "../../src/modules/push/push.service.js";
+import { UserFilesService } from "../../src/modules/push/push.files.service.js";
 import type { PushRepository } from "../../src/modules/push/push.repository.js";
 import { publishUserEvent } from "../../src/modules/user/user.events.js";
 
@@ -16,13 +16,13 @@ const t = (s: number) => new Date(Date.UTC(2026, 10, 30, 8, 0, s));
 function service(rows: () => Promise<object[]>) {
   const { pubSub } = createAppPubSub(undefined, log);
   const repo = { listStates: rows } as unknown as PushRepository;
-  const pushes = new PushService(repo, {} as never, {} as never, pubSub, {} as never, undefined, log, {} as never);
+  const pushes = new UserFilesService(repo, {} as never, {} as never, pubSub, {} as never, log);
   return { pushes, pubSub };
 }
 
 const user = { postboxId: "pbx_1", grantId: "grt_1", expiresAt: new Date(Date.now() + 60_000) } as UserPrincipal;
 
-describe("PushService.subscribeFiles with includeCurrent", () => {
+describe("UserFilesService.subscribeFiles with includeCurrent", () => {
   it("opens with each file's current state, then live changes, without repeating what it already showed", async () => {
     let publish: (change: "ADDED" | "DELIVERED", fileId: string, at: Date) => void = () => {};
     const { pushes, pubSub } = service(async () => {

@@ -9,13 +9,13 @@ import { isAppError, unauthenticated, type AppError } from "../../infra/errors.j
 import { sendError as send } from "../../infra/http/http-errors.js";
 import { bearerToken, USER_TOKEN_PREFIX, type Authenticators } from "../../infra/graphql/context.js";
 import type { Logger } from "../../infra/logger.js";
-import type { PushService } from "./push.service.js";
+import type { UserFilesService } from "./push.files.service.js";
 
 function sendError(res: Response, e: AppError): void {
   send(res, e.httpStatus, e.code, e.message, e.extensions);
 }
 
-export function fileDownloadRouter(pushes: PushService, auth: Pick<Authenticators, "user">, log: Logger): Router {
+export function fileDownloadRouter(files: UserFilesService, auth: Pick<Authenticators, "user">, log: Logger): Router {
   const router = Router();
   router.get("/:id", async (req, res, next) => {
     try {
@@ -23,7 +23,7 @@ export function fileDownloadRouter(pushes: PushService, auth: Pick<Authenticator
       if (!token?.startsWith(`${USER_TOKEN_PREFIX}_`)) {
         return sendError(res, unauthenticated("Send the user's access token from acceptPostbox: `Authorization: Bearer pbu_…`."));
       }
-      const file = await pushes.download(await auth.user(token), String(req.params.id));
+      const file = await files.download(await auth.user(token), String(req.params.id));
       res.status(200).set({
         "content-type": "application/jose",
         "content-length": String(file.size),

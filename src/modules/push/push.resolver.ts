@@ -6,7 +6,8 @@ import { Arg, Ctx, ID, Int, Mutation, Query, Resolver, Root, Subscription } from
 import type { GraphQLContext } from "../../infra/graphql/context.js";
 import type { Connection } from "../../infra/graphql/pagination.js";
 import type { UserService } from "../user/user.service.js";
-import type { FileContent, PushService, PushStatusPayload, PushView } from "./push.service.js";
+import type { FileContent, UserFilesService } from "./push.files.service.js";
+import type { PushService, PushStatusPayload, PushView } from "./push.service.js";
 import { PostboxFile, PostboxFileConnection, PostboxFileContent, Push, PushConnection, PushDataInput, PushResult, PushStatusEvent, FileChangeEvent, type FileChange } from "./push.types.js";
 
 @Resolver()
@@ -44,7 +45,7 @@ export class PushResolver {
 
 @Resolver()
 export class UserFilesResolver {
-  constructor(private readonly service: PushService) {}
+  constructor(private readonly service: UserFilesService) {}
 
   @Query(() => PostboxFileConnection, { description: "User side: the files in the access token's postbox, newest first." })
   async postboxFiles(
@@ -73,7 +74,7 @@ export class UserFilesResolver {
  * Built per server, like the postbox status subscription: type-graphql calls
  * `subscribe` without a resolver instance, and it needs this server's service.
  */
-export function createPushSubscriptionResolver(pushes: PushService, users: UserService): object {
+export function createPushSubscriptionResolver(pushes: PushService, files: UserFilesService, users: UserService): object {
   @Resolver()
   class PushSubscriptionResolver {
     @Subscription(() => PushStatusEvent, {
@@ -91,7 +92,7 @@ export function createPushSubscriptionResolver(pushes: PushService, users: UserS
       subscribe: async ({ args, context }) => {
         const u = await (context as GraphQLContext).user();
         const a = args as { includeCurrent?: boolean; changedSince?: Date | null };
-        return pushes.subscribeFiles(u, () => users.grantLive(u.grantId), { includeCurrent: a.includeCurrent === true, changedSince: a.changedSince ?? null });
+        return files.subscribeFiles(u, () => users.grantLive(u.grantId), { includeCurrent: a.includeCurrent === true, changedSince: a.changedSince ?? null });
       },
     })
     myFilesChanged(
