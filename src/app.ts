@@ -40,6 +40,7 @@ import { WebhookDispatcher } from "./modules/webhook/webhook.worker.js";
 import { WebhookResolver } from "./modules/webhook/webhook.resolver.js";
 import { webhookAdminRoutes } from "./modules/webhook/webhook.admin.js";
 import { PushRepository } from "./modules/push/push.repository.js";
+import { jweThread } from "./modules/push/jwe.thread.js";
 import { UserFilesService } from "./modules/push/push.files.service.js";
 import { PushService } from "./modules/push/push.service.js";
 import { fileDownloadRouter } from "./modules/push/push.download.js";
@@ -157,6 +158,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   });
   let pubsub: PubSubHandle | undefined;
   let http: RunningHttpServer | undefined;
+  // The encryption thread is the process's; it stops once no app in the process uses it.
+  const releaseJweThread = jweThread.retain();
   try {
     const migrated = await db.migrate();
     if (migrated.applied.length) log.info({ applied: migrated.applied }, "database migrated");
@@ -203,6 +206,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
           await wired.services.webhooks.stop();
           await scheduler.stop();
           await running.stop();
+          await releaseJweThread(); // after the HTTP server: no request is left to encrypt
           await ps.close();
           await db.close();
           log.info("postbox stopped");
@@ -212,6 +216,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     };
   } catch (e) {
     await http?.stop().catch(() => {});
+    await releaseJweThread().catch(() => {});
     await pubsub?.close().catch(() => {});
     await db.close().catch(() => {});
     throw e;

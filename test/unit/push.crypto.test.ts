@@ -1,7 +1,7 @@
 // The push cryptography on its own: the server's own JWE writer must interoperate
 // with jose (what user apps decrypt with), and the checks on app-encrypted JWEs
 // must accept what jose produces for the postbox key and refuse everything else.
-import { describe, expect, it } from "@jest/globals";
+import { afterAll, describe, expect, it } from "@jest/globals";
 import { createHash, randomBytes } from "node:crypto";
 import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, decodeProtectedHeader, exportJWK, generateKeyPair, type CryptoKey, type JWK } from "jose";
 import { randomBytesPooled } from "../../src/infra/crypto.js";
@@ -21,6 +21,10 @@ import {
 } from "../../src/modules/push/push.crypto.js";
 import { JweThread, jweThread } from "../../src/modules/push/jwe.thread.js";
 import { newContentKey } from "../../src/modules/push/jwe-writer.mjs";
+
+// The process's encryption thread (EC-key JWEs go through it) is this file's alone: stop it
+// at the end, as an app's stop() does, or it outlives the file in jest's worker.
+afterAll(() => jweThread.close());
 
 type Kind = "RSA" | "P-256" | "X25519";
 
@@ -120,6 +124,23 @@ describe("the encryption thread", () => {
     await expect(lost).rejects.toThrow(/encryption thread stopped/);
     const next = await thread.seal(key, new Uint8Array(Buffer.from("next")));
     expect(Buffer.from((await compactDecrypt(next.jwe, privateKey)).plaintext).toString()).toBe("next");
+    await thread.close();
+  });
+
+  it("stops when the last app that uses it lets go, and starts again for a later job", async () => {
+    const { key, privateKey } = await userKey("X25519");
+    const thread = new JweThread();
+    const releaseA = thread.retain();
+    const releaseB = thread.retain();
+    await thread.seal(key, new Uint8Array(1));
+    expect(thread.running).toBe(true);
+    await releaseA();
+    await releaseA(); // releasing twice counts once
+    expect(thread.running).toBe(true); // B still uses it
+    await releaseB();
+    expect(thread.running).toBe(false);
+    const later = await thread.seal(key, new Uint8Array(Buffer.from("later")));
+    expect(Buffer.from((await compactDecrypt(later.jwe, privateKey)).plaintext).toString()).toBe("later");
     await thread.close();
   });
 

@@ -39,6 +39,7 @@ export class JweThread {
   /** Batches sent and not fully answered, with the thread they went to. */
   private readonly inFlight = new Map<number, { worker: Worker; batch: Pending[] }>();
   private nextId = 1;
+  private users = 0;
 
   /** The JWE of a small plaintext. The plaintext moves to the thread (the caller's copy is wiped or detached). */
   seal(key: RecipientKey, plaintext: Uint8Array): Promise<Encrypted> {
@@ -50,6 +51,26 @@ export class JweThread {
   /** The protected header and encrypted key of a JWE whose content key is `cek` (which the caller keeps). */
   wrap(key: RecipientKey, cek: Uint8Array): Promise<WrappedKey> {
     return this.enqueue({ op: "wrap", key, data: new Uint8Array(cek) }) as Promise<WrappedKey>;
+  }
+
+  /** Whether the thread is started (it starts on the first job). */
+  get running(): boolean {
+    return this.worker !== undefined;
+  }
+
+  /**
+   * Registers a user of the thread (an app, see createApp); the returned function
+   * releases it, and the last release stops the thread. One process may run several
+   * apps (tests do), and a thread left running would outlive all of them.
+   */
+  retain(): () => Promise<void> {
+    this.users++;
+    let released = false;
+    return async () => {
+      if (released) return;
+      released = true;
+      if (--this.users === 0) await this.close();
+    };
   }
 
   /** Stops the thread (a later job starts a new one). */
