@@ -26,7 +26,7 @@ import { fileURLToPath } from "node:url";
 import { deflateSync, crc32 } from "node:zlib";
 import { buildSchema, parse, validate } from "graphql";
 import { compactDecrypt, exportJWK } from "jose";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page, type Route } from "playwright-core";
 import { request } from "undici";
 import express from "express";
 import { createWebRouter } from "../../src/infra/http/web.js";
@@ -422,6 +422,34 @@ if (!HAVE_CHROMIUM && process.env.CI) {
       await page.getByRole("button", { name: /Confirm receipt \(1 new file\)/ }).waitFor();
       expect(await page.locator(".file", { hasText: "results.txt" }).count()).toBe(1);
       expect(await page.evaluate(() => (window as unknown as { undecryptedShown: number }).undecryptedShown)).toBe(0);
+    }, 60_000);
+
+    it("keeps an acknowledgement made while the list reloads: the confirmation stays and the reload read before it is dropped", async () => {
+      // The inbox shows live.txt pending (previous test). A push makes the list reload; its file query is held
+      // until live.txt is acknowledged, so the reload's answer says live.txt is still pending.
+      const held: Route[] = [];
+      const hold = (route: Route) => (held.length === 0 && /query Files\b/.test(route.request().postData() ?? "") ? held.push(route) : route.continue());
+      await page.route("**/graphql", hold);
+      try {
+        const pb = (await t.gql(POSTBOX, { id: postboxId }, { token: session })).data!.postbox;
+        const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode("Second live file."));
+        const r = await t.gql(PUSH_DATA, { input: { postboxId, fileName: "live-2.txt", fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "patient-0042" }] }, encryptedData } }, { token: session });
+        expect(r.errors).toBeUndefined();
+        while (held.length === 0) await new Promise((r) => setTimeout(r, 10));
+
+        await page.getByRole("button", { name: /Confirm receipt \(1 new file\)/ }).click();
+        await page.getByText("Receipt confirmed for 1 file.").waitFor();
+        await held[0].continue();
+
+        // The list after the acknowledgement: live-2.txt new and pending, live.txt delivered, and the confirmation still there.
+        await page.locator(".file", { hasText: "live-2.txt" }).locator("pre.content").waitFor({ timeout: 10_000 });
+        await page.getByRole("button", { name: /Confirm receipt \(1 new file\)/ }).waitFor();
+        expect(await page.locator(".file", { hasText: "live.txt" }).first().locator(".badge").textContent()).toBe("DELIVERED");
+        expect(await page.getByText("Receipt confirmed for 1 file.").isVisible()).toBe(true);
+        expect(await page.locator(".file .badge", { hasText: "PENDING" }).count()).toBe(1);
+      } finally {
+        await page.unroute("**/graphql", hold);
+      }
     }, 60_000);
 
     it("answers the application's request for data with a file the app decrypts with its READ key", async () => {

@@ -6,7 +6,7 @@ import { SERVER } from "./base.js";
 import { Credential } from "./credential.js";
 import { downloadBlob, fill, formatBytes, formatDate, h, notice, relative, render } from "./dom.js";
 import { BackupError, decryptJwe, encryptTo, parseBackup, type PublicJwk } from "./keys.js";
-import { stopAllWatchers, watchFiles } from "./live.js";
+import { stopAllWatchers, watchFiles, type FileEvent } from "./live.js";
 import { deletePostbox, getPostbox, listPostboxes, savePostbox, updatePostbox, type StoredPostbox } from "./store.js";
 
 const MY_POSTBOX = /* GraphQL */ `
@@ -136,6 +136,9 @@ async function fillPostbox(cred: Credential, heading: HTMLElement, body: HTMLEle
   heading.replaceChildren(`${info.applicationName} `, h("span", { class: `badge ${info.status}` }, info.status));
 
   const files = h("div", { class: "files-section" }, h("p", { class: "loading" }, "Loading files…"));
+  // Outside the list, which every reload replaces: an acknowledgement's outcome stays readable.
+  const ackStatus = h("div", { class: "ack-status", "aria-live": "polite" });
+  const view: FilesView = { cred, target: files, status: ackStatus, started: 0, finished: 0 };
   const requests = h("div", { class: "requests-section" });
   fill(
     body,
@@ -153,6 +156,7 @@ async function fillPostbox(cred: Credential, heading: HTMLElement, body: HTMLEle
     requests,
     h("h3", {}, "Files"),
     files,
+    ackStatus,
     h(
       "details",
       {},
@@ -166,12 +170,23 @@ async function fillPostbox(cred: Credential, heading: HTMLElement, body: HTMLEle
     ),
   );
   void loadRequests(cred, info.applicationName, requests);
-  void loadFiles(cred, files);
+  void loadFiles(view);
   // New, delivered or purged files (from the application, or another device of the user) show up as they happen.
-  let reload: ReturnType<typeof setTimeout> | undefined;
-  watchFiles(cred, () => {
-    clearTimeout(reload);
-    reload = setTimeout(() => void loadFiles(cred, files), 200); // one reload for a burst of pushes
+  // A stream opens with every file's current state, and this device's own acknowledgements come back as
+  // changes: the list reloads only for what it does not show yet.
+  let burst: FileEvent[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const check = () => {
+    // A load in flight may or may not include these changes: judge them against its outcome.
+    if (view.started !== view.finished) return void (view.whenSettled = check);
+    const events = burst;
+    burst = [];
+    if (!events.every((e) => shows(view, e))) void loadFiles(view);
+  };
+  watchFiles(cred, (e) => {
+    burst.push(e);
+    clearTimeout(timer);
+    timer = setTimeout(check, 200); // one check for a burst of pushes
   });
 }
 
@@ -203,20 +218,48 @@ async function closePostbox(cred: Credential, app: string) {
 // ---------------------------------------------------------------------------
 // Files
 
-// The latest (re)load of each file list: an older one that finishes later must not replace it.
-const latestLoad = new WeakMap<HTMLElement, number>();
+/** One postbox's file list. */
+interface FilesView {
+  cred: Credential;
+  /** Holds the list; each (re)load replaces its content. */
+  target: HTMLElement;
+  /** The outcome of the latest acknowledgement, kept across reloads. */
+  status: HTMLElement;
+  /** The latest (re)load started: an older one that finishes later must not replace it. */
+  started: number;
+  /** The latest (re)load that finished; equal to `started` when none is in flight. */
+  finished: number;
+  /** Runs once the load in flight finishes. */
+  whenSettled?: () => void;
+}
 
-async function loadFiles(cred: Credential, target: HTMLElement, after?: string, list?: HTMLUListElement, pending: string[] = []) {
-  if (!list) latestLoad.set(target, (latestLoad.get(target) ?? 0) + 1); // "Show older files" continues the current one
-  const load = latestLoad.get(target);
-  const superseded = () => latestLoad.get(target) !== load;
+/** Whether the list on screen already reflects a change. */
+function shows(view: FilesView, e: FileEvent): boolean {
+  const state = view.target.querySelector<HTMLElement>(`[data-file-id="${CSS.escape(e.fileId)}"]`)?.dataset.state;
+  if (e.change === "ADDED") return state !== undefined;
+  if (e.change === "DELIVERED") return state === "DELIVERED" || state === "PURGED";
+  return state === "PURGED";
+}
+
+function settled(view: FilesView, load: number) {
+  view.finished = load;
+  const next = view.whenSettled;
+  view.whenSettled = undefined;
+  next?.();
+}
+
+async function loadFiles(view: FilesView, after?: string, list?: HTMLUListElement, pending: string[] = []) {
+  const { cred, target } = view;
+  if (!list) view.started++; // "Show older files" continues the current load
+  const load = view.started;
+  const superseded = () => view.started !== load;
   let page: { edges: { node: FileNode }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } };
   try {
     page = (await cred.call<{ postboxFiles: typeof page }>(FILES, { first: 20, after: after ?? null })).postboxFiles;
   } catch (e) {
     if (superseded()) return;
-    target.replaceChildren(notice("error", errorText(e)), h("button", { type: "button", onclick: () => void loadFiles(cred, target) }, "Try again"));
-    return;
+    target.replaceChildren(notice("error", errorText(e)), h("button", { type: "button", onclick: () => void loadFiles(view) }, "Try again"));
+    return settled(view, load);
   }
   if (superseded()) return;
   // A reload (after a change) builds the new list aside and shows it once every file in it
@@ -225,13 +268,13 @@ async function loadFiles(cred: Credential, target: HTMLElement, after?: string, 
   if (!list) {
     if (page.edges.length === 0) {
       target.replaceChildren(h("p", { class: "muted" }, "No files yet."));
-      return;
+      return settled(view, load);
     }
     list = h("ul", { class: "files" });
     shown = target.querySelector("ul.files");
     if (!shown) target.replaceChildren(list);
   }
-  const ackArea = h("div", { class: "ack", "aria-live": "polite" });
+  const ackArea = h("div", { class: "ack" });
   const decrypted = await Promise.all(page.edges.map(({ node }) => fileItem(cred, node, list!)));
   if (superseded()) return;
   if (shown) target.replaceChildren(list);
@@ -240,31 +283,41 @@ async function loadFiles(cred: Credential, target: HTMLElement, after?: string, 
   target.querySelector(".more")?.remove();
   if (page.pageInfo.hasNextPage && page.pageInfo.endCursor) {
     const cursor = page.pageInfo.endCursor;
-    target.append(h("button", { type: "button", class: "more", onclick: () => void loadFiles(cred, target, cursor, list, pending) }, "Show older files"));
+    target.append(h("button", { type: "button", class: "more", onclick: () => void loadFiles(view, cursor, list, pending) }, "Show older files"));
   }
   if (pending.length) {
     const ack = h("button", { type: "button", class: "primary", id: "acknowledge" }, `Confirm receipt (${pending.length} new ${pending.length === 1 ? "file" : "files"})`);
-    ack.addEventListener("click", () => void acknowledge(cred, [...pending], ack, ackArea, target));
+    ack.addEventListener("click", () => void acknowledge(view, [...pending], ack, ackArea));
     ackArea.replaceChildren(h("p", { class: "small muted" }, "Confirming tells the application the files reached you; the server then deletes its encrypted copy sooner."), ack);
     target.append(ackArea);
   }
+  settled(view, load);
 }
 
-async function acknowledge(cred: Credential, ids: string[], button: HTMLButtonElement, area: HTMLElement, target: HTMLElement) {
+async function acknowledge(view: FilesView, ids: string[], button: HTMLButtonElement, area: HTMLElement) {
   button.disabled = true;
+  // A reload in flight read the list before this acknowledgement and would show these files pending
+  // again, with a fresh button: drop it, and load once the acknowledgement is done.
+  const interrupted = view.started !== view.finished;
+  if (interrupted) view.started++;
   try {
-    const done = (await cred.call<{ acknowledgeFiles: { id: string; status: string }[] }>(ACK, { ids })).acknowledgeFiles;
+    const done = (await view.cred.call<{ acknowledgeFiles: { id: string; status: string }[] }>(ACK, { ids })).acknowledgeFiles;
     for (const f of done) {
-      const badge = target.querySelector(`[data-file-id="${CSS.escape(f.id)}"] .badge`);
-      if (badge) {
+      const item = view.target.querySelector<HTMLElement>(`[data-file-id="${CSS.escape(f.id)}"]`);
+      const badge = item?.querySelector(".badge");
+      if (item && badge && item.dataset.state !== "PURGED") {
+        item.dataset.state = f.status;
         badge.className = `badge ${f.status}`;
         badge.textContent = f.status;
       }
     }
-    area.replaceChildren(notice("success", `Receipt confirmed for ${done.length} ${done.length === 1 ? "file" : "files"}.`));
+    area.remove();
+    view.status.replaceChildren(notice("success", `Receipt confirmed for ${done.length} ${done.length === 1 ? "file" : "files"}.`));
   } catch (e) {
     button.disabled = false;
-    area.append(notice("error", errorText(e)));
+    view.status.replaceChildren(notice("error", errorText(e)));
+  } finally {
+    if (interrupted) void loadFiles(view);
   }
 }
 
@@ -274,7 +327,7 @@ async function fileItem(cred: Credential, f: FileNode, list: HTMLUListElement): 
   const content = h("div", {});
   const badge = h("span", { class: `badge ${f.status}` }, f.status);
   const meta = h("div", { class: "meta" }, `Received ${formatDate(f.receivedAt)} · ${formatBytes(f.size)} encrypted`);
-  const item = h("li", { class: "file", "data-file-id": f.id }, h("div", {}, name, " ", badge), meta, content);
+  const item = h("li", { class: "file", "data-file-id": f.id, "data-state": f.purgedAt ? "PURGED" : f.status }, h("div", {}, name, " ", badge), meta, content);
   list.append(item);
   if (f.purgedAt) {
     name.textContent = "Deleted file";

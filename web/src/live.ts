@@ -16,6 +16,13 @@ const CHANGED = /* GraphQL */ `subscription FilesChanged($since: DateTimeISO) { 
 
 const MAX_BACKOFF_MS = 30_000;
 
+/** One change to a file of the postbox (or, when a stream opens, where a file stands). */
+export interface FileEvent {
+  fileId: string;
+  change: "ADDED" | "DELIVERED" | "PURGED";
+  at: string;
+}
+
 /** Every watcher of the page, so that re-rendering the inbox can close the old ones. */
 const watchers = new Set<() => void>();
 
@@ -28,7 +35,7 @@ export function stopAllWatchers(): void {
  * (on each change, including those made while a socket was down: a reconnect opens
  * with every file's current state), until the returned function is called.
  */
-export function watchFiles(cred: Credential, onChange: () => void): () => void {
+export function watchFiles(cred: Credential, onChange: (e: FileEvent) => void): () => void {
   let client: Client | undefined;
   let stopped = false;
   let backoff = 1000;
@@ -63,15 +70,15 @@ export function watchFiles(cred: Credential, onChange: () => void): () => void {
       lazy: true,
     });
     client = c;
-    c.subscribe<{ myFilesChanged: { at: string } }>(
+    c.subscribe<{ myFilesChanged: FileEvent }>(
       { query: CHANGED, variables: { since } },
       {
         next: (r) => {
           backoff = 1000;
-          const at = r.data?.myFilesChanged?.at;
-          if (!at) return;
-          if (since === null || at > since) since = at;
-          onChange();
+          const e = r.data?.myFilesChanged;
+          if (!e?.at) return;
+          if (since === null || e.at > since) since = e.at;
+          onChange(e);
         },
         // Refused (the token went stale: renew it) or the socket dropped: try again, more slowly each time.
         error: (e) => again((backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)), refused(e)),
