@@ -26,7 +26,7 @@ import { fileURLToPath } from "node:url";
 import { deflateSync, crc32 } from "node:zlib";
 import { buildSchema, parse, validate } from "graphql";
 import { compactDecrypt, exportJWK } from "jose";
-import { chromium, type Browser, type BrowserContext, type Page, type Route } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page, type Request, type Route } from "playwright-core";
 import { request } from "undici";
 import express from "express";
 import { createWebRouter } from "../../src/infra/http/web.js";
@@ -398,9 +398,16 @@ if (!HAVE_CHROMIUM && process.env.CI) {
       // the push below must happen while the page is listening.
       await page.goto("about:blank");
       while (t.app.services.files.openSubscriptions > 0) await new Promise((r) => setTimeout(r, 10));
+      // The file list's loads: the stream's opening events (files already shown) must not reload it.
+      let listLoads = 0;
+      const countLoads = (r: Request) => void (/query Files\b/.test(r.postData() ?? "") && listLoads++);
+      page.on("request", countLoads);
       await page.goto(`${t.url}/app`);
       await page.locator(".file", { hasText: "results.txt" }).waitFor();
       while (t.app.services.files.openSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
+      // The page judges the stream's opening events 200 ms after they arrive: a reload they caused would start by now
+      // (and a push sooner would be judged with them).
+      await new Promise((r) => setTimeout(r, 600));
       // Counts files put on screen still "Decrypting…" from here on: a reload must not take the files shown back to that.
       await page.evaluate(() => {
         const w = window as unknown as { undecryptedShown: number };
@@ -422,6 +429,8 @@ if (!HAVE_CHROMIUM && process.env.CI) {
       await page.getByRole("button", { name: /Confirm receipt \(1 new file\)/ }).waitFor();
       expect(await page.locator(".file", { hasText: "results.txt" }).count()).toBe(1);
       expect(await page.evaluate(() => (window as unknown as { undecryptedShown: number }).undecryptedShown)).toBe(0);
+      page.off("request", countLoads);
+      expect(listLoads).toBe(2); // on opening, and for live.txt
     }, 60_000);
 
     it("keeps an acknowledgement made while the list reloads: the confirmation stays and the reload read before it is dropped", async () => {

@@ -138,7 +138,7 @@ async function fillPostbox(cred: Credential, heading: HTMLElement, body: HTMLEle
   const files = h("div", { class: "files-section" }, h("p", { class: "loading" }, "Loading files…"));
   // Outside the list, which every reload replaces: an acknowledgement's outcome stays readable.
   const ackStatus = h("div", { class: "ack-status", "aria-live": "polite" });
-  const view: FilesView = { cred, target: files, status: ackStatus, started: 0, finished: 0 };
+  const view: FilesView = { cred, target: files, status: ackStatus, started: 0, finished: 0, olderThan: null };
   const requests = h("div", { class: "requests-section" });
   fill(
     body,
@@ -181,7 +181,7 @@ async function fillPostbox(cred: Credential, heading: HTMLElement, body: HTMLEle
     if (view.started !== view.finished) return void (view.whenSettled = check);
     const events = burst;
     burst = [];
-    if (!events.every((e) => shows(view, e))) void loadFiles(view);
+    if (!events.every((e) => covered(view, e))) void loadFiles(view);
   };
   watchFiles(cred, (e) => {
     burst.push(e);
@@ -231,11 +231,15 @@ interface FilesView {
   finished: number;
   /** Runs once the load in flight finishes. */
   whenSettled?: () => void;
+  /** The files received before this time are on pages not shown ("Show older files"); null when every file is. */
+  olderThan: string | null;
 }
 
-/** Whether the list on screen already reflects a change. */
-function shows(view: FilesView, e: FileEvent): boolean {
+/** Whether a change needs no reload: the list shows it already, or it concerns a file on a page not shown. */
+function covered(view: FilesView, e: FileEvent): boolean {
   const state = view.target.querySelector<HTMLElement>(`[data-file-id="${CSS.escape(e.fileId)}"]`)?.dataset.state;
+  // A change's time is at or after the file's arrival (ISO times of one format compare as strings).
+  if (state === undefined && view.olderThan !== null && e.at < view.olderThan) return true;
   if (e.change === "ADDED") return state !== undefined;
   if (e.change === "DELIVERED") return state === "DELIVERED" || state === "PURGED";
   return state === "PURGED";
@@ -268,6 +272,7 @@ async function loadFiles(view: FilesView, after?: string, list?: HTMLUListElemen
   if (!list) {
     if (page.edges.length === 0) {
       target.replaceChildren(h("p", { class: "muted" }, "No files yet."));
+      view.olderThan = null;
       return settled(view, load);
     }
     list = h("ul", { class: "files" });
@@ -278,6 +283,7 @@ async function loadFiles(view: FilesView, after?: string, list?: HTMLUListElemen
   const decrypted = await Promise.all(page.edges.map(({ node }) => fileItem(cred, node, list!)));
   if (superseded()) return;
   if (shown) target.replaceChildren(list);
+  view.olderThan = page.pageInfo.hasNextPage ? page.edges[page.edges.length - 1].node.receivedAt : null;
   for (const [i, ok] of decrypted.entries()) if (ok && page.edges[i].node.status === "PENDING") pending.push(page.edges[i].node.id);
   target.querySelector(".ack")?.remove();
   target.querySelector(".more")?.remove();
