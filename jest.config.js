@@ -26,6 +26,10 @@ export default {
   // their time waiting (network cut-offs, retries, child processes, the browser), so two
   // at once finish the suite about a quarter sooner there (536 s → 399–408 s, measured).
   maxWorkers: 2,
+  // A worker's event loop is empty within 2 ms of jest's end message, but tearing down its
+  // 0.7–0.8 GB heap took 1.3–1.5 s on a loaded machine (measured); the default 500 ms grace
+  // then kills it and reports "a worker process has failed to exit gracefully".
+  workerGracefulExitTimeout: 5_000,
   projects: [
     { ...base, displayName: "unit", testMatch: ["<rootDir>/test/unit/**/*.test.ts"] },
     {

@@ -253,17 +253,25 @@ function settled(view: FilesView, load: number) {
 }
 
 async function loadFiles(view: FilesView, after?: string, list?: HTMLUListElement, pending: string[] = []) {
-  const { cred, target } = view;
   if (!list) view.started++; // "Show older files" continues the current load
   const load = view.started;
-  const superseded = () => view.started !== load;
+  try {
+    await showFiles(view, () => view.started !== load, after, list, pending);
+  } finally {
+    if (view.started === load) settled(view, load); // else the load that superseded it settles
+  }
+}
+
+/** Fetches a page of files and shows it, unless `superseded` says a later load took over. */
+async function showFiles(view: FilesView, superseded: () => boolean, after: string | undefined, list: HTMLUListElement | undefined, pending: string[]) {
+  const { cred, target } = view;
   let page: { edges: { node: FileNode }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } };
   try {
     page = (await cred.call<{ postboxFiles: typeof page }>(FILES, { first: 20, after: after ?? null })).postboxFiles;
   } catch (e) {
     if (superseded()) return;
     target.replaceChildren(notice("error", errorText(e)), h("button", { type: "button", onclick: () => void loadFiles(view) }, "Try again"));
-    return settled(view, load);
+    return;
   }
   if (superseded()) return;
   // A reload (after a change) builds the new list aside and shows it once every file in it
@@ -273,7 +281,7 @@ async function loadFiles(view: FilesView, after?: string, list?: HTMLUListElemen
     if (page.edges.length === 0) {
       target.replaceChildren(h("p", { class: "muted" }, "No files yet."));
       view.olderThan = null;
-      return settled(view, load);
+      return;
     }
     list = h("ul", { class: "files" });
     shown = target.querySelector("ul.files");
@@ -297,7 +305,6 @@ async function loadFiles(view: FilesView, after?: string, list?: HTMLUListElemen
     ackArea.replaceChildren(h("p", { class: "small muted" }, "Confirming tells the application the files reached you; the server then deletes its encrypted copy sooner."), ack);
     target.append(ackArea);
   }
-  settled(view, load);
 }
 
 async function acknowledge(view: FilesView, ids: string[], button: HTMLButtonElement, area: HTMLElement) {
