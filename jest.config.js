@@ -28,7 +28,9 @@ export default {
   maxWorkers: 2,
   // A worker's event loop is empty within 2 ms of jest's end message, but tearing down its
   // 0.7–0.8 GB heap took 1.3–1.5 s on a loaded machine (measured); the default 500 ms grace
-  // then kills it and reports "a worker process has failed to exit gracefully".
+  // then kills it and reports "a worker process has failed to exit gracefully". The heap is
+  // that large because in ESM mode every test file's vm context stays alive until the worker
+  // ends, with trivial test files too (upstream: jestjs/jest#14605, nodejs/node#63186).
   workerGracefulExitTimeout: 5_000,
   projects: [
     { ...base, displayName: "unit", testMatch: ["<rootDir>/test/unit/**/*.test.ts"] },
