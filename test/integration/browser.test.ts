@@ -123,6 +123,14 @@ async function fitsPhoneWidth(page: Page): Promise<boolean> {
 
 const CREATE = `mutation($input: CreatePostboxInput) { createPostbox(input: $input) { id consentUrl publicKey { kid } } }`;
 const POSTBOX = `query($id: ID!) { postbox(id: $id) { id status publicKey { kid alg jwk } } }`;
+/** Pushes a text file that the test encrypts to the postbox's key, as an application that encrypts itself does. */
+async function pushText(server: TestServer, token: string, postboxId: string, fileName: string, text: string): Promise<void> {
+  const pb = (await server.gql(POSTBOX, { id: postboxId }, { token })).data!.postbox;
+  const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode(text));
+  const r = await server.gql(PUSH_DATA, { input: { postboxId, fileName, fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "patient-0042" }] }, encryptedData } }, { token });
+  expect(r.errors).toBeUndefined();
+}
+
 const STATUS_SUB = `subscription($postboxId: ID) { postboxStatusChanged(postboxId: $postboxId) { postboxId status } }`;
 const PUSH_SUB = `subscription($postboxId: ID) { pushStatusChanged(postboxId: $postboxId) { pushId status } }`;
 const DR_SUB = `subscription($postboxId: ID) { dataRequestStatusChanged(postboxId: $postboxId) { dataRequestId status } }`;
@@ -417,11 +425,8 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         }).observe(document.body, { childList: true, subtree: true });
       });
 
-      const pb = (await t.gql(POSTBOX, { id: postboxId }, { token: session })).data!.postbox;
       const live = "Pushed while you were looking.";
-      const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode(live));
-      const r = await t.gql(PUSH_DATA, { input: { postboxId, fileName: "live.txt", fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "patient-0042" }] }, encryptedData } }, { token: session });
-      expect(r.errors).toBeUndefined();
+      await pushText(t, session, postboxId, "live.txt", live);
 
       const item = page.locator(".file", { hasText: "live.txt" });
       await item.locator("pre.content").waitFor({ timeout: 10_000 });
@@ -440,10 +445,7 @@ if (!HAVE_CHROMIUM && process.env.CI) {
       const hold = (route: Route) => (held.length === 0 && /query Files\b/.test(route.request().postData() ?? "") ? held.push(route) : route.continue());
       await page.route("**/graphql", hold);
       try {
-        const pb = (await t.gql(POSTBOX, { id: postboxId }, { token: session })).data!.postbox;
-        const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode("Second live file."));
-        const r = await t.gql(PUSH_DATA, { input: { postboxId, fileName: "live-2.txt", fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "patient-0042" }] }, encryptedData } }, { token: session });
-        expect(r.errors).toBeUndefined();
+        await pushText(t, session, postboxId, "live-2.txt", "Second live file.");
         while (held.length === 0) await new Promise((r) => setTimeout(r, 10));
 
         await page.getByRole("button", { name: /Confirm receipt \(1 new file\)/ }).click();
@@ -596,10 +598,7 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         expect(await refreshes()).toBeGreaterThanOrEqual(start + 2);
         while (short.app.services.files.openSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
 
-        const pb = (await short.gql(POSTBOX, { id }, { token: shortSession })).data!.postbox;
-        const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode("after renewals"));
-        const r = await short.gql(PUSH_DATA, { input: { postboxId: id, fileName: "later.txt", fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "p" }] }, encryptedData } }, { token: shortSession });
-        expect(r.errors).toBeUndefined();
+        await pushText(short, shortSession, id, "later.txt", "after renewals");
         await p2.locator(".file", { hasText: "later.txt" }).locator("pre.content").waitFor({ timeout: 10_000 });
         expect(w2.problems).toEqual([]);
       } finally {
@@ -632,9 +631,7 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         await p2.getByRole("heading", { name: "Postbox accepted" }).waitFor();
         const pb = (await t.gql(POSTBOX, { id }, { token: session })).data!.postbox;
         expect(pb.publicKey.jwk).toMatchObject({ kty: "EC", crv: "P-256" });
-        const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode("read with P-256"));
-        const r = await t.gql(PUSH_DATA, { input: { postboxId: id, fileName: "p256.txt", fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "p" }] }, encryptedData } }, { token: session });
-        expect(r.errors).toBeUndefined();
+        await pushText(t, session, id, "p256.txt", "read with P-256");
         await p2.goto(`${t.url}/app`);
         const item = p2.locator(".file", { hasText: "p256.txt" });
         await item.locator("pre.content").waitFor({ timeout: 10_000 });
@@ -661,21 +658,16 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         await p2.goto(`${link.url}/app`);
         await p2.getByText("No files yet.").waitFor();
         while (t.app.services.files.openSubscriptions <= streams) await new Promise((r) => setTimeout(r, 10));
-        const pb = (await t.gql(POSTBOX, { id }, { token: session })).data!.postbox;
-        const pushText = async (fileName: string, text: string) => {
-          const encryptedData = await encryptForPostbox({ publicJwk: pb.publicKey.jwk, kid: pb.publicKey.kid, keyAlg: pb.publicKey.alg }, new TextEncoder().encode(text));
-          const r = await t.gql(PUSH_DATA, { input: { postboxId: id, fileName, fileDescriptor: { mimeType: "text/plain", accounts: [{ accountId: "p" }] }, encryptedData } }, { token: session });
-          expect(r.errors).toBeUndefined();
-        };
+        const pushTo = (fileName: string, text: string) => pushText(t, session, id, fileName, text);
         // One file the live stream brings, so the page has seen a change before the drop.
-        await pushText("before.txt", "sent while online");
+        await pushTo("before.txt", "sent while online");
         await p2.locator(".file", { hasText: "before.txt" }).locator("pre.content").waitFor({ timeout: 15_000 });
         const beforeAt = (await t.app.db.prisma.push.findFirstOrThrow({ where: { postboxId: id } })).receivedAt;
 
         link.down();
         while (t.app.services.files.openSubscriptions > streams) await new Promise((r) => setTimeout(r, 10));
         // No stream can hear of this push: only the catch-up on reconnecting can show it.
-        await pushText("offline.txt", "sent while offline");
+        await pushTo("offline.txt", "sent while offline");
         await new Promise((r) => setTimeout(r, 1500)); // at least one failed reconnect attempt
         expect(await p2.locator(".file", { hasText: "offline.txt" }).count()).toBe(0);
         link.up();

@@ -18,9 +18,8 @@ interface Row {
   applied_steps_count: number;
 }
 
-// The server's own runner, in the embedded database's thread. (An in-memory PGlite on
-// jest's thread kept its WebAssembly memory until the worker exited, which then
-// overran jest's exit grace period now and then.)
+// The server's own runner (PgliteThread.runner), in the embedded database's thread,
+// rather than a copy of it written for this test.
 let thread: PgliteThread;
 let db: SqlRunner;
 
