@@ -13,6 +13,7 @@ import {
   digestJwe,
   encryptBase64,
   encryptBytes,
+  encryptPush,
   openEncryptor,
   requestFingerprint,
   strictBase64Length,
@@ -91,6 +92,38 @@ describe("server-side encryption to the user's key", () => {
     for (const [i, o] of outs.entries()) expect(Buffer.from((await compactDecrypt(o.jwe, privateKey)).plaintext).toString()).toBe(`file ${i}`);
   });
 
+  // A push's file and descriptor: one key agreement (one ephemeral key) for both, a new one per push.
+  it.each(KINDS)("seals a push's small file and its descriptor together, each decryptable on its own (%s key)", async (kind) => {
+    const { key, privateKey } = await userKey(kind);
+    const pushes = [];
+    for (let i = 0; i < 3; i++) {
+      const file = randomBytes(1000 + i);
+      const descriptor = Buffer.from(JSON.stringify({ fileName: `f${i}.bin` }));
+      const sealed = encryptPush(key, descriptor, file.toString("base64"));
+      if (!sealed.file) throw new Error("a 1 KB file is sealed with its descriptor");
+      const [f, d] = await Promise.all([sealed.file, sealed.descriptor]);
+      expect(Buffer.from((await compactDecrypt(f.jwe, privateKey)).plaintext).equals(file)).toBe(true);
+      expect(Buffer.from((await compactDecrypt(d.jwe, privateKey)).plaintext).equals(descriptor)).toBe(true);
+      expect(descriptor.toString()).toBe(JSON.stringify({ fileName: `f${i}.bin` })); // the caller's bytes are left alone
+      expect(f.sha256).toBe(createHash("sha256").update(f.jwe).digest("hex"));
+      const [fh, dh] = [decodeProtectedHeader(f.jwe), decodeProtectedHeader(d.jwe)];
+      expect(fh).toEqual(dh);
+      // Each with its own content key and IV.
+      expect(f.jwe.split(".")[1]).not.toBe(d.jwe.split(".")[1]);
+      expect(f.jwe.split(".")[2]).not.toBe(d.jwe.split(".")[2]);
+      pushes.push(fh);
+    }
+    if (kind !== "RSA") expect(new Set(pushes.map((h) => JSON.stringify(h.epk))).size).toBe(3);
+  });
+
+  it("seals a large file apart from its descriptor (the file is then encrypted in slices)", async () => {
+    const { key, privateKey } = await userKey("X25519");
+    const sealed = encryptPush(key, Buffer.from("{}"), randomBytes(65_537).toString("base64"));
+    expect(sealed.file).toBeUndefined();
+    expect(Buffer.from((await compactDecrypt((await sealed.descriptor).jwe, privateKey)).plaintext).toString()).toBe("{}");
+    expect(encryptPush(key, Buffer.from("{}"), undefined).file).toBeUndefined();
+  });
+
   it("fails to decrypt once one byte of the ciphertext is flipped", async () => {
     const { key, privateKey } = await userKey("X25519");
     const { jwe } = await encryptBytes(key, Buffer.from("integrity matters"));
@@ -102,12 +135,15 @@ describe("server-side encryption to the user's key", () => {
   });
 });
 
+/** One plaintext's JWE through an encryption thread. */
+const sealOne = async (thread: JweThread, key: RecipientKey, plaintext: Uint8Array) => (await thread.seal(key, [plaintext]))[0];
+
 describe("the encryption thread", () => {
   it("refuses a job it cannot do without failing the others sent with it", async () => {
     const { key, privateKey } = await userKey("X25519");
     const bad: RecipientKey = { jwk: { kty: "oct", k: "AAAA" }, kid: "bad" };
     // Requested in one turn of the event loop, so they go over in one message.
-    const [a, b, c] = await Promise.allSettled([jweThread.seal(key, Buffer.from("a")), jweThread.seal(bad, Buffer.from("b")), jweThread.seal(key, Buffer.from("c"))]);
+    const [a, b, c] = await Promise.allSettled([sealOne(jweThread, key, Buffer.from("a")), sealOne(jweThread, bad, Buffer.from("b")), sealOne(jweThread, key, Buffer.from("c"))]);
     expect(b).toMatchObject({ status: "rejected", reason: expect.objectContaining({ message: expect.stringContaining("Unsupported postbox key oct") }) });
     for (const [r, text] of [[a, "a"], [c, "c"]] as const) {
       if (r.status !== "fulfilled") throw r.reason;
@@ -118,11 +154,11 @@ describe("the encryption thread", () => {
   it("refuses the jobs in a thread that stops, and starts a new one for the next", async () => {
     const { key, privateKey } = await userKey("RSA");
     const thread = new JweThread();
-    const lost = thread.seal(key, Buffer.from("in flight"));
+    const lost = sealOne(thread, key, Buffer.from("in flight"));
     await new Promise((r) => setImmediate(r)); // sent (the thread is still starting)
     await thread.close();
     await expect(lost).rejects.toThrow(/encryption thread stopped/);
-    const next = await thread.seal(key, new Uint8Array(Buffer.from("next")));
+    const next = await sealOne(thread, key, new Uint8Array(Buffer.from("next")));
     expect(Buffer.from((await compactDecrypt(next.jwe, privateKey)).plaintext).toString()).toBe("next");
     await thread.close();
   });
@@ -132,14 +168,14 @@ describe("the encryption thread", () => {
     const thread = new JweThread();
     const releaseA = thread.retain();
     const releaseB = thread.retain();
-    await thread.seal(key, new Uint8Array(1));
+    await sealOne(thread, key, new Uint8Array(1));
     expect(thread.running).toBe(true);
     await releaseA();
     await releaseA(); // releasing twice counts once
     expect(thread.running).toBe(true); // B still uses it
     await releaseB();
     expect(thread.running).toBe(false);
-    const later = await thread.seal(key, new Uint8Array(Buffer.from("later")));
+    const later = await sealOne(thread, key, new Uint8Array(Buffer.from("later")));
     expect(Buffer.from((await compactDecrypt(later.jwe, privateKey)).plaintext).toString()).toBe("later");
     await thread.close();
   });
@@ -147,11 +183,11 @@ describe("the encryption thread", () => {
   it("fails only a stopped thread's own jobs, not those already sent to the one after it", async () => {
     const { key, privateKey } = await userKey("RSA");
     const thread = new JweThread();
-    await thread.seal(key, new Uint8Array(1)); // running
-    const old = thread.seal(key, new Uint8Array(Buffer.from("old")));
+    await sealOne(thread, key, new Uint8Array(1)); // running
+    const old = sealOne(thread, key, new Uint8Array(Buffer.from("old")));
     await new Promise((r) => setImmediate(r)); // sent
     const closing = thread.close();
-    const next = thread.seal(key, new Uint8Array(Buffer.from("next")));
+    const next = sealOne(thread, key, new Uint8Array(Buffer.from("next")));
     await new Promise((r) => setImmediate(r)); // sent to a new thread while the old one stops
     await closing;
     await old.catch(() => {}); // done before the stop, or refused: either is right
@@ -169,7 +205,7 @@ describe("the encryption thread", () => {
     let sealed = 0;
     const worker = async () => {
       while (sealed < 40_000) {
-        await thread.seal(key, new Uint8Array(256));
+        await sealOne(thread, key, new Uint8Array(256));
         sealed++;
       }
     };
@@ -182,7 +218,7 @@ describe("the encryption thread", () => {
     const { key } = await userKey("X25519");
     const own = new Uint8Array(Buffer.from("moved to the thread"));
     const pooled = Buffer.from("copied, then wiped"); // a slice of Node's shared pool: copied, not moved
-    await Promise.all([jweThread.seal(key, own), jweThread.seal(key, pooled)]);
+    await jweThread.seal(key, [own, pooled]);
     expect(own.byteLength).toBe(0); // transferred
     expect(pooled.equals(Buffer.alloc(pooled.length))).toBe(true);
     const mine = Buffer.from("still mine");

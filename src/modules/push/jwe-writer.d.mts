@@ -32,4 +32,4 @@ export class JweEncryptor {
   update(plaintext: Uint8Array): string;
   final(): string;
 }
-export function sealJwe(key: RecipientKey, plaintext: Uint8Array): Encrypted;
+export function sealJwes(key: RecipientKey, plaintexts: Uint8Array[]): Encrypted[];

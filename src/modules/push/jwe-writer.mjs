@@ -78,13 +78,28 @@ function concatKdf(z, alg) {
 
 const AES_KW_IV = Buffer.from("A6A6A6A6A6A6A6A6", "hex");
 
-/** Encrypts the content key `cek` to the user's key: the JWE's protected header and encrypted key. */
-export function wrapKey(key, cek) {
+/**
+ * Wraps content keys to the user's key: `wrap(cek)` gives a JWE's protected header
+ * and encrypted key, `wipe()` clears the key-encryption key once the caller is done.
+ *
+ * For an EC key this makes one ephemeral key pair and one key agreement, and the
+ * key-encryption key derived from it wraps every content key given to `wrap`. RFC 7518
+ * §4.6 asks for a new ephemeral key per key agreement, and that is what this is: a
+ * push's file and descriptor JWEs share one agreement (the same `epk`), each under its
+ * own random content key, wrapped with AES Key Wrap (RFC 3394), which is made for many
+ * keys under one key-encryption key. Each JWE is still a standard ECDH-ES+A256KW JWE
+ * that decrypts on its own. The agreement is most of a seal's cost (two of three
+ * scalar multiplications with X25519), so a `data` push costs one instead of two.
+ */
+function keyWrapper(key) {
   const kind = keyKind(key.jwk);
   const r = recipient(key);
   if (kind === "RSA") {
-    const encryptedKey = publicEncrypt({ key: r.object, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" }, cek);
-    return { header: { alg: "RSA-OAEP-256", enc: CONTENT_ENC, kid: key.kid }, encryptedKey };
+    const header = { alg: "RSA-OAEP-256", enc: CONTENT_ENC, kid: key.kid };
+    return {
+      wrap: (cek) => ({ header, encryptedKey: publicEncrypt({ key: r.object, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" }, cek) }),
+      wipe() {},
+    };
   }
   const alg = "ECDH-ES+A256KW";
   let z;
@@ -101,10 +116,24 @@ export function wrapKey(key, cek) {
   }
   const kek = concatKdf(z, alg);
   z.fill(0);
-  const wrap = createCipheriv("id-aes256-wrap", kek, AES_KW_IV);
-  const encryptedKey = Buffer.concat([wrap.update(cek), wrap.final()]);
-  kek.fill(0);
-  return { header: { alg, enc: CONTENT_ENC, kid: key.kid, epk }, encryptedKey };
+  const header = { alg, enc: CONTENT_ENC, kid: key.kid, epk };
+  return {
+    wrap(cek) {
+      const wrap = createCipheriv("id-aes256-wrap", kek, AES_KW_IV);
+      return { header, encryptedKey: Buffer.concat([wrap.update(cek), wrap.final()]) };
+    },
+    wipe: () => kek.fill(0),
+  };
+}
+
+/** Encrypts the content key `cek` to the user's key: the JWE's protected header and encrypted key. */
+export function wrapKey(key, cek) {
+  const wrapper = keyWrapper(key);
+  try {
+    return wrapper.wrap(cek);
+  } finally {
+    wrapper.wipe();
+  }
 }
 
 /** A fresh 256-bit content key and 96-bit IV (one buffer the caller owns and wipes), from the pooled CSPRNG bytes. */
@@ -145,11 +174,22 @@ export class JweEncryptor {
   }
 }
 
-/** The whole JWE of a small plaintext, with its size and sha256 (hex); the plaintext is wiped. */
-export function sealJwe(key, plaintext) {
-  const { cek, iv } = newContentKey();
-  const enc = new JweEncryptor(cek, iv, wrapKey(key, cek));
-  const jwe = enc.head + enc.update(plaintext) + enc.final();
-  plaintext.fill(0);
-  return { jwe, size: jwe.length, sha256: createHash("sha256").update(jwe, "latin1").digest("hex") };
+/**
+ * The whole JWEs of small plaintexts to one key (a push's file and descriptor), each
+ * with its size and sha256 (hex); the plaintexts are wiped. One key agreement serves
+ * them all (see keyWrapper).
+ */
+export function sealJwes(key, plaintexts) {
+  const wrapper = keyWrapper(key);
+  try {
+    return plaintexts.map((plaintext) => {
+      const { cek, iv } = newContentKey();
+      const enc = new JweEncryptor(cek, iv, wrapper.wrap(cek));
+      const jwe = enc.head + enc.update(plaintext) + enc.final();
+      plaintext.fill(0);
+      return { jwe, size: jwe.length, sha256: createHash("sha256").update(jwe, "latin1").digest("hex") };
+    });
+  } finally {
+    wrapper.wipe();
+  }
 }

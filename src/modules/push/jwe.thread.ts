@@ -14,11 +14,7 @@ import type { Encrypted, RecipientKey, WrappedKey } from "./jwe-writer.mjs";
 
 const WORKER_URL = new URL("./jwe.worker.mjs", import.meta.url);
 
-interface Job {
-  op: "seal" | "wrap";
-  key: RecipientKey;
-  data: Uint8Array;
-}
+type Job = { op: "seal"; key: RecipientKey; data: Uint8Array[] } | { op: "wrap"; key: RecipientKey; data: Uint8Array };
 
 interface Pending {
   job: Job;
@@ -41,11 +37,17 @@ export class JweThread {
   private nextId = 1;
   private users = 0;
 
-  /** The JWE of a small plaintext. The plaintext moves to the thread (the caller's copy is wiped or detached). */
-  seal(key: RecipientKey, plaintext: Uint8Array): Promise<Encrypted> {
-    const data = movable(plaintext);
-    if (data !== plaintext) plaintext.fill(0);
-    return this.enqueue({ op: "seal", key, data }) as Promise<Encrypted>;
+  /**
+   * The JWEs of small plaintexts, under one key agreement (a push's file and descriptor).
+   * The plaintexts move to the thread (the caller's copies are wiped or detached).
+   */
+  seal(key: RecipientKey, plaintexts: Uint8Array[]): Promise<Encrypted[]> {
+    const data = plaintexts.map((plaintext) => {
+      const moved = movable(plaintext);
+      if (moved !== plaintext) plaintext.fill(0);
+      return moved;
+    });
+    return this.enqueue({ op: "seal", key, data }) as Promise<Encrypted[]>;
   }
 
   /** The protected header and encrypted key of a JWE whose content key is `cek` (which the caller keeps). */
@@ -101,7 +103,7 @@ export class JweThread {
     const id = this.nextId++;
     const jobs = batch.map((p) => p.job);
     try {
-      worker.postMessage({ id, jobs }, [...new Set(jobs.map((j) => j.data.buffer as ArrayBuffer))]);
+      worker.postMessage({ id, jobs }, [...new Set(jobs.flatMap((j) => j.data).map((d) => d.buffer as ArrayBuffer))]);
     } catch (e) {
       for (const p of batch) p.reject(e); // a job that cannot be sent (say, a key that is not plain data)
       return;

@@ -1,20 +1,21 @@
 // The encryption thread (see jwe.thread.ts for the other end). Requests come in
-// batches, { id, jobs: [{ op, key, data }] }: "wrap" encrypts a content key to the
-// user's key, "seal" writes the whole JWE of a small file. Each job is answered
+// batches, { id, jobs: [{ op, key, data }] }: "wrap" encrypts a content key (data) to
+// the user's key, "seal" writes the whole JWEs of small plaintexts (data, an array;
+// a push's file and descriptor) under one key agreement. Each job is answered
 // on its own, { id, i, result: { ok } | { error } }. Every key and plaintext
 // that arrives here is wiped once used.
 //
 // Plain JavaScript on purpose: worker threads load files as they are.
 import { parentPort } from "node:worker_threads";
-import { sealJwe, wrapKey } from "./jwe-writer.mjs";
+import { sealJwes, wrapKey } from "./jwe-writer.mjs";
 
 function run({ op, key, data }) {
   try {
-    if (op === "seal") return sealJwe(key, data);
+    if (op === "seal") return sealJwes(key, data);
     if (op === "wrap") return wrapKey(key, data);
     throw new Error(`unknown operation ${op}`);
   } finally {
-    data.fill(0);
+    for (const d of Array.isArray(data) ? data : [data]) d.fill(0);
   }
 }
 

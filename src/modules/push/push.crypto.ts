@@ -10,7 +10,7 @@
 // files to such keys whole, run in the encryption thread (jwe.thread.ts).
 import { createHash, createHmac, type Hmac } from "node:crypto";
 import { AppError, ErrorCode } from "../../infra/errors.js";
-import { CONTENT_ENC, JweEncryptor, keyKind, newContentKey, sealJwe, wrapKey, type Encrypted, type RecipientKey } from "./jwe-writer.mjs";
+import { CONTENT_ENC, JweEncryptor, keyKind, newContentKey, sealJwes, wrapKey, type Encrypted, type RecipientKey } from "./jwe-writer.mjs";
 import { jweThread } from "./jwe.thread.js";
 
 export type { RecipientKey };
@@ -269,9 +269,9 @@ const SEAL_WHOLE_BYTES = 64 * 1024;
 // on the embedded database fell from 0.44 / 0.54 of the baseline to 0.41 / 0.43).
 const inThread = (key: RecipientKey) => keyKind(key.jwk) !== "RSA";
 
-/** The whole JWE of a small plaintext, which the call takes over (and wipes). */
-async function seal(key: RecipientKey, plaintext: Uint8Array): Promise<Encrypted> {
-  return inThread(key) ? jweThread.seal(key, plaintext) : sealJwe(key, plaintext);
+/** The whole JWEs of small plaintexts, which the call takes over (and wipes), under one key agreement. */
+async function seal(key: RecipientKey, plaintexts: Uint8Array[]): Promise<Encrypted[]> {
+  return inThread(key) ? jweThread.seal(key, plaintexts) : sealJwes(key, plaintexts);
 }
 
 /** A JweEncryptor whose content key is wrapped to `key`. */
@@ -306,18 +306,36 @@ async function encryptSlices(key: RecipientKey, slices: Iterable<Buffer>): Promi
   return { jwe, size: jwe.length, sha256: hash.digest("hex") };
 }
 
-/** Encrypts strict base64 `data` (already checked with strictBase64Length). */
-export function encryptBase64(key: RecipientKey, base64: string): Promise<Encrypted> {
-  if ((base64.length / 4) * 3 > SEAL_WHOLE_BYTES) return encryptSlices(key, base64Slices(base64));
-  // Decoded into a buffer of its own, which can move to the encryption thread.
+const sealsWhole = (base64: string) => (base64.length / 4) * 3 <= SEAL_WHOLE_BYTES;
+
+/** Small checked base64 decoded into a buffer of its own, which can move to the encryption thread. */
+function decodeToSeal(base64: string): Buffer {
   const bytes = Buffer.allocUnsafeSlow(strictBase64Length(base64));
   bytes.write(base64, "base64");
-  return seal(key, bytes);
+  return bytes;
+}
+
+/** Encrypts strict base64 `data` (already checked with strictBase64Length). */
+export async function encryptBase64(key: RecipientKey, base64: string): Promise<Encrypted> {
+  if (!sealsWhole(base64)) return encryptSlices(key, base64Slices(base64));
+  return (await seal(key, [decodeToSeal(base64)]))[0];
+}
+
+/**
+ * A push's two JWEs: its descriptor's and its file's, from strict base64 `data` (or
+ * from `file()`, for content that is not small base64). Small `data` is sealed
+ * together with the descriptor, under one key agreement (see jwe-writer.mjs); the
+ * descriptor's JWE is ready as soon as that seal is, whatever happens to the file.
+ */
+export function encryptPush(key: RecipientKey, descriptor: Uint8Array, data: string | undefined): { descriptor: Promise<Encrypted>; file?: Promise<Encrypted> } {
+  if (data === undefined || !sealsWhole(data)) return { descriptor: encryptBytes(key, descriptor) };
+  const both = seal(key, [decodeToSeal(data), new Uint8Array(descriptor)]);
+  return { file: both.then(([file]) => file), descriptor: both.then(([, d]) => d) };
 }
 
 /** Encrypts `bytes` to the user's key; the caller's bytes are left as they are. */
-export function encryptBytes(key: RecipientKey, bytes: Uint8Array): Promise<Encrypted> {
-  if (bytes.length <= SEAL_WHOLE_BYTES) return seal(key, new Uint8Array(bytes));
+export async function encryptBytes(key: RecipientKey, bytes: Uint8Array): Promise<Encrypted> {
+  if (bytes.length <= SEAL_WHOLE_BYTES) return (await seal(key, [new Uint8Array(bytes)]))[0];
   function* slices() {
     for (let i = 0; i < bytes.length; i += SLICE_BYTES) yield Buffer.from(bytes.subarray(i, i + SLICE_BYTES));
   }

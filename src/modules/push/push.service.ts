@@ -32,7 +32,7 @@ import {
   digestJwe,
   emptyFile,
   encryptBase64,
-  encryptBytes,
+  encryptPush,
   openEncryptor,
   fingerprinter,
   requestFingerprint,
@@ -325,9 +325,10 @@ export class PushService {
     let file: { jwe: string | null; size: number; sha256: string };
     let stored = false;
     try {
-      // The descriptor is encrypted while the file is (in the encryption thread).
-      const sealedDescriptor = encryptBytes(key, Buffer.from(JSON.stringify(descriptor), "utf8"));
-      sealedDescriptor.catch(() => {}); // awaited below, unless the file is refused first
+      // The descriptor is encrypted while the file is (in the encryption thread); small
+      // `data` together with it, under one key agreement.
+      const sealed = encryptPush(key, Buffer.from(JSON.stringify(descriptor), "utf8"), kind === "data" && !inline ? req.data! : undefined);
+      sealed.descriptor.catch(() => {}); // awaited below, unless the file is refused first
       if (upload) {
         const mac = idempotencyKey ? fingerprinter(this.secret(), meta) : undefined;
         file = { jwe: null, ...(await this.receive(upload, kind as UploadKind, { mac, key, pushId: id })) };
@@ -338,9 +339,9 @@ export class PushService {
         checkJweHeader(jweParts, key);
         file = { jwe: req.encryptedData!, ...digestJwe(req.encryptedData!) };
       } else {
-        file = await encryptBase64(key, req.data!);
+        file = await (sealed.file ?? encryptBase64(key, req.data!));
       }
-      const descriptorJwe = (await sealedDescriptor).jwe;
+      const descriptorJwe = (await sealed.descriptor).jwe;
 
       const postboxId = req.postboxId;
       try {
