@@ -76,6 +76,14 @@ describe("server-side encryption to the user's key", () => {
     expect(out.sha256).toBe(createHash("sha256").update(out.jwe).digest("hex"));
   });
 
+  // The caller checks data first (strictBase64Length); text that skipped the check must not
+  // leave part of a buffer uninitialised and be sealed with it.
+  it.each(["QU*D", "QUJD\nQUJD", "QUJDRA==".replace("R", "!")])("refuses to seal base64 that was not checked (%j)", async (bad) => {
+    const { key } = await userKey("X25519");
+    await expect(encryptBase64(key, bad)).rejects.toThrow(/strictBase64Length would refuse/);
+    expect(() => encryptPush(key, Buffer.from("{}"), bad)).toThrow(/strictBase64Length would refuse/);
+  });
+
   it("uses a fresh key and iv for every encryption", async () => {
     const { key } = await userKey("RSA");
     const [a, b] = await Promise.all([encryptBytes(key, Buffer.from("same")), encryptBytes(key, Buffer.from("same"))]);
