@@ -686,5 +686,29 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         await link.close();
       }
     }, 60_000);
+
+    it("keeps the older files the user opened on screen when a new file makes the list reload", async () => {
+      // Last, as it leaves the older files (results.txt) behind "Show older files" for a fresh page.
+      for (let i = 1; i <= 20; i++) await pushText(t, session, postboxId, `batch-${i}.txt`, `File ${i} of a batch.`);
+      await page.goto("about:blank");
+      while (t.app.services.files.openSubscriptions > 0) await new Promise((r) => setTimeout(r, 10));
+      await page.goto(`${t.url}/app`);
+      await page.locator(".file", { hasText: "batch-20.txt" }).locator("pre.content").waitFor({ timeout: 20_000 });
+      while (t.app.services.files.openSubscriptions < 1) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 600)); // the stream's opening events judged (they cause no reload)
+      const files = page.locator("ul.files > li");
+      expect(await files.count()).toBe(20);
+      await page.getByRole("button", { name: "Show older files" }).click();
+      await page.locator(".file", { hasText: "results.txt" }).locator("pre.content").waitFor({ timeout: 10_000 });
+      const opened = await files.count();
+      expect(opened).toBeGreaterThan(20);
+
+      await pushText(t, session, postboxId, "newest.txt", "The newest file.");
+      await page.locator(".file", { hasText: "newest.txt" }).locator("pre.content").waitFor({ timeout: 10_000 });
+      // As many files as before, the newest first; the oldest one moved behind "Show older files".
+      expect(await files.count()).toBe(opened);
+      expect(await files.first().textContent()).toContain("newest.txt");
+      await page.getByRole("button", { name: "Show older files" }).waitFor();
+    }, 90_000);
   });
 }

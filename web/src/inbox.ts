@@ -262,12 +262,25 @@ async function loadFiles(view: FilesView, after?: string, list?: HTMLUListElemen
   }
 }
 
+const PAGE_SIZE = 20;
+// The server's largest page (MAX_PAGE_SIZE).
+const MAX_PAGE_SIZE = 100;
+
+/**
+ * How many files a (re)load of the whole list asks for: as many as it shows now, so that
+ * the pages opened with "Show older files" stay open (up to the server's largest page).
+ */
+function reloadSize(target: HTMLElement): number {
+  const shown = target.querySelectorAll("ul.files > li").length;
+  return Math.min(MAX_PAGE_SIZE, Math.max(PAGE_SIZE, shown));
+}
+
 /** Fetches a page of files and shows it, unless `superseded` says a later load took over. */
 async function showFiles(view: FilesView, superseded: () => boolean, after: string | undefined, list: HTMLUListElement | undefined, pending: string[]) {
   const { cred, target } = view;
   let page: { edges: { node: FileNode }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } };
   try {
-    page = (await cred.call<{ postboxFiles: typeof page }>(FILES, { first: 20, after: after ?? null })).postboxFiles;
+    page = (await cred.call<{ postboxFiles: typeof page }>(FILES, { first: list ? PAGE_SIZE : reloadSize(target), after: after ?? null })).postboxFiles;
   } catch (e) {
     if (superseded()) return;
     target.replaceChildren(notice("error", errorText(e)), h("button", { type: "button", onclick: () => void loadFiles(view) }, "Try again"));
