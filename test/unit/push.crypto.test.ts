@@ -124,11 +124,14 @@ describe("server-side encryption to the user's key", () => {
     if (kind !== "RSA") expect(new Set(pushes.map((h) => JSON.stringify(h.epk))).size).toBe(3);
   });
 
-  it("seals a large file apart from its descriptor (the file is then encrypted in slices)", async () => {
+  it("encrypts a large file apart from its descriptor (in slices, with its own key agreement)", async () => {
     const { key, privateKey } = await userKey("X25519");
-    const sealed = encryptPush(key, Buffer.from("{}"), randomBytes(65_537).toString("base64"));
-    expect(sealed.file).toBeUndefined();
-    expect(Buffer.from((await compactDecrypt((await sealed.descriptor).jwe, privateKey)).plaintext).toString()).toBe("{}");
+    const file = randomBytes(65_537);
+    const sealed = encryptPush(key, Buffer.from("{}"), file.toString("base64"));
+    const [f, d] = await Promise.all([sealed.file!, sealed.descriptor]);
+    expect(Buffer.from((await compactDecrypt(f.jwe, privateKey)).plaintext).equals(file)).toBe(true);
+    expect(Buffer.from((await compactDecrypt(d.jwe, privateKey)).plaintext).toString()).toBe("{}");
+    expect(decodeProtectedHeader(f.jwe).epk).not.toEqual(decodeProtectedHeader(d.jwe).epk);
     expect(encryptPush(key, Buffer.from("{}"), undefined).file).toBeUndefined();
   });
 

@@ -58,9 +58,12 @@ const URL_B64 = /^[A-Za-z0-9_-]*$/;
 const malformed = () =>
   refuse(ErrorCode.BAD_USER_INPUT, "malformed_base64", "data must be standard base64 (RFC 4648: A–Z a–z 0–9 + /, padded with =, no line breaks or spaces).", "data");
 
+/** The `=` characters that end padded base64 text (a multiple of 4 characters long). */
+const base64Padding = (s: string) => (s.endsWith("==") ? 2 : s.endsWith("=") ? 1 : 0);
+
 export function strictBase64Length(s: string): number {
   if (s.length % 4 !== 0 || !STD_B64.test(s)) throw malformed();
-  const pad = s.endsWith("==") ? 2 : s.endsWith("=") ? 1 : 0;
+  const pad = base64Padding(s);
   if (pad) {
     // The bits after the last full byte must be zero, or two encodings would decode alike.
     const last = B64_VALUE[s.charCodeAt(s.length - pad - 1)];
@@ -315,12 +318,12 @@ const sealsWhole = (base64: string) => (base64.length / 4) * 3 <= SEAL_WHOLE_BYT
  * end is still refused, as it would carry uninitialised memory into the ciphertext.)
  */
 function decodeToSeal(base64: string): Buffer {
-  if (base64.length % 4 !== 0) throw new Error("decodeToSeal: base64 that strictBase64Length would refuse");
-  const pad = base64.endsWith("==") ? 2 : base64.endsWith("=") ? 1 : 0;
-  const bytes = Buffer.allocUnsafeSlow((base64.length / 4) * 3 - pad);
+  const unchecked = () => new Error("decodeToSeal: base64 that strictBase64Length would refuse");
+  if (base64.length % 4 !== 0) throw unchecked();
+  const bytes = Buffer.allocUnsafeSlow((base64.length / 4) * 3 - base64Padding(base64));
   if (bytes.write(base64, "base64") !== bytes.length) {
     bytes.fill(0);
-    throw new Error("decodeToSeal: base64 that strictBase64Length would refuse");
+    throw unchecked();
   }
   return bytes;
 }
@@ -332,13 +335,13 @@ export async function encryptBase64(key: RecipientKey, base64: string): Promise<
 }
 
 /**
- * A push's two JWEs: its descriptor's and its file's, from strict base64 `data` (or
- * from `file()`, for content that is not small base64). Small `data` is sealed
- * together with the descriptor, under one key agreement (see jwe-writer.mjs); the
- * descriptor's JWE is ready as soon as that seal is, whatever happens to the file.
+ * A push's JWEs: its descriptor's and, given strict base64 `data`, its file's (other
+ * content is encrypted as it arrives). Small `data` is sealed together with the
+ * descriptor, under one key agreement (see jwe-writer.mjs); larger `data` in slices.
  */
 export function encryptPush(key: RecipientKey, descriptor: Uint8Array, data: string | undefined): { descriptor: Promise<Encrypted>; file?: Promise<Encrypted> } {
-  if (data === undefined || !sealsWhole(data)) return { descriptor: encryptBytes(key, descriptor) };
+  if (data === undefined) return { descriptor: encryptBytes(key, descriptor) };
+  if (!sealsWhole(data)) return { descriptor: encryptBytes(key, descriptor), file: encryptBase64(key, data) };
   const both = seal(key, [decodeToSeal(data), new Uint8Array(descriptor)]);
   return { file: both.then(([file]) => file), descriptor: both.then(([, d]) => d) };
 }

@@ -31,7 +31,6 @@ import {
   checkJweStructure,
   digestJwe,
   emptyFile,
-  encryptBase64,
   encryptPush,
   openEncryptor,
   fingerprinter,
@@ -339,7 +338,7 @@ export class PushService {
         checkJweHeader(jweParts, key);
         file = { jwe: req.encryptedData!, ...digestJwe(req.encryptedData!) };
       } else {
-        file = await (sealed.file ?? encryptBase64(key, req.data!));
+        file = await sealed.file!;
       }
       const descriptorJwe = (await sealed.descriptor).jwe;
 
