@@ -5,6 +5,7 @@ import "reflect-metadata";
 import path from "node:path";
 import type { Config } from "./infra/config.js";
 import { openDatabase, type Database } from "./infra/db/database.js";
+import { vacuumTask } from "./infra/db/maintenance.js";
 import { createAdminRouter } from "./infra/http/admin.js";
 import { startHttpServer, type RunningHttpServer } from "./infra/http/server.js";
 import { createWebRouter } from "./infra/http/web.js";
@@ -140,6 +141,9 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
     { name: "dataRequests.sweep", run: (now) => dataRequests.sweep(now) },
     { name: "audit.prune", run: (now) => audit.prune(now, config.AUDIT_RETENTION) },
   ];
+  // The embedded database has no autovacuum: deleted rows (purged content too) stay in its files until this.
+  const vacuum = vacuumTask(db, log);
+  if (vacuum) tasks.push(vacuum);
 
   const adminRoutes = [applicationAdminRoutes(applications), webhookAdminRoutes(webhooks), auditAdminRoutes(audit)];
   // Every pushData attempt is audited, also those GraphQL refuses before the resolver.

@@ -40,6 +40,13 @@ export interface Database {
   readonly sql: RawSql;
   migrate(): Promise<MigrateResult>;
   ping(): Promise<void>;
+  /**
+   * Embedded database only: reclaims the space of deleted rows (VACUUM, every table).
+   * PGlite runs PostgreSQL in single-user mode, with no autovacuum: without this,
+   * every row ever deleted stayed in its files, purged ciphertext included, and the
+   * files only grew. Null on PostgreSQL, whose autovacuum does it (see vacuumTask).
+   */
+  readonly vacuum: (() => Promise<void>) | null;
   /** Idempotent: a second call waits for the first. */
   close(): Promise<void>;
 }
@@ -91,6 +98,9 @@ async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database
     migrate: () => migrate(runner),
     ping: async () => {
       await runner.query("SELECT 1");
+    },
+    vacuum: async () => {
+      await runner.query("VACUUM");
     },
     close: once(async () => {
       try {
@@ -145,6 +155,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     ping: async () => {
       await pool.query("SELECT 1");
     },
+    vacuum: null,
     close: once(async () => {
       await prisma.$disconnect();
       await pool.end();
