@@ -1,6 +1,7 @@
-// The embedded database's vacuum task: on PGlite only, at most once per interval.
+// The embedded database's vacuum: which tables each run takes, and the task that runs
+// it on PGlite only, at most once per interval.
 import { describe, expect, it } from "@jest/globals";
-import { VACUUM_EVERY_MS, vacuumTask } from "../../src/infra/db/maintenance.js";
+import { MIN_PARENT_PAGES, VACUUM_EVERY_MS, WRAPAROUND_AGE, vacuumStatements, vacuumTask } from "../../src/infra/db/maintenance.js";
 import { createLogger } from "../../src/infra/logger.js";
 
 const log = createLogger("silent");
@@ -31,5 +32,29 @@ describe("vacuumTask", () => {
     expect(runs).toBe(1);
     await expect(task.run(new Date(NOW + 1000))).rejects.toThrow("disk full");
     expect(runs).toBe(2);
+  });
+});
+
+describe("vacuumStatements", () => {
+  const tables = [
+    { name: "PushContent", pages: 1, referenced: false },
+    { name: "AuditEvent", pages: 500, referenced: false },
+    { name: "Push", pages: MIN_PARENT_PAGES - 1, referenced: true },
+    { name: "Postbox", pages: MIN_PARENT_PAGES, referenced: true },
+    { name: 'Odd"Name', pages: 0, referenced: false },
+  ];
+
+  it("vacuums every table no foreign key points to, and the others only once they are large, never truncating them", () => {
+    expect(vacuumStatements(tables, 1000)).toEqual(['VACUUM "PushContent", "AuditEvent", "Odd""Name"', 'VACUUM (TRUNCATE false) "Postbox"']);
+  });
+
+  it("leaves out an empty list", () => {
+    expect(vacuumStatements([{ name: "Push", pages: 1, referenced: true }], 0)).toEqual([]);
+    expect(vacuumStatements([{ name: "Push", pages: MIN_PARENT_PAGES, referenced: true }], 0)).toEqual(['VACUUM (TRUNCATE false) "Push"']);
+  });
+
+  it("vacuums the whole database, catalogs included, once its transactions near wraparound", () => {
+    expect(vacuumStatements(tables, WRAPAROUND_AGE - 1)).toHaveLength(2);
+    expect(vacuumStatements(tables, WRAPAROUND_AGE)).toEqual(["VACUUM (TRUNCATE false)"]);
   });
 });

@@ -7,6 +7,7 @@ import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
 import { PrismaClient } from "../../generated/prisma/client.js";
 import { acquireDbLock, type DbLock } from "./lock.js";
+import { vacuumEmbedded } from "./maintenance.js";
 import { migrate, type MigrateResult, type SqlRunner } from "./migrate.js";
 import type { ParamType } from "./pglite-prepared.mjs";
 import { PgliteThread } from "./pglite-proxy.js";
@@ -41,7 +42,7 @@ export interface Database {
   migrate(): Promise<MigrateResult>;
   ping(): Promise<void>;
   /**
-   * Embedded database only: reclaims the space of deleted rows (VACUUM, every table).
+   * Embedded database only: reclaims the space of deleted rows (VACUUM; which tables, see maintenance.ts).
    * PGlite runs PostgreSQL in single-user mode, with no autovacuum: without this,
    * every row ever deleted stayed in its files, purged ciphertext included, and the
    * files only grew. Null on PostgreSQL, whose autovacuum does it (see vacuumTask).
@@ -99,9 +100,7 @@ async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database
     ping: async () => {
       await runner.query("SELECT 1");
     },
-    vacuum: async () => {
-      await runner.query("VACUUM");
-    },
+    vacuum: () => vacuumEmbedded(runner.query),
     close: once(async () => {
       try {
         await prisma.$disconnect();
