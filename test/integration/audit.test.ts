@@ -8,6 +8,8 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { PUSH_DATA, createReadyPostboxForPush, createSession, dataInput, registerApp, type PushTarget, type TestApp } from "../helpers/factories.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
+import { newId } from "../../src/infra/ids.js";
+import { PushRepository } from "../../src/modules/push/push.repository.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const HOUR = 3600_000;
@@ -178,6 +180,47 @@ describe("audit verify checkpoints", () => {
       await p.auditHead.update({ where: { id: 1 }, data: { hash: head.hash } });
     }
     expect((await t.admin("GET", "/audit/verify")).body.ok).toBe(true);
+  });
+});
+
+describe("a batch of pushes (postbox_store_pushes)", () => {
+  it("stores and audits only the pushes whose postbox takes them, chained in batch order", async () => {
+    const p = t.app.db.prisma;
+    const repo = new PushRepository(p, t.app.db.sql);
+    const closed = await createReadyPostboxForPush(t, session, "RSA");
+    await p.postbox.update({ where: { id: closed.postboxId }, data: { status: "CLOSED" } });
+    // Their expiry is the postbox's, as for any push (nothing here is due for purging in the tests below).
+    const { contractId, expiresAt } = await p.postbox.findUniqueOrThrow({ where: { id: target.postboxId } });
+    const now = new Date();
+    const item = (postboxId: string, n: number) => {
+      const id = newId("psh");
+      return {
+        push: { id, postboxId, contractId, size: n, sha256: String(n).repeat(64).slice(0, 64), idempotencyKey: null, requestHash: null, receivedAt: now, expiresAt, ciphertext: `ct-${n}`, descriptor: `d-${n}` },
+        event: t.app.services.audit.pending({ actorType: "APP", action: "push.create", outcome: "SUCCESS", contractId, postboxId, targetId: id, detail: { n } }),
+      };
+    };
+    const batch = [item(target.postboxId, 1), item(closed.postboxId, 2), item(target.postboxId, 3), item(target.postboxId, 4)];
+    const ids = batch.map((b) => b.push.id);
+    const taken = [ids[0], ids[2], ids[3]];
+
+    const rows = await repo.insertWithAudit(batch);
+    expect(rows.map((r) => r.id)).toEqual(taken);
+    expect((await p.push.findMany({ where: { id: { in: ids } }, select: { id: true } })).map((r) => r.id).sort()).toEqual([...taken].sort());
+    const content = await p.pushContent.findMany({ where: { pushId: { in: ids } } });
+    expect(Object.fromEntries(content.map((c) => [c.pushId, c.ciphertext]))).toEqual({ [ids[0]]: "ct-1", [ids[2]]: "ct-3", [ids[3]]: "ct-4" });
+    // One event per stored push, in batch order, each chained onto the one before and the last at the head.
+    const events = await p.auditEvent.findMany({ where: { targetId: { in: ids } }, orderBy: { seq: "asc" } });
+    expect(events.map((e) => e.targetId)).toEqual(taken);
+    expect(events[1].prevHash).toBe(events[0].hash);
+    expect(events[2].prevHash).toBe(events[1].hash);
+    expect((await p.auditHead.findUniqueOrThrow({ where: { id: 1 } })).hash).toBe(events[2].hash);
+    expect((await t.admin("GET", "/audit/verify")).body.ok).toBe(true);
+
+    // A batch that no postbox takes writes nothing and leaves the head where it was.
+    const refused = item(closed.postboxId, 5);
+    expect(await repo.insertWithAudit([refused])).toEqual([]);
+    expect(await p.auditEvent.count({ where: { targetId: refused.push.id } })).toBe(0);
+    expect((await p.auditHead.findUniqueOrThrow({ where: { id: 1 } })).hash).toBe(events[2].hash);
   });
 });
 
