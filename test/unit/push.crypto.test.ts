@@ -2,7 +2,7 @@
 // with jose (what user apps decrypt with), and the checks on app-encrypted JWEs
 // must accept what jose produces for the postbox key and refuse everything else.
 import { afterAll, describe, expect, it } from "@jest/globals";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, createPublicKey, diffieHellman, randomBytes } from "node:crypto";
 import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, decodeProtectedHeader, exportJWK, generateKeyPair, type CryptoKey, type JWK } from "jose";
 import { randomBytesPooled } from "../../src/infra/crypto.js";
 import {
@@ -21,9 +21,9 @@ import {
   type RecipientKey,
 } from "../../src/modules/push/push.crypto.js";
 import { JweThread, jweThread } from "../../src/modules/push/jwe.thread.js";
-import { newContentKey } from "../../src/modules/push/jwe-writer.mjs";
+import { newContentKey, newEphemeralX25519, poolEphemeralX25519, pooledEphemeralX25519, sealJwes } from "../../src/modules/push/jwe-writer.mjs";
 
-// The process's encryption thread (EC-key JWEs go through it) is this file's alone: stop it
+// The process's encryption thread (P-256 JWEs and X25519 key pairs come from it) is this file's alone: stop it
 // at the end, as an app's stop() does, or it outlives the file in jest's worker.
 afterAll(() => jweThread.close());
 
@@ -236,6 +236,63 @@ describe("the encryption thread", () => {
     await encryptBytes(key, mine);
     expect(mine.toString()).toBe("still mine");
   });
+});
+
+describe("ephemeral X25519 keys made ahead (the encryption thread fills a pool)", () => {
+  it("gives each seal its own pooled key, once, and makes one on the spot when the pool is empty", async () => {
+    const { key, privateKey } = await userKey("X25519");
+    const [k1, k2] = [newEphemeralX25519(), newEphemeralX25519()];
+    const before = pooledEphemeralX25519();
+    poolEphemeralX25519([k1, k2]);
+    const epkOf = (jwe: string) => (decodeProtectedHeader(jwe).epk as JWK).x;
+    const a = sealJwes(key, [Buffer.from("a")])[0];
+    const b = sealJwes(key, [Buffer.from("b")])[0];
+    expect([epkOf(a.jwe), epkOf(b.jwe)]).toEqual([k2.x, k1.x]);
+    expect(pooledEphemeralX25519()).toBe(before);
+    // Drained (nothing here refills it), a seal still gets a fresh key of its own.
+    while (pooledEphemeralX25519() > 0) sealJwes(key, [Buffer.from("drain")]);
+    const c = sealJwes(key, [Buffer.from("c")])[0];
+    const d = sealJwes(key, [Buffer.from("d")])[0];
+    expect(new Set([k1.x, k2.x, epkOf(c.jwe), epkOf(d.jwe)]).size).toBe(4);
+    for (const [jwe, text] of [[a.jwe, "a"], [b.jwe, "b"], [c.jwe, "c"], [d.jwe, "d"]]) {
+      expect(Buffer.from((await compactDecrypt(jwe, privateKey)).plaintext).toString()).toBe(text);
+    }
+  });
+
+  it("tops the pool up from the encryption thread as pushes to X25519 keys use it", async () => {
+    const { key, privateKey } = await userKey("X25519");
+    while (pooledEphemeralX25519() > 0) sealJwes(key, [Buffer.from("drain")]);
+    const sealed = encryptPush(key, Buffer.from("{}"), Buffer.from("file").toString("base64"));
+    expect(Buffer.from((await compactDecrypt((await sealed.file!).jwe, privateKey)).plaintext).toString()).toBe("file");
+    const until = Date.now() + 10_000;
+    while (pooledEphemeralX25519() === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(pooledEphemeralX25519()).toBeGreaterThanOrEqual(32);
+  });
+
+  it("has the thread make distinct key pairs whose private halves agree on this thread", async () => {
+    const { key } = await userKey("X25519");
+    const keys = await jweThread.x25519Keys(8);
+    expect(new Set(keys.map((k) => k.x)).size).toBe(8);
+    const peer = createPublicKey({ key: key.jwk, format: "jwk" });
+    for (const k of keys) {
+      expect(Buffer.from(k.x, "base64url")).toHaveLength(32);
+      expect(diffieHellman({ privateKey: k.privateKey, publicKey: peer })).toHaveLength(32);
+    }
+  });
+
+  it("seals tens of thousands of pushes to an X25519 key on this thread, with pooled keys, without stalling", async () => {
+    const { key } = await userKey("X25519");
+    let sealed = 0;
+    const worker = async () => {
+      while (sealed < 20_000) {
+        const out = encryptPush(key, Buffer.from("{}"), "AAAA");
+        await Promise.all([out.file, out.descriptor]);
+        sealed++;
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, worker));
+    expect(sealed).toBeGreaterThanOrEqual(20_000);
+  }, 60_000);
 });
 
 describe("strict base64", () => {

@@ -22,7 +22,16 @@ export interface Encrypted {
   sha256: string;
 }
 
+/** An ephemeral X25519 key pair: the private key and the public key's `x` (base64url). */
+export interface EphemeralX25519 {
+  privateKey: import("node:crypto").KeyObject;
+  x: string;
+}
+
 export const CONTENT_ENC: "A256GCM";
+export function newEphemeralX25519(): EphemeralX25519;
+export function poolEphemeralX25519(keys: EphemeralX25519[]): void;
+export function pooledEphemeralX25519(): number;
 export function keyKind(jwk: Record<string, unknown>): "RSA" | "P-256" | "X25519";
 export function wrapKey(key: RecipientKey, cek: Uint8Array): WrappedKey;
 export function newContentKey(): { cek: Buffer; iv: Buffer };

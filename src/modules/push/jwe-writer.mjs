@@ -51,9 +51,30 @@ const ephemeralP256 = createECDH("prime256v1");
 // took seconds. Encoding as part of the generation happens while the job is still
 // alive, and diffieHellman takes no lock. (The asynchronous generateKeyPair has
 // neither problem, but stopping a thread while one runs brings the process down.)
-function ephemeralX25519() {
+export function newEphemeralX25519() {
   const { publicKey, privateKey } = generateKeyPairSync("x25519", { publicKeyEncoding: { format: "jwk" } });
-  return { privateKey, epk: { kty: "OKP", crv: "X25519", x: publicKey.x } };
+  return { privateKey, x: publicKey.x };
+}
+
+// Ephemeral X25519 key pairs made ahead of use, in the encryption thread (see
+// push.crypto.ts): a push on the server's thread then pays for the key agreement
+// alone, not for the key pair too. Each key is taken out once and used for one
+// agreement, as RFC 7518 §4.6 asks; when the pool is empty, a key is made on the spot.
+const x25519Pool = [];
+
+/** Adds key pairs made by newEphemeralX25519 (in another thread) to the pool. */
+export function poolEphemeralX25519(keys) {
+  x25519Pool.push(...keys);
+}
+
+/** Key pairs in the pool. */
+export function pooledEphemeralX25519() {
+  return x25519Pool.length;
+}
+
+function ephemeralX25519() {
+  const { privateKey, x } = x25519Pool.pop() ?? newEphemeralX25519();
+  return { privateKey, epk: { kty: "OKP", crv: "X25519", x } };
 }
 
 function lengthPrefixed(data) {

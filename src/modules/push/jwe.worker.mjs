@@ -1,15 +1,17 @@
 // The encryption thread (see jwe.thread.ts for the other end). Requests come in
 // batches, { id, jobs: [{ op, key, data }] }: "wrap" encrypts a content key (data) to
 // the user's key, "seal" writes the whole JWEs of small plaintexts (data, an array;
-// a push's file and descriptor) under one key agreement. Each job is answered
+// a push's file and descriptor) under one key agreement, "x25519Keys" makes `count`
+// ephemeral X25519 key pairs (the private keys go back as KeyObjects). Each job is answered
 // on its own, { id, i, result: { ok } | { error } }. Every key and plaintext
 // that arrives here is wiped once used.
 //
 // Plain JavaScript on purpose: worker threads load files as they are.
 import { parentPort } from "node:worker_threads";
-import { sealJwes, wrapKey } from "./jwe-writer.mjs";
+import { newEphemeralX25519, sealJwes, wrapKey } from "./jwe-writer.mjs";
 
-function run({ op, key, data }) {
+function run({ op, key, data, count }) {
+  if (op === "x25519Keys") return Array.from({ length: count }, () => newEphemeralX25519());
   try {
     if (op === "seal") return sealJwes(key, data);
     if (op === "wrap") return wrapKey(key, data);

@@ -6,11 +6,12 @@
 // base64url-encoded in 48 KiB slices, so neither the whole plaintext nor a second
 // copy of the ciphertext is ever held in memory (jose on Node 20 goes through btoa
 // and several full-size string copies). Interoperability with jose's compactDecrypt
-// is what the unit tests check. Key agreement (X25519, P-256 keys), and sealing small
-// files to such keys whole, run in the encryption thread (jwe.thread.ts).
+// is what the unit tests check. P-256 key agreement, and sealing small files to such
+// keys whole, run in the encryption thread (jwe.thread.ts); so does making ephemeral
+// X25519 key pairs ahead of use.
 import { createHash, createHmac, type Hmac } from "node:crypto";
 import { AppError, ErrorCode } from "../../infra/errors.js";
-import { CONTENT_ENC, JweEncryptor, keyKind, newContentKey, sealJwes, wrapKey, type Encrypted, type RecipientKey } from "./jwe-writer.mjs";
+import { CONTENT_ENC, JweEncryptor, keyKind, newContentKey, poolEphemeralX25519, pooledEphemeralX25519, sealJwes, wrapKey, type Encrypted, type RecipientKey } from "./jwe-writer.mjs";
 import { jweThread } from "./jwe.thread.js";
 
 export type { RecipientKey };
@@ -266,22 +267,51 @@ export function checkJweHeader(parts: string[], key: RecipientKey, field: JweFie
 // here a slice at a time, with only its content key wrapped at once.
 const SEAL_WHOLE_BYTES = 64 * 1024;
 
-// Key agreement with an X25519 or P-256 key costs 80–120 µs: that goes to the
-// encryption thread (jwe.thread.ts). An RSA-OAEP wrap costs about 25 µs, less than
-// the round trip, and stays on this thread (measured: through the thread, RSA pushes
-// on the embedded database fell from 0.44 / 0.54 of the baseline to 0.41 / 0.43).
-const inThread = (key: RecipientKey) => keyKind(key.jwk) !== "RSA";
+// Where a key is wrapped (and a small file sealed). A P-256 agreement costs about
+// 110 µs through Node: that goes to the encryption thread (jwe.thread.ts). An RSA-OAEP
+// wrap costs about 25 µs, less than the round trip, and stays on this thread
+// (measured: through the thread, RSA pushes on the embedded database fell from
+// 0.44 / 0.54 of the baseline to 0.41 / 0.43). An X25519 push stays here too, with an
+// ephemeral key pair the encryption thread made ahead (see refillX25519): it then
+// costs this thread the agreement, about 27 µs, and the encryption thread a key pair
+// per 64 pushes' message. Sealed in the thread instead, X25519 pushes measured 0.39 /
+// 0.39 of the baseline against 0.45 / 0.44 this way (embedded, same day): each push
+// was two more hand-offs between threads on two cores.
+const inThread = (key: RecipientKey) => keyKind(key.jwk) === "P-256";
+
+// The pool of ephemeral X25519 key pairs (jwe-writer.mjs) is topped up by the
+// encryption thread, X25519_BATCH at a time, when it falls under X25519_LOW. A burst
+// that empties it is not refused: a key pair is then made on this thread.
+const X25519_BATCH = 64;
+const X25519_LOW = 32;
+let refilling = false;
+
+function refillX25519(): void {
+  if (refilling || pooledEphemeralX25519() >= X25519_LOW) return;
+  refilling = true;
+  jweThread
+    .x25519Keys(X25519_BATCH)
+    .then(poolEphemeralX25519, () => {}) // the thread failed: keys are made here until a later refill works
+    .finally(() => (refilling = false));
+}
+
+/** Whether JWEs to `key` are written on this thread; for X25519 it also tops up the pool of ephemeral key pairs they use. */
+function onThisThread(key: RecipientKey): boolean {
+  if (inThread(key)) return false;
+  if (keyKind(key.jwk) === "X25519") refillX25519();
+  return true;
+}
 
 /** The whole JWEs of small plaintexts, which the call takes over (and wipes), under one key agreement. */
 async function seal(key: RecipientKey, plaintexts: Uint8Array[]): Promise<Encrypted[]> {
-  return inThread(key) ? jweThread.seal(key, plaintexts) : sealJwes(key, plaintexts);
+  return onThisThread(key) ? sealJwes(key, plaintexts) : jweThread.seal(key, plaintexts);
 }
 
 /** A JweEncryptor whose content key is wrapped to `key`. */
 export async function openEncryptor(key: RecipientKey): Promise<JweEncryptor> {
   const { cek, iv } = newContentKey();
   try {
-    return new JweEncryptor(cek, iv, inThread(key) ? await jweThread.wrap(key, cek) : wrapKey(key, cek));
+    return new JweEncryptor(cek, iv, onThisThread(key) ? wrapKey(key, cek) : await jweThread.wrap(key, cek));
   } finally {
     cek.fill(0);
   }
