@@ -8,6 +8,7 @@ import { downloadBlob, fill, formatBytes, formatDate, h, notice, relative, rende
 import { BackupError, decryptJwe, encryptTo, parseBackup, type PublicJwk } from "./keys.js";
 import { stopAllWatchers, watchFiles, type FileEvent } from "./live.js";
 import { deletePostbox, getPostbox, listPostboxes, savePostbox, updatePostbox, type StoredPostbox } from "./store.js";
+import { DEFAULT_PAGE_SIZE as PAGE_SIZE, MAX_PAGE_SIZE } from "../../src/infra/graphql/page-size.js";
 
 const MY_POSTBOX = /* GraphQL */ `
   query MyPostbox { myPostbox { id status expiresAt readyAt applicationName contractId publicKeyThumbprint } }
@@ -261,10 +262,6 @@ async function loadFiles(view: FilesView, after?: string, list?: HTMLUListElemen
     if (view.started === load) settled(view, load); // else the load that superseded it settles
   }
 }
-
-const PAGE_SIZE = 20;
-// The server's largest page (MAX_PAGE_SIZE).
-const MAX_PAGE_SIZE = 100;
 
 /**
  * How many files a (re)load of the whole list asks for: as many as it shows now, so that

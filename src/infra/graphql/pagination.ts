@@ -8,9 +8,7 @@
 // opaque; only `after` + `first` are supported (forward paging).
 import { Field, ObjectType, type ClassType } from "type-graphql";
 import { badInput } from "../errors.js";
-
-export const DEFAULT_PAGE_SIZE = 20;
-export const MAX_PAGE_SIZE = 100;
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./page-size.js";
 
 @ObjectType({ description: "Where a page ends and whether another follows." })
 export class PageInfo {
