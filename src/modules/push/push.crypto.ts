@@ -276,8 +276,7 @@ const SEAL_WHOLE_BYTES = 64 * 1024;
 // costs this thread the agreement, about 27 µs, and the encryption thread a key pair
 // per 64 pushes' message. Sealed in the thread instead, X25519 pushes measured 0.39 /
 // 0.39 of the baseline against 0.45 / 0.44 this way (embedded, same day): each push
-// was two more hand-offs between threads on two cores.
-const inThread = (key: RecipientKey) => keyKind(key.jwk) === "P-256";
+// was two more hand-offs between threads on two cores. (See onThisThread.)
 
 // The pool of ephemeral X25519 key pairs (jwe-writer.mjs) is topped up by the
 // encryption thread, X25519_BATCH at a time, when it falls under X25519_LOW. A burst
@@ -295,11 +294,11 @@ function refillX25519(): void {
     .finally(() => (refilling = false));
 }
 
-/** Whether JWEs to `key` are written on this thread; for X25519 it also tops up the pool of ephemeral key pairs they use. */
+/** Whether JWEs to `key` are written on this thread (all but P-256); for X25519 it also tops up the pool of ephemeral key pairs they use. */
 function onThisThread(key: RecipientKey): boolean {
-  if (inThread(key)) return false;
-  if (keyKind(key.jwk) === "X25519") refillX25519();
-  return true;
+  const kind = keyKind(key.jwk);
+  if (kind === "X25519") refillX25519();
+  return kind !== "P-256";
 }
 
 /** The whole JWEs of small plaintexts, which the call takes over (and wipes), under one key agreement. */
