@@ -1,8 +1,8 @@
 // The push cryptography on its own: the server's own JWE writer must interoperate
 // with jose (what user apps decrypt with), and the checks on app-encrypted JWEs
 // must accept what jose produces for the postbox key and refuse everything else.
-import { afterAll, describe, expect, it } from "@jest/globals";
-import { createHash, createPublicKey, diffieHellman, randomBytes } from "node:crypto";
+import { afterAll, describe, expect, it, jest } from "@jest/globals";
+import { KeyObject, createHash, createPublicKey, diffieHellman, randomBytes } from "node:crypto";
 import { CompactEncrypt, calculateJwkThumbprint, compactDecrypt, decodeProtectedHeader, exportJWK, generateKeyPair, type CryptoKey, type JWK } from "jose";
 import { randomBytesPooled } from "../../src/infra/crypto.js";
 import {
@@ -21,7 +21,7 @@ import {
   type RecipientKey,
 } from "../../src/modules/push/push.crypto.js";
 import { JweThread, jweThread } from "../../src/modules/push/jwe.thread.js";
-import { newContentKey, newEphemeralX25519, poolEphemeralX25519, pooledEphemeralX25519, sealJwes } from "../../src/modules/push/jwe-writer.mjs";
+import { dropAgreements, newAgreements, newContentKey, newEphemeralX25519, poolAgreements, pooledAgreements, pooledEphemeralX25519, poolEphemeralX25519, sealJwes } from "../../src/modules/push/jwe-writer.mjs";
 
 // The process's encryption thread (P-256 JWEs and X25519 key pairs come from it) is this file's alone: stop it
 // at the end, as an app's stop() does, or it outlives the file in jest's worker.
@@ -293,6 +293,90 @@ describe("ephemeral X25519 keys made ahead (the encryption thread fills a pool)"
     await Promise.all(Array.from({ length: 32 }, worker));
     expect(sealed).toBeGreaterThanOrEqual(20_000);
   }, 60_000);
+});
+
+describe("key agreements made ahead for the EC keys pushes stream to", () => {
+  /** The key-encryption key the user's side derives from a JWE's epk (RFC 7518 §4.6.2), to check the pooled ones against. */
+  function userKek(privateKey: CryptoKey, epk: Record<string, unknown>): Buffer {
+    const z = diffieHellman({ privateKey: KeyObject.from(privateKey), publicKey: createPublicKey({ key: epk as JWK, format: "jwk" }) });
+    const alg = Buffer.from("ECDH-ES+A256KW");
+    const u32 = (n: number) => Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+    return createHash("sha256").update(Buffer.concat([u32(1), z, u32(alg.length), alg, u32(0), u32(0), u32(256)])).digest();
+  }
+  const epkOf = (jwe: string) => decodeProtectedHeader(jwe).epk as Record<string, unknown>;
+
+  it.each(["P-256", "X25519"] as const)("has the thread make distinct %s agreements whose keys the user's private key derives too", async (kind) => {
+    const { key, privateKey } = await userKey(kind);
+    const made = await jweThread.agreements(key, 4);
+    expect(made.epks).toHaveLength(4);
+    expect(made.keks).toHaveLength(4 * 32);
+    expect(new Set(made.epks.map((e) => e.x)).size).toBe(4);
+    made.epks.forEach((epk, i) => expect(Buffer.from(made.keks.subarray(32 * i, 32 * (i + 1)))).toEqual(userKek(privateKey, epk)));
+  });
+
+  it.each(["P-256", "X25519"] as const)("seals with pooled %s agreements oldest first, each once, then makes its own", async (kind) => {
+    const { key, privateKey } = await userKey(kind);
+    const made = newAgreements(key, 2);
+    const keks = made.keks;
+    poolAgreements(key.kid, made);
+    expect(pooledAgreements(key.kid)).toBe(2);
+    const sealed = ["a", "b", "c"].map((text) => sealJwes(key, [Buffer.from(text)])[0].jwe);
+    expect(pooledAgreements(key.kid)).toBe(0);
+    expect(sealed.slice(0, 2).map((jwe) => epkOf(jwe).x)).toEqual(made.epks.map((e) => e.x));
+    expect(epkOf(sealed[2]).x).not.toBe(made.epks[0].x);
+    expect(epkOf(sealed[2]).x).not.toBe(made.epks[1].x);
+    expect(keks.every((b) => b === 0)).toBe(true); // each key-encryption key is wiped once used
+    for (const [i, jwe] of sealed.entries()) expect(Buffer.from((await compactDecrypt(jwe, privateKey)).plaintext).toString()).toBe("abc"[i]);
+  });
+
+  it("wipes and drops agreements that were not used in time", async () => {
+    const { key } = await userKey("X25519");
+    const made = newAgreements(key, 3);
+    poolAgreements(key.kid, made);
+    dropAgreements(Date.now());
+    expect(pooledAgreements(key.kid)).toBe(3); // not yet expired
+    dropAgreements(Date.now() + 60_000);
+    expect(pooledAgreements(key.kid)).toBe(0);
+    expect(made.keks.every((b) => b === 0)).toBe(true);
+  });
+
+  async function waitForPool(kid: string, timeoutMs = 5000): Promise<number> {
+    const until = Date.now() + timeoutMs;
+    while (pooledAgreements(kid) === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    return pooledAgreements(kid);
+  }
+
+  it("gives a key no pool for one push, and one once pushes stream to it", async () => {
+    const { key, privateKey } = await userKey("P-256");
+    const one = encryptPush(key, Buffer.from("{}"), Buffer.from("first").toString("base64"));
+    await one.file;
+    expect(await waitForPool(key.kid, 300)).toBe(0);
+    const second = encryptPush(key, Buffer.from("{}"), Buffer.from("second").toString("base64"));
+    expect(Buffer.from((await compactDecrypt((await second.file!).jwe, privateKey)).plaintext).toString()).toBe("second");
+    const pooled = await waitForPool(key.kid);
+    expect(pooled).toBeGreaterThanOrEqual(4);
+    // The next push uses one of them, here, and still decrypts.
+    const third = encryptPush(key, Buffer.from("{}"), Buffer.from("third").toString("base64"));
+    expect(pooledAgreements(key.kid)).toBe(pooled - 1);
+    expect(Buffer.from((await compactDecrypt((await third.file!).jwe, privateKey)).plaintext).toString()).toBe("third");
+    expect(epkOf((await third.file!).jwe)).toEqual(epkOf((await third.descriptor).jwe)); // one agreement per push
+  });
+
+  it("keeps up with a stream of pushes to one key, every JWE decrypting", async () => {
+    const { key, privateKey } = await userKey("P-256");
+    const throughThread = jest.spyOn(jweThread, "seal");
+    const jwes: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      const out = encryptPush(key, Buffer.from("{}"), Buffer.from(`file ${i}`).toString("base64"));
+      jwes.push((await out.file!).jwe);
+      if (i % 50 === 0) await new Promise((r) => setTimeout(r, 5)); // the thread's answers arrive
+    }
+    // Most were sealed here with pooled agreements; only the first few, before a pool, went to the thread.
+    expect(throughThread.mock.calls.length).toBeLessThan(30);
+    throughThread.mockRestore();
+    expect(new Set(jwes.map((j) => epkOf(j).x)).size).toBe(300);
+    for (const [i, jwe] of jwes.entries()) expect(Buffer.from((await compactDecrypt(jwe, privateKey)).plaintext).toString()).toBe(`file ${i}`);
+  });
 });
 
 describe("strict base64", () => {

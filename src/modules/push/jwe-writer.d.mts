@@ -28,7 +28,18 @@ export interface EphemeralX25519 {
   x: string;
 }
 
+/** ECDH-ES key agreements made ahead (newAgreements): the ephemeral public keys, and the key-encryption keys, 32 bytes each, in one buffer. */
+export interface Agreements {
+  epks: Record<string, unknown>[];
+  keks: Uint8Array;
+}
+
 export const CONTENT_ENC: "A256GCM";
+export function newAgreements(key: RecipientKey, count: number): Agreements;
+export function poolAgreements(kid: string, agreements: Agreements): void;
+export function pooledAgreements(kid: string): number;
+export function pooledAgreementKeys(): number;
+export function dropAgreements(now: number): void;
 export function newEphemeralX25519(): EphemeralX25519;
 export function poolEphemeralX25519(keys: EphemeralX25519[]): void;
 export function pooledEphemeralX25519(): number;

@@ -99,33 +99,18 @@ function concatKdf(z, alg) {
 
 const AES_KW_IV = Buffer.from("A6A6A6A6A6A6A6A6", "hex");
 
+const ECDH_ALG = "ECDH-ES+A256KW";
+
 /**
- * Wraps content keys to the user's key: `wrap(cek)` gives a JWE's protected header
- * and encrypted key, `wipe()` clears the key-encryption key once the caller is done.
- *
- * For an EC key this makes one ephemeral key pair and one key agreement, and the
- * key-encryption key derived from it wraps every content key given to `wrap`. RFC 7518
- * §4.6 asks for a new ephemeral key per key agreement, and that is what this is: a
- * push's file and descriptor JWEs share one agreement (the same `epk`), each under its
- * own random content key, wrapped with AES Key Wrap (RFC 3394), which is made for many
- * keys under one key-encryption key. Each JWE is still a standard ECDH-ES+A256KW JWE
- * that decrypts on its own. The agreement is most of a seal's cost (two of three
- * scalar multiplications with X25519), so a `data` push costs one instead of two.
+ * One ECDH-ES key agreement with the user's EC key, under a fresh ephemeral key pair
+ * (RFC 7518 §4.6): the ephemeral public key for the JWE header and the
+ * key-encryption key derived from the shared secret (which is wiped).
  */
-function keyWrapper(key) {
-  const kind = keyKind(key.jwk);
+export function newAgreement(key) {
   const r = recipient(key);
-  if (kind === "RSA") {
-    const header = { alg: "RSA-OAEP-256", enc: CONTENT_ENC, kid: key.kid };
-    return {
-      wrap: (cek) => ({ header, encryptedKey: publicEncrypt({ key: r.object, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" }, cek) }),
-      wipe() {},
-    };
-  }
-  const alg = "ECDH-ES+A256KW";
   let z;
   let epk;
-  if (kind === "P-256") {
+  if (keyKind(key.jwk) === "P-256") {
     ephemeralP256.generateKeys();
     z = ephemeralP256.computeSecret(r.point);
     const pub = ephemeralP256.getPublicKey(); // 0x04 || X || Y
@@ -135,9 +120,108 @@ function keyWrapper(key) {
     z = diffieHellman({ privateKey: eph.privateKey, publicKey: r.object });
     epk = eph.epk;
   }
-  const kek = concatKdf(z, alg);
+  const kek = concatKdf(z, ECDH_ALG);
   z.fill(0);
-  const header = { alg, enc: CONTENT_ENC, kid: key.kid, epk };
+  return { epk, kek };
+}
+
+/**
+ * `count` agreements with `key` (newAgreement), made in the encryption thread for the
+ * pool below: the public keys, and the key-encryption keys in one buffer of their own
+ * (32 bytes each), so that they move to the other thread without a copy.
+ */
+export function newAgreements(key, count) {
+  const keks = new Uint8Array(32 * count);
+  const epks = [];
+  for (let i = 0; i < count; i++) {
+    const a = newAgreement(key);
+    keks.set(a.kek, 32 * i);
+    a.kek.fill(0);
+    epks.push(a.epk);
+  }
+  return { epks, keks };
+}
+
+// Key agreements made ahead for the EC keys that pushes stream to (push.crypto.ts asks
+// the encryption thread for them): a seal that finds one here costs the server's thread
+// no elliptic-curve work. Each is taken out once, oldest first, and used for one
+// push's JWEs, so each still has an ephemeral key of its own (RFC 7518 §4.6). Unused
+// ones are wiped AGREEMENT_TTL_MS after they were made; a key-encryption key is no
+// more secret than the ephemeral private key it replaces, and lives as briefly.
+const AGREEMENT_TTL_MS = 10_000;
+const agreements = new Map(); // kid -> [{ epk, kek, until }]
+let sweeper;
+
+/** Adds agreements made by newAgreements to the pool of the key `kid`. */
+export function poolAgreements(kid, { epks, keks }) {
+  const until = Date.now() + AGREEMENT_TTL_MS;
+  let pool = agreements.get(kid);
+  if (!pool) agreements.set(kid, (pool = []));
+  epks.forEach((epk, i) => pool.push({ epk, kek: keks.subarray(32 * i, 32 * (i + 1)), until }));
+  if (!sweeper) {
+    sweeper = setInterval(() => dropAgreements(Date.now()), AGREEMENT_TTL_MS / 2);
+    sweeper.unref();
+  }
+}
+
+/** Agreements pooled for the key `kid`. */
+export function pooledAgreements(kid) {
+  return agreements.get(kid)?.length ?? 0;
+}
+
+/** Keys with agreements pooled. */
+export function pooledAgreementKeys() {
+  return agreements.size;
+}
+
+/** Wipes and drops the agreements that expire before `now` (every key's, with Infinity). */
+export function dropAgreements(now) {
+  for (const [kid, pool] of agreements) {
+    let n = 0;
+    while (n < pool.length && pool[n].until <= now) pool[n++].kek.fill(0);
+    pool.splice(0, n);
+    if (!pool.length) agreements.delete(kid);
+  }
+  if (!agreements.size && sweeper) {
+    clearInterval(sweeper);
+    sweeper = undefined;
+  }
+}
+
+function takeAgreement(kid) {
+  const pool = agreements.get(kid);
+  if (!pool) return undefined;
+  const a = pool.shift();
+  if (!pool.length) agreements.delete(kid);
+  if (a.until > Date.now()) return a;
+  a.kek.fill(0);
+  return undefined;
+}
+
+/**
+ * Wraps content keys to the user's key: `wrap(cek)` gives a JWE's protected header
+ * and encrypted key, `wipe()` clears the key-encryption key once the caller is done.
+ *
+ * For an EC key this takes one key agreement (pooled, or made now), and the
+ * key-encryption key derived from it wraps every content key given to `wrap`. RFC 7518
+ * §4.6 asks for a new ephemeral key per key agreement, and that is what this is: a
+ * push's file and descriptor JWEs share one agreement (the same `epk`), each under its
+ * own random content key, wrapped with AES Key Wrap (RFC 3394), which is made for many
+ * keys under one key-encryption key. Each JWE is still a standard ECDH-ES+A256KW JWE
+ * that decrypts on its own. The agreement is most of a seal's cost (two of three
+ * scalar multiplications with X25519), so a `data` push costs one instead of two.
+ */
+function keyWrapper(key) {
+  if (keyKind(key.jwk) === "RSA") {
+    const r = recipient(key);
+    const header = { alg: "RSA-OAEP-256", enc: CONTENT_ENC, kid: key.kid };
+    return {
+      wrap: (cek) => ({ header, encryptedKey: publicEncrypt({ key: r.object, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" }, cek) }),
+      wipe() {},
+    };
+  }
+  const { epk, kek } = takeAgreement(key.kid) ?? newAgreement(key);
+  const header = { alg: ECDH_ALG, enc: CONTENT_ENC, kid: key.kid, epk };
   return {
     wrap(cek) {
       const wrap = createCipheriv("id-aes256-wrap", kek, AES_KW_IV);

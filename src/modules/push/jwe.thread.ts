@@ -1,21 +1,26 @@
 // The encryption thread's client. Wrapping a content key to the user's key is the
-// costly, asymmetric step of every JWE the server writes. For a P-256 key (a key
-// agreement of about 110 µs through Node) it runs here, and a small file is sealed
-// whole in the same place, on another core while the thread that serves HTTP goes on
-// serving requests. For an X25519 key this thread makes the ephemeral key pairs ahead
-// of use, many per message, and the agreement itself (about 27 µs) runs where the
-// push is (see push.crypto.ts). RSA keys do not come here.
+// costly, asymmetric step of every JWE the server writes. This thread does the
+// elliptic-curve part ahead of use where it can, many per message: ephemeral X25519
+// key pairs, and whole key agreements for the EC keys that pushes stream to (see
+// push.crypto.ts). Pushes are then sealed where they arrive. A P-256 push with no
+// agreement made ahead (a key agreement of about 110 µs through Node) is sealed here
+// instead, on another core while the thread that serves HTTP goes on serving
+// requests. RSA keys do not come here.
 //
 // One thread (a second one measured no better on two cores), started on first use
 // and not holding the process open while idle. If it fails, the jobs in it are
 // refused and the next job starts a new one. Jobs requested in one turn of the
 // event loop go over in one message; each is answered as soon as it is done.
 import { Worker } from "node:worker_threads";
-import type { Encrypted, EphemeralX25519, RecipientKey, WrappedKey } from "./jwe-writer.mjs";
+import type { Agreements, Encrypted, EphemeralX25519, RecipientKey, WrappedKey } from "./jwe-writer.mjs";
 
 const WORKER_URL = new URL("./jwe.worker.mjs", import.meta.url);
 
-type Job = { op: "seal"; key: RecipientKey; data: Uint8Array[] } | { op: "wrap"; key: RecipientKey; data: Uint8Array } | { op: "x25519Keys"; count: number };
+type Job =
+  | { op: "seal"; key: RecipientKey; data: Uint8Array[] }
+  | { op: "wrap"; key: RecipientKey; data: Uint8Array }
+  | { op: "x25519Keys"; count: number }
+  | { op: "agreements"; key: RecipientKey; count: number };
 
 interface Pending {
   job: Job;
@@ -59,6 +64,11 @@ export class JweThread {
   /** `count` new ephemeral X25519 key pairs, made here so that the caller's thread does not spend its time on them. */
   x25519Keys(count: number): Promise<EphemeralX25519[]> {
     return this.enqueue({ op: "x25519Keys", count }) as Promise<EphemeralX25519[]>;
+  }
+
+  /** `count` ECDH-ES key agreements with the EC key `key`, each under an ephemeral key of its own, for the caller's pool (jwe-writer.mjs). */
+  agreements(key: RecipientKey, count: number): Promise<Agreements> {
+    return this.enqueue({ op: "agreements", key, count }) as Promise<Agreements>;
   }
 
   /** Whether the thread is started (it starts on the first job). */

@@ -6,12 +6,12 @@
 // base64url-encoded in 48 KiB slices, so neither the whole plaintext nor a second
 // copy of the ciphertext is ever held in memory (jose on Node 20 goes through btoa
 // and several full-size string copies). Interoperability with jose's compactDecrypt
-// is what the unit tests check. P-256 key agreement, and sealing small files to such
-// keys whole, run in the encryption thread (jwe.thread.ts); so does making ephemeral
-// X25519 key pairs ahead of use.
+// is what the unit tests check. The encryption thread (jwe.thread.ts) makes ephemeral
+// X25519 key pairs, and key agreements for EC keys that pushes stream to, ahead of
+// use; it also seals to P-256 keys that have no agreement made ahead.
 import { createHash, createHmac, type Hmac } from "node:crypto";
 import { AppError, ErrorCode } from "../../infra/errors.js";
-import { CONTENT_ENC, JweEncryptor, keyKind, newContentKey, poolEphemeralX25519, pooledEphemeralX25519, sealJwes, wrapKey, type Encrypted, type RecipientKey } from "./jwe-writer.mjs";
+import { CONTENT_ENC, JweEncryptor, keyKind, newContentKey, poolAgreements, poolEphemeralX25519, pooledAgreementKeys, pooledAgreements, pooledEphemeralX25519, sealJwes, wrapKey, type Encrypted, type RecipientKey } from "./jwe-writer.mjs";
 import { jweThread } from "./jwe.thread.js";
 
 export type { RecipientKey };
@@ -268,7 +268,8 @@ export function checkJweHeader(parts: string[], key: RecipientKey, field: JweFie
 const SEAL_WHOLE_BYTES = 64 * 1024;
 
 // Where a key is wrapped (and a small file sealed). A P-256 agreement costs about
-// 110 µs through Node: that goes to the encryption thread (jwe.thread.ts). An RSA-OAEP
+// 110 µs through Node: unless one was made ahead (see refillAgreements), that goes
+// to the encryption thread (jwe.thread.ts). An RSA-OAEP
 // wrap costs about 25 µs, less than the round trip, and stays on this thread
 // (measured: through the thread, RSA pushes on the embedded database fell from
 // 0.44 / 0.54 of the baseline to 0.41 / 0.43). An X25519 push stays here too, with an
@@ -294,11 +295,72 @@ function refillX25519(): void {
     .finally(() => (refilling = false));
 }
 
-/** Whether JWEs to `key` are written on this thread (all but P-256); for X25519 it also tops up the pool of ephemeral key pairs they use. */
+// Key agreements made ahead, per EC key (jwe-writer.mjs): when pushes stream to one
+// postbox, the encryption thread makes their agreements, many per message, and each
+// push is then sealed here with no elliptic-curve work at all (for P-256, with no
+// round trip to the thread either). A key earns a pool by its demand: the second push
+// to it within a second asks for a few agreements, and each later request asks for
+// twice what was used since the one before (AGREEMENTS_MIN to AGREEMENTS_MAX), once
+// its pool is down to half the last request. So the agreements made and never used
+// (they are wiped after 10 s) stay within what the key's last burst used. A push
+// that finds no pooled agreement makes its own, as before.
+const AGREEMENTS_MIN = 4;
+const AGREEMENTS_MAX = 64;
+const DEMAND_WINDOW_MS = 1000;
+// Keys tracked at once; beyond that, new keys get no pool until the tracked ones go quiet.
+const DEMAND_KEYS = 1024;
+
+interface Demand {
+  /** Pushes since the last request for agreements (or since `since`, before the first). */
+  used: number;
+  /** When `used` started counting. */
+  since: number;
+  /** Size of the last request (0: none yet). */
+  asked: number;
+  refilling: boolean;
+}
+const demand = new Map<string, Demand>();
+
+/** Notes a push to the EC key `key` and asks the encryption thread for agreements when its demand calls for them. */
+function refillAgreements(key: RecipientKey): void {
+  const now = Date.now();
+  let d = demand.get(key.kid);
+  if (!d || (!d.refilling && now - d.since > DEMAND_WINDOW_MS && pooledAgreements(key.kid) === 0)) {
+    if (!d && demand.size >= DEMAND_KEYS) forgetQuietKeys(now);
+    if (!d && demand.size >= DEMAND_KEYS) return;
+    d = { used: 0, since: now, asked: 0, refilling: false };
+    demand.set(key.kid, d);
+  }
+  d.used++;
+  if (d.refilling || d.used < 2 || pooledAgreements(key.kid) > d.asked / 2 || pooledAgreementKeys() >= DEMAND_KEYS) return;
+  const count = Math.min(AGREEMENTS_MAX, Math.max(AGREEMENTS_MIN, 2 * d.used));
+  const asking = d;
+  asking.refilling = true;
+  asking.asked = count;
+  asking.used = 0;
+  asking.since = now;
+  jweThread
+    .agreements(key, count)
+    .then((made) => poolAgreements(key.kid, made), () => {}) // the thread failed: pushes make their own until a later request works
+    .finally(() => (asking.refilling = false));
+}
+
+function forgetQuietKeys(now: number): void {
+  for (const [kid, d] of demand) if (!d.refilling && now - d.since > DEMAND_WINDOW_MS && pooledAgreements(kid) === 0) demand.delete(kid);
+}
+
+/**
+ * Whether JWEs to `key` are written on this thread: RSA and X25519 always, P-256 when
+ * an agreement is pooled for it. It also notes the push for the pools (X25519 key
+ * pairs, agreements per EC key).
+ */
 function onThisThread(key: RecipientKey): boolean {
   const kind = keyKind(key.jwk);
+  if (kind === "RSA") return true;
+  const pooled = pooledAgreements(key.kid) > 0;
+  refillAgreements(key);
   if (kind === "X25519") refillX25519();
-  return kind !== "P-256";
+  return kind === "X25519" || pooled;
 }
 
 /** The whole JWEs of small plaintexts, which the call takes over (and wipes), under one key agreement. */
