@@ -340,6 +340,15 @@ describe("key agreements made ahead for the EC keys pushes stream to", () => {
     expect(made.keks.every((b) => b === 0)).toBe(true);
   });
 
+  it("wipes the pooled agreements when the encryption thread stops (the last app of the process stopped)", async () => {
+    const { key } = await userKey("P-256");
+    const made = await jweThread.agreements(key, 2);
+    poolAgreements(key.kid, made);
+    await jweThread.close();
+    expect(pooledAgreements(key.kid)).toBe(0);
+    expect(made.keks.every((b) => b === 0)).toBe(true);
+  });
+
   async function waitForPool(kid: string, timeoutMs = 5000): Promise<number> {
     const until = Date.now() + timeoutMs;
     while (pooledAgreements(kid) === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));

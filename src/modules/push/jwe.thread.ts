@@ -12,7 +12,7 @@
 // refused and the next job starts a new one. Jobs requested in one turn of the
 // event loop go over in one message; each is answered as soon as it is done.
 import { Worker } from "node:worker_threads";
-import type { Agreements, Encrypted, EphemeralX25519, RecipientKey, WrappedKey } from "./jwe-writer.mjs";
+import { dropAgreements, type Agreements, type Encrypted, type EphemeralX25519, type RecipientKey, type WrappedKey } from "./jwe-writer.mjs";
 
 const WORKER_URL = new URL("./jwe.worker.mjs", import.meta.url);
 
@@ -91,8 +91,9 @@ export class JweThread {
     };
   }
 
-  /** Stops the thread (a later job starts a new one). */
+  /** Stops the thread (a later job starts a new one) and wipes the agreements it made ahead. */
   async close(): Promise<void> {
+    dropAgreements(Number.POSITIVE_INFINITY);
     const w = this.worker;
     this.worker = undefined;
     if (w) await w.terminate();

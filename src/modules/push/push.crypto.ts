@@ -324,29 +324,34 @@ const demand = new Map<string, Demand>();
 /** Notes a push to the EC key `key` and asks the encryption thread for agreements when its demand calls for them. */
 function refillAgreements(key: RecipientKey): void {
   const now = Date.now();
-  let d = demand.get(key.kid);
-  if (!d || (!d.refilling && now - d.since > DEMAND_WINDOW_MS && pooledAgreements(key.kid) === 0)) {
-    if (!d && demand.size >= DEMAND_KEYS) forgetQuietKeys(now);
-    if (!d && demand.size >= DEMAND_KEYS) return;
-    d = { used: 0, since: now, asked: 0, refilling: false };
-    demand.set(key.kid, d);
-  }
+  const d = demandOf(key.kid, now);
+  if (!d) return;
   d.used++;
   if (d.refilling || d.used < 2 || pooledAgreements(key.kid) > d.asked / 2 || pooledAgreementKeys() >= DEMAND_KEYS) return;
-  const count = Math.min(AGREEMENTS_MAX, Math.max(AGREEMENTS_MIN, 2 * d.used));
-  const asking = d;
-  asking.refilling = true;
-  asking.asked = count;
-  asking.used = 0;
-  asking.since = now;
+  d.asked = Math.min(AGREEMENTS_MAX, Math.max(AGREEMENTS_MIN, 2 * d.used));
+  d.used = 0;
+  d.since = now;
+  d.refilling = true;
   jweThread
-    .agreements(key, count)
+    .agreements(key, d.asked)
     .then((made) => poolAgreements(key.kid, made), () => {}) // the thread failed: pushes make their own until a later request works
-    .finally(() => (asking.refilling = false));
+    .finally(() => (d.refilling = false));
 }
 
-function forgetQuietKeys(now: number): void {
-  for (const [kid, d] of demand) if (!d.refilling && now - d.since > DEMAND_WINDOW_MS && pooledAgreements(kid) === 0) demand.delete(kid);
+/** A key with nothing asked, nothing pooled and no push for a while starts over. */
+const quiet = (kid: string, d: Demand, now: number) => !d.refilling && now - d.since > DEMAND_WINDOW_MS && pooledAgreements(kid) === 0;
+
+/** The demand record of the key `kid` (a fresh one if it went quiet), or none when too many keys are tracked. */
+function demandOf(kid: string, now: number): Demand | undefined {
+  const d = demand.get(kid);
+  if (d && !quiet(kid, d, now)) return d;
+  if (!d && demand.size >= DEMAND_KEYS) {
+    for (const [k, other] of demand) if (quiet(k, other, now)) demand.delete(k);
+    if (demand.size >= DEMAND_KEYS) return undefined;
+  }
+  const fresh = { used: 0, since: now, asked: 0, refilling: false };
+  demand.set(kid, fresh);
+  return fresh;
 }
 
 /**
