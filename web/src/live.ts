@@ -5,6 +5,7 @@
 // each (re)subscription therefore opens a fresh socket with a token that is valid
 // now. Polling is never needed; the Refresh button stays for a lost connection.
 import { createClient, type Client } from "graphql-ws/client";
+import { credentialRefused } from "../../src/infra/graphql/credential-refused.js";
 import { ApiError } from "./api.js";
 import { BASE } from "./base.js";
 import type { Credential } from "./credential.js";
@@ -81,7 +82,7 @@ export function watchFiles(cred: Credential, onChange: (e: FileEvent) => void): 
           onChange(e);
         },
         // Refused (the token went stale: renew it) or the socket dropped: try again, more slowly each time.
-        error: (e) => again((backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)), refused(e)),
+        error: (e) => again((backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)), credentialRefused(e)),
         // The server ended the stream: the access token expired, or the postbox closed (then renewing fails and this stops).
         complete: () => again(0),
       },
@@ -97,10 +98,4 @@ export function watchFiles(cred: Credential, onChange: (e: FileEvent) => void): 
   watchers.add(stop);
   void open(false);
   return stop;
-}
-
-/** The server refused the credential: a GraphQL UNAUTHENTICATED, or the socket closed with 4403 Forbidden at connect. */
-function refused(e: unknown): boolean {
-  if (Array.isArray(e)) return e.some((x) => (x as { extensions?: { code?: string } })?.extensions?.code === "UNAUTHENTICATED");
-  return (e as { code?: number } | null)?.code === 4403;
 }

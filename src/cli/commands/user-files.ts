@@ -12,6 +12,7 @@ import { compactDecrypt, importJWK, type JWK } from "jose";
 import { errors as undiciErrors, request } from "undici";
 import WebSocket from "ws";
 import type { FileDescriptor as Descriptor } from "../../modules/push/push.crypto.js";
+import { credentialRefused } from "../../infra/graphql/credential-refused.js";
 import { CHANGE_ORDER, currentChange } from "../../modules/user/user.events.js";
 import { ApiError, Backoff, CliError, UsageError, table, type Command, type CommandGroup, type Ctx } from "../lib.js";
 
@@ -367,12 +368,6 @@ interface Change {
   at: string;
 }
 
-/** The server refused the credential: UNAUTHENTICATED, or the socket closed with 4403 at connect. */
-function refusedCredential(e: unknown): boolean {
-  if (Array.isArray(e)) return e.some((x) => (x as { extensions?: { code?: string } })?.extensions?.code === "UNAUTHENTICATED");
-  return (e as { code?: number } | null)?.code === 4403;
-}
-
 const watchCmd: Command = {
   summary: "Follow your postbox live: print each change (ADDED, DELIVERED, PURGED) as it happens; with --out, fetch, decrypt and write each new file.",
   options: {
@@ -501,7 +496,7 @@ const watchCmd: Command = {
           if (stopping) break;
           if (e instanceof Unreachable) await pause(e.message);
           else if (e instanceof CliError) throw e; // an answer, not a lost connection (say, --out already has the file)
-          else if (!(renew = refusedCredential(e))) await pause(`Connection lost (${e instanceof Error ? e.message : "closed"})`);
+          else if (!(renew = credentialRefused(e))) await pause(`Connection lost (${e instanceof Error ? e.message : "closed"})`);
         } finally {
           await ws.dispose();
         }
