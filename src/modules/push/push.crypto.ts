@@ -309,6 +309,9 @@ const AGREEMENTS_MAX = 64;
 const DEMAND_WINDOW_MS = 1000;
 // Keys tracked at once; beyond that, new keys get no pool until the tracked ones go quiet.
 const DEMAND_KEYS = 1024;
+// Keys with a pool at once: each pool holds up to about 1.5 × AGREEMENTS_MAX agreements
+// of about 300 bytes, so this bounds them under 10 MB.
+const POOLED_KEYS = 256;
 
 interface Demand {
   /** Pushes since the last request for agreements (or since `since`, before the first). */
@@ -327,7 +330,7 @@ function refillAgreements(key: RecipientKey): void {
   const d = demandOf(key.kid, now);
   if (!d) return;
   d.used++;
-  if (d.refilling || d.used < 2 || pooledAgreements(key.kid) > d.asked / 2 || pooledAgreementKeys() >= DEMAND_KEYS) return;
+  if (d.refilling || d.used < 2 || pooledAgreements(key.kid) > d.asked / 2 || pooledAgreementKeys() >= POOLED_KEYS) return;
   d.asked = Math.min(AGREEMENTS_MAX, Math.max(AGREEMENTS_MIN, 2 * d.used));
   d.used = 0;
   d.since = now;
