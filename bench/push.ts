@@ -11,7 +11,8 @@
 // BENCH_KEY: the user's keys to measure with, comma-separated: RSA (RSA-OAEP-256),
 // X25519 (ECDH-ES+A256KW; what the postbox app generates) or P-256 (ECDH-ES+A256KW; the
 // app's fallback in browsers without X25519). Default RSA,X25519,P-256.
-// BENCH_PROFILE=1 starts the servers with --cpu-prof (profiles in bench/profiles/).
+// BENCH_PROFILE=1 starts the servers with --cpu-prof (profiles in bench/profiles/);
+// BENCH_NODE_ARGS adds node flags to the servers' command line (say, "--trace-gc").
 // Targets (issue 4): 1 KiB pushData ≥ 1/2 of the baseline on the embedded
 // database, ≥ 1/3 on PostgreSQL; a 10 MiB push raises peak RSS by < 4× the payload.
 import { randomBytes } from "node:crypto";
@@ -30,6 +31,8 @@ type KeyKind = "RSA" | "P-256" | "X25519";
 const KEYS = (process.env.BENCH_KEY ?? "RSA,X25519,P-256").split(",") as KeyKind[];
 for (const k of KEYS) if (!["RSA", "P-256", "X25519"].includes(k)) throw new Error(`BENCH_KEY: unknown key kind ${k} (RSA, P-256 or X25519)`);
 const PROFILE = process.env.BENCH_PROFILE === "1";
+// Extra flags for the servers' node (e.g. "--trace-gc"), space-separated.
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const DATABASES = (process.env.BENCH_DATABASES ?? "embedded,postgres").split(",");
 const MEMORY = process.env.BENCH_MEMORY !== "0";
 const MiB = 1024 * 1024;
@@ -39,7 +42,7 @@ const dispatcher = new Agent({ connections: 4, keepAliveTimeout: 30_000, bodyTim
 async function start(label: string, env: Record<string, string>): Promise<Server> {
   const profileDir = path.join(ROOT, "bench", "profiles");
   if (PROFILE) await mkdir(profileDir, { recursive: true });
-  const nodeArgs = PROFILE ? ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `push-${label}-${Date.now()}.cpuprofile`] : [];
+  const nodeArgs = [...NODE_ARGS, ...(PROFILE ? ["--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `push-${label}-${Date.now()}.cpuprofile`] : [])];
   return startServer({ label, env, nodeArgs, dispatcher, stopGraceMs: 15_000 });
 }
 
