@@ -71,7 +71,11 @@ async function webhooksFor(postboxId: string, n: number) {
     await t.app.scheduler.tick();
     return matching().length >= n;
   }, `${n} webhook(s) for ${postboxId} arrived`);
-  return matching().map((w) => ({ raw: w, body: JSON.parse(w.body) as { type: string; timestamp: string; data: Record<string, unknown> } }));
+  // Events to one endpoint may arrive out of order (two sends at once; README, Webhooks):
+  // ordered by their timestamp, as a receiver is told to do.
+  return matching()
+    .map((w) => ({ raw: w, body: JSON.parse(w.body) as { type: string; timestamp: string; data: Record<string, unknown> } }))
+    .sort((a, b) => Date.parse(a.body.timestamp) - Date.parse(b.body.timestamp));
 }
 
 describe("the whole flow", () => {
