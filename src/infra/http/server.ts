@@ -21,6 +21,7 @@ import { graphqlMultipart } from "./multipart.js";
 import { InflightOperations } from "./inflight.js";
 import { largeJsonBodies, type RequestWithInlineValues } from "./large-json.js";
 import { createWsServer } from "./ws.js";
+import { expressObjectClasses } from "./express-objects.js";
 
 const LARGE_BODY_BYTES = 1024 * 1024;
 // pushData's content fields, and how long a value must be to stay in the body's buffer.
@@ -72,7 +73,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   // express.static, and file downloads carry their sha256 (push.download.ts).
   app.disable("etag");
   app.set("trust proxy", config.TRUST_PROXY);
-  const server = http.createServer(app);
+  const server = http.createServer(expressObjectClasses(app), app);
   const formatError = makeFormatError(log);
   const clientIp = (req: http.IncomingMessage) => (config.TRUST_PROXY ? ((req as Request).ip ?? req.socket.remoteAddress) : req.socket.remoteAddress) ?? "unknown";
 
