@@ -111,33 +111,35 @@ export class AuditService {
    * and canonical text.
    */
   pending(input: AuditInput): PendingAuditRow {
-    const { fields, columns } = this.columns(input);
-    return { ...columns, canonical: canonicalEvent(fields) };
+    const c = this.columns(input);
+    return Object.assign(c, { canonical: canonicalEvent(c) });
   }
 
   private row(prevHash: string, input: AuditInput): NewAuditRow {
-    const { fields, columns } = this.columns(input);
-    return { ...columns, prevHash, hash: chainHash(prevHash, fields) };
+    const c = this.columns(input);
+    return Object.assign(c, { prevHash, hash: chainHash(prevHash, c) });
   }
 
-  private columns(input: AuditInput): { fields: HashedFields; columns: Omit<NewAuditRow, "prevHash" | "hash"> } {
-    const fields: HashedFields = { ...input, id: newId("evt"), at: new Date() };
+  /**
+   * The event's columns, which are also the fields its hash covers: one literal with
+   * every column, which the callers extend. Not `{ ...input, id, at }`: on Node 20 an
+   * object made by a spread and then extended gets a hidden class of its own, and every
+   * event cost new maps and missed caches (docs/design.md, "Object shapes on Node 20").
+   */
+  private columns(input: AuditInput): Omit<NewAuditRow, "prevHash" | "hash"> & HashedFields {
     return {
-      fields,
-      columns: {
-        id: fields.id,
-        at: fields.at,
-        actorType: input.actorType,
-        actorId: input.actorId ?? null,
-        action: input.action,
-        outcome: input.outcome,
-        reason: input.reason ?? null,
-        applicationId: input.applicationId ?? null,
-        contractId: input.contractId ?? null,
-        postboxId: input.postboxId ?? null,
-        targetId: input.targetId ?? null,
-        detail: input.detail ?? undefined,
-      },
+      id: newId("evt"),
+      at: new Date(),
+      actorType: input.actorType,
+      actorId: input.actorId ?? null,
+      action: input.action,
+      outcome: input.outcome,
+      reason: input.reason ?? null,
+      applicationId: input.applicationId ?? null,
+      contractId: input.contractId ?? null,
+      postboxId: input.postboxId ?? null,
+      targetId: input.targetId ?? null,
+      detail: input.detail ?? undefined,
     };
   }
 

@@ -151,7 +151,7 @@ export function checkJweStructure(jwe: string, maxBytes: number, field: JweField
   for (const [name, p] of [["protected header", header], ["encrypted key", encryptedKey], ["iv", iv], ["ciphertext", ciphertext], ["tag", tag]] as const) {
     if (!URL_B64.test(p)) throw malformedJwe(field, `the ${name} is not unpadded base64url`);
   }
-  return { ...checkJweSegments({ header, encryptedKey, iv, ciphertextChars: ciphertext.length, tag }, maxBytes, field), parts };
+  return Object.assign(checkJweSegments({ header, encryptedKey, iv, ciphertextChars: ciphertext.length, tag }, maxBytes, field), { parts });
 }
 
 /** The checks of checkJweStructure on parts already known to be base64url text. */

@@ -359,7 +359,18 @@ export class PushService {
             ciphertext: file.jwe,
             descriptor: descriptorJwe,
           },
-          audit: { ...base, postboxId, targetId: id, detail: { kind, size: file.size, duplicate: false } },
+          // Spelled out, not spread from `base`: see docs/design.md, "Object shapes on Node 20".
+          audit: {
+            actorType: base.actorType,
+            actorId: base.actorId,
+            action: base.action,
+            outcome: base.outcome,
+            applicationId: base.applicationId,
+            contractId: base.contractId,
+            postboxId,
+            targetId: id,
+            detail: { kind, size: file.size, duplicate: false },
+          },
         });
         if (!row) {
           // The postbox changed since it was cached (closed, expired): refuse with its current state.
@@ -371,7 +382,7 @@ export class PushService {
         }
         stored = true;
         publishUserEvent(this.pubSub, this.log, { kind: "file", postboxId, fileId: id, change: "ADDED", at: now.toISOString() });
-        return { ...view(row), duplicate: false };
+        return Object.assign(view(row), { duplicate: false });
       } catch (e) {
         // Two concurrent requests with one idempotency key: the loser answers from the winner.
         if (idempotencyKey && isUniqueViolation(e)) {
@@ -476,7 +487,7 @@ export class PushService {
       );
     }
     await this.audit.record({ ...base, postboxId: existing.postboxId, targetId: existing.id, detail: { duplicate: true } });
-    return { ...view(existing), duplicate: true };
+    return Object.assign(view(existing), { duplicate: true });
   }
 
   async listPushes(s: SessionPrincipal, postboxId: string, first?: number | null, after?: string | null): Promise<Connection<PushView>> {

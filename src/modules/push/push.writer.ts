@@ -38,7 +38,7 @@ export class PushWriter {
   /** Stores the push if its postbox still accepts it: the row, or null when the postbox refused. */
   write(item: PendingWrite): Promise<PushRow | null> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ ...item, resolve, reject });
+      this.queue.push({ push: item.push, audit: item.audit, resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
         setImmediate(() => void this.flush());
