@@ -359,18 +359,7 @@ export class PushService {
             ciphertext: file.jwe,
             descriptor: descriptorJwe,
           },
-          // Spelled out, not spread from `base`: see docs/design.md, "Object shapes on Node 20".
-          audit: {
-            actorType: base.actorType,
-            actorId: base.actorId,
-            action: base.action,
-            outcome: base.outcome,
-            applicationId: base.applicationId,
-            contractId: base.contractId,
-            postboxId,
-            targetId: id,
-            detail: { kind, size: file.size, duplicate: false },
-          },
+          audit: { ...base, postboxId, targetId: id, detail: { kind, size: file.size, duplicate: false } },
         });
         if (!row) {
           // The postbox changed since it was cached (closed, expired): refuse with its current state.
