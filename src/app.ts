@@ -158,6 +158,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     url: config.DATABASE_URL,
     dataDir: path.join(config.DATA_DIR, "db"),
     poolSize: config.DATABASE_POOL_SIZE,
+    sync: config.EMBEDDED_DB_SYNC,
     loadDataDir: opts.loadDataDir,
   });
   let pubsub: PubSubHandle | undefined;

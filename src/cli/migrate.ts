@@ -33,7 +33,7 @@ async function main(): Promise<number> {
   const target = config.DATABASE_URL ? `PostgreSQL ${redactUrl(config.DATABASE_URL)}` : `embedded database ${dataDir}`;
   let db;
   try {
-    db = await openDatabase({ url: config.DATABASE_URL, dataDir, poolSize: 2 });
+    db = await openDatabase({ url: config.DATABASE_URL, dataDir, poolSize: 2, sync: config.EMBEDDED_DB_SYNC });
   } catch (e) {
     if (e instanceof DatabaseLockedError) {
       process.stderr.write(`db:migrate: ${e.message}\n`);

@@ -94,6 +94,11 @@ export const SPEC = {
   PUBLIC_URL: { doc: "The server's address as users' browsers reach it; consent links are `<PUBLIC_URL>/consent/<code>`. Default `http://localhost:<PORT>`.", default: "", parse: url("http:", "https:") },
   DATA_DIR: { doc: "Folder for the embedded database (`<DATA_DIR>/db`) and server files (the generated admin token and server secret).", default: "./data", parse: (raw) => path.resolve(raw) },
   DATABASE_URL: { doc: "Unset: the embedded database. A `postgresql://` URL: that PostgreSQL server (needed to run several instances).", default: "", parse: url("postgresql:", "postgres:") },
+  EMBEDDED_DB_SYNC: {
+    doc: "Embedded database only: sync each commit to disk (fsync) before it is acknowledged, as PostgreSQL does, so that an operating-system crash or power loss loses no acknowledged push and cannot damage `<DATA_DIR>/db`. `false` skips the sync: a crash of the server process still loses nothing, but one of the machine may.",
+    default: "true",
+    parse: bool,
+  },
   DATABASE_POOL_SIZE: { doc: "PostgreSQL connections per instance.", default: "10", parse: int(1, 200) },
   REDIS_URL: { doc: "Unset: subscriptions are delivered in-process. A `redis://` URL: events cross instances through Redis, and so do rate-limit counts.", default: "", parse: url("redis:", "rediss:") },
   ADMIN_TOKEN: { doc: "Bearer token of the admin API the CLI uses (32+ characters). Unset: generated on first start into `<DATA_DIR>/admin-token` (mode 0600).", default: "", parse: secret(32) },

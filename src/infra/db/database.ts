@@ -60,10 +60,12 @@ export interface DatabaseOptions {
   poolSize?: number;
   /** A PGlite data-dir dump to start from (tests restore a migrated database this way). */
   loadDataDir?: Blob;
+  /** Embedded: sync every commit to disk before it is acknowledged (config EMBEDDED_DB_SYNC). Default true. */
+  sync?: boolean;
 }
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
-  return opts.url ? openPostgres(opts.url, opts.poolSize ?? 10) : openPglite(opts.dataDir ?? "memory://", opts.loadDataDir);
+  return opts.url ? openPostgres(opts.url, opts.poolSize ?? 10) : openPglite(opts.dataDir ?? "memory://", { sync: opts.sync ?? true, loadDataDir: opts.loadDataDir });
 }
 
 /** `<DATA_DIR>/db` is locked by `<DATA_DIR>/db.lock` (see lock.ts). */
@@ -76,7 +78,7 @@ function once(fn: () => Promise<void>): () => Promise<void> {
   return () => (p ??= fn());
 }
 
-async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database> {
+async function openPglite(dataDir: string, opts: { sync: boolean; loadDataDir?: Blob }): Promise<Database> {
   let lock: DbLock | undefined;
   if (!dataDir.startsWith("memory://")) {
     await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o700 });
@@ -85,7 +87,7 @@ async function openPglite(dataDir: string, loadDataDir?: Blob): Promise<Database
   // PGlite runs in its own thread (see pglite.worker.mjs).
   let thread: PgliteThread;
   try {
-    thread = await PgliteThread.start(dataDir, loadDataDir);
+    thread = await PgliteThread.start(dataDir, opts);
   } catch (e) {
     await lock?.release();
     throw e;

@@ -51,9 +51,12 @@ export class PgliteThread {
     worker.on("exit", (code) => fail(new Error(`The embedded database thread stopped (exit code ${code}).`)));
   }
 
-  /** Starts the thread and opens the database in it; rejects if PGlite cannot open it. */
-  static async start(dataDir: string, loadDataDir?: Blob): Promise<PgliteThread> {
-    const worker = new Worker(WORKER_URL, { workerData: { dataDir, loadDataDir } });
+  /**
+   * Starts the thread and opens the database in it; rejects if PGlite cannot open it.
+   * `sync` (default true): commits are synced to disk before they are acknowledged (pglite-durable.mjs).
+   */
+  static async start(dataDir: string, opts: { sync?: boolean; loadDataDir?: Blob } = {}): Promise<PgliteThread> {
+    const worker = new Worker(WORKER_URL, { workerData: { dataDir, loadDataDir: opts.loadDataDir, sync: opts.sync ?? true } });
     const thread = new PgliteThread(worker);
     try {
       await new Promise((resolve, reject) => thread.pending.set(0, { resolve, reject }));

@@ -8,11 +8,11 @@
 //
 // Requests: { id, op, args }. Answers: { id, ok } or { id, error }.
 import { parentPort, workerData } from "node:worker_threads";
-import { PGlite } from "@electric-sql/pglite";
 import { PrismaPGlite } from "pglite-prisma-adapter";
+import { openPglite } from "./pglite-durable.mjs";
 import { preparedStatements } from "./pglite-prepared.mjs";
 
-const { dataDir, loadDataDir } = workerData;
+const { dataDir, loadDataDir, sync } = workerData;
 
 /** Open transactions by id: the adapter's (Prisma) or PGlite's own (the migrator). */
 const transactions = new Map();
@@ -44,7 +44,7 @@ function holdTransaction(pglite) {
 async function main() {
   let pglite;
   try {
-    pglite = await PGlite.create(dataDir, loadDataDir ? { loadDataDir } : {});
+    pglite = await openPglite(dataDir, { sync, loadDataDir });
   } catch (e) {
     parentPort.postMessage({ id: 0, error: serializeError(e) });
     return;

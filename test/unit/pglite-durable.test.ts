@@ -1,0 +1,123 @@
+// The embedded database's commits reach the disk (pglite-durable.mjs): PostgreSQL's
+// fsync is on, its fsync calls arrive at fs.fsyncSync for the files they name, a new
+// database's files are synced once, and the server's thread opens it that way unless
+// EMBEDDED_DB_SYNC is off.
+import fs from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from "@jest/globals";
+import type { PGlite } from "@electric-sql/pglite";
+import { openPglite, syncTree } from "../../src/infra/db/pglite-durable.mjs";
+import { PgliteThread } from "../../src/infra/db/pglite-proxy.js";
+
+let root: string;
+beforeAll(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), "postbox-durable-"));
+});
+afterAll(async () => rm(root, { recursive: true, force: true }));
+afterEach(() => {
+  jest.restoreAllMocks();
+});
+
+/** Every file and folder under `dir`, itself included. */
+function entries(dir: string): string[] {
+  return [dir, ...fs.readdirSync(dir, { recursive: true }).map((p) => path.join(dir, String(p)))];
+}
+
+describe("syncTree", () => {
+  it("fsyncs every file and folder, and the folder's entry in its parent", () => {
+    const dir = path.join(root, "tree");
+    fs.mkdirSync(path.join(dir, "a", "b"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "one"), "1");
+    fs.writeFileSync(path.join(dir, "a", "b", "two"), "2");
+    const synced: string[] = [];
+    const fsync = fs.fsyncSync;
+    const open = fs.openSync;
+    const paths = new Map<number, string>();
+    jest.spyOn(fs, "openSync").mockImplementation(((p: string, ...rest: unknown[]) => {
+      const fd = (open as (...a: unknown[]) => number)(p, ...rest);
+      paths.set(fd, String(p));
+      return fd;
+    }) as typeof fs.openSync);
+    jest.spyOn(fs, "fsyncSync").mockImplementation((fd: number) => {
+      synced.push(paths.get(fd) ?? `fd ${fd}`);
+      fsync(fd);
+    });
+    syncTree(dir);
+    expect(synced.sort()).toEqual([...entries(dir), root].sort());
+  });
+});
+
+describe("openPglite with sync", () => {
+  const dataDir = () => path.join(root, "db");
+  const synced: string[] = [];
+  let pglite: PGlite;
+  let fsyncsAtCreation = 0;
+
+  beforeAll(async () => {
+    const fsync = fs.fsyncSync;
+    const spy = jest.spyOn(fs, "fsyncSync").mockImplementation((fd: number) => {
+      fsyncsAtCreation++;
+      fsync(fd);
+    });
+    pglite = await openPglite(dataDir(), { onSync: (p) => synced.push(p) });
+    spy.mockRestore();
+  });
+  afterAll(async () => pglite?.close());
+
+  it("runs PostgreSQL with fsync on, by a method that reaches the file layer", async () => {
+    expect((await pglite.query<{ fsync: string }>("SHOW fsync")).rows).toEqual([{ fsync: "on" }]);
+    expect((await pglite.query<{ wal_sync_method: string }>("SHOW wal_sync_method")).rows).toEqual([{ wal_sync_method: "fsync" }]);
+  });
+
+  it("synced every file of the new database once it was created", () => {
+    // initdb's files and folders (about a thousand), written with no sync of their own.
+    expect(fsyncsAtCreation).toBeGreaterThanOrEqual(entries(dataDir()).length);
+  });
+
+  it("syncs the write-ahead log at every commit (its data: fdatasync), and not for a read", async () => {
+    await pglite.exec("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    const wal = (list: string[]) => list.filter((p) => /\/pg_wal\/[0-9A-F]{24}$/.test(p));
+    const fdatasync = jest.spyOn(fs, "fdatasyncSync");
+    for (let i = 1; i <= 3; i++) {
+      const before = wal(synced).length;
+      await pglite.query("INSERT INTO t VALUES ($1, 'x')", [i]);
+      expect(wal(synced).length).toBe(before + 1);
+    }
+    expect(fdatasync).toHaveBeenCalledTimes(3);
+    const before = synced.length;
+    await pglite.query("SELECT count(*) FROM t");
+    expect(synced.length).toBe(before);
+  });
+
+  it("syncs the table's data files at a checkpoint (before the log that covers them may go)", async () => {
+    const file = (await pglite.query<{ f: string }>("SELECT pg_relation_filepath('t') AS f")).rows[0].f;
+    synced.length = 0;
+    const fsync = jest.spyOn(fs, "fsyncSync");
+    await pglite.exec("CHECKPOINT");
+    expect(synced.some((p) => p.endsWith(`/${file}`))).toBe(true);
+    expect(fsync).toHaveBeenCalled(); // a table's file gets a full fsync
+    // The real file on disk is the one synced: it holds the three rows.
+    expect(fs.statSync(path.join(dataDir(), file)).size).toBeGreaterThan(0);
+  });
+});
+
+describe("the database thread", () => {
+  // Reopens the database the tests above created (no initdb here: fast).
+  const dataDir = () => path.join(root, "db");
+
+  it.each([
+    [true, "on"],
+    [false, "off"],
+  ])("opens it with sync %s: PostgreSQL's fsync is %s", async (sync, expected) => {
+    const thread = await PgliteThread.start(dataDir(), { sync });
+    try {
+      expect(await thread.runner().query("SHOW fsync")).toEqual([{ fsync: expected }]);
+      // Still the same database, whichever way it is opened.
+      expect(await thread.runner().query("SELECT count(*)::int AS n FROM t")).toEqual([{ n: 3 }]);
+    } finally {
+      await thread.close();
+    }
+  });
+});
