@@ -91,6 +91,9 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
     ALLOW_PRIVATE_URLS: "true",
     SWEEP_INTERVAL: "1h",
     RATE_LIMIT_PER_MINUTE: "0",
+    // Test servers skip the disk sync of every commit (it only adds the disk's latency);
+    // server.test.ts starts one with the default, and pglite-durable.test.ts tests the sync.
+    EMBEDDED_DB_SYNC: "false",
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...opts.env,
   });

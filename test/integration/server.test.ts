@@ -250,9 +250,18 @@ describe("introspection off by configuration", () => {
 describe("a production server", () => {
   let t: TestServer;
   beforeAll(async () => {
-    t = await startTestServer({ env: { NODE_ENV: "production" } });
+    // EMBEDDED_DB_SYNC blank: its default (test servers otherwise turn it off).
+    t = await startTestServer({ env: { NODE_ENV: "production", EMBEDDED_DB_SYNC: "" } });
   });
   afterAll(async () => t?.stop());
+
+  it("syncs its commits to disk by default, and takes writes so", async () => {
+    expect(t.app.config.EMBEDDED_DB_SYNC).toBe(true);
+    // The embedded database as pglite-durable.mjs opens it; PostgreSQL's own setting there.
+    expect(await t.app.db.sql("SHOW fsync", [])).toEqual([{ fsync: "on" }]);
+    const app = await registerApp(t);
+    expect(await createSession(t, app)).toMatch(/^pbs_/);
+  });
 
   it("serves no Sandbox and no introspection, and does not reveal its limits", async () => {
     const page = await get(`${t.url}/graphql`, { accept: "text/html" });
