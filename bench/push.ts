@@ -13,6 +13,7 @@
 // app's fallback in browsers without X25519). Default RSA,X25519,P-256.
 // BENCH_PROFILE=1 starts the servers with --cpu-prof (profiles in bench/profiles/);
 // BENCH_NODE_ARGS adds node flags to the servers' command line (say, "--trace-gc").
+// EMBEDDED_DB_SYNC=false runs the servers without synced commits on the embedded database.
 // Targets (issue 4): 1 KiB pushData ≥ 1/2 of the baseline on the embedded
 // database, ≥ 1/3 on PostgreSQL; a 10 MiB push raises peak RSS by < 4× the payload.
 import { randomBytes } from "node:crypto";
