@@ -1,9 +1,6 @@
 // Types of pglite-durable.mjs (plain JavaScript: the database thread loads it).
 import type { PGlite } from "@electric-sql/pglite";
 
-/** PGlite's start parameters with PostgreSQL's fsync on. */
-export function syncingStartParams(): string[];
-
 /** fsyncs every file and folder under `dir`, then `dir`'s own entry in its parent. */
 export function syncTree(dir: string): void;
 

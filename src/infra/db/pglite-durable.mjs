@@ -7,7 +7,7 @@
 // data directory damaged (PostgreSQL's write-ahead rule needs the log on disk before
 // the pages it covers). With `sync`, PostgreSQL's own fsync is on, so it syncs the
 // log at every commit and data files at checkpoints, as a PostgreSQL server does, and
-// each of those calls reaches the disk through fs.fsyncSync.
+// each of those calls reaches the disk (fs.fsyncSync; fs.fdatasyncSync for the log).
 //
 // Plain JavaScript on purpose, like the worker that loads it.
 import fs from "node:fs";
@@ -55,7 +55,7 @@ class SyncingNodeFS extends NodeFS {
  * PGlite's start parameters with fsync on. `wal_sync_method=fsync`: Emscripten's
  * fdatasync (PostgreSQL's default method on Linux) never reaches the file layer.
  */
-export function syncingStartParams() {
+function syncingStartParams() {
   return [...PGlite.defaultStartParams.filter((p) => p !== "-F"), "-c", "fsync=on", "-c", "wal_sync_method=fsync"];
 }
 
