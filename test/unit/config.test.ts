@@ -87,6 +87,12 @@ describe("loadConfig", () => {
     }
   });
 
+  it("syncs the embedded database's commits unless EMBEDDED_DB_SYNC is off, and names it when it is wrong", () => {
+    expect(loadConfig({}).EMBEDDED_DB_SYNC).toBe(true);
+    expect(loadConfig({ EMBEDDED_DB_SYNC: "false" }).EMBEDDED_DB_SYNC).toBe(false);
+    expect(configError(() => loadConfig({ EMBEDDED_DB_SYNC: "sometimes" })).variable).toBe("EMBEDDED_DB_SYNC");
+  });
+
   it("treats empty and blank values as unset and trims the rest", () => {
     const c = loadConfig({ PORT: " 5000 ", DATABASE_URL: "", ADMIN_TOKEN: "   ", LOG_LEVEL: "" });
     expect(c.PORT).toBe(5000);
