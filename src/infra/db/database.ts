@@ -65,7 +65,7 @@ export interface DatabaseOptions {
 }
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
-  return opts.url ? openPostgres(opts.url, opts.poolSize ?? 10) : openPglite(opts.dataDir ?? "memory://", { sync: opts.sync ?? true, loadDataDir: opts.loadDataDir });
+  return opts.url ? openPostgres(opts.url, opts.poolSize ?? 10) : openPglite(opts.dataDir ?? "memory://", opts);
 }
 
 /** `<DATA_DIR>/db` is locked by `<DATA_DIR>/db.lock` (see lock.ts). */
@@ -78,7 +78,7 @@ function once(fn: () => Promise<void>): () => Promise<void> {
   return () => (p ??= fn());
 }
 
-async function openPglite(dataDir: string, opts: { sync: boolean; loadDataDir?: Blob }): Promise<Database> {
+async function openPglite(dataDir: string, opts: { sync?: boolean; loadDataDir?: Blob }): Promise<Database> {
   let lock: DbLock | undefined;
   if (!dataDir.startsWith("memory://")) {
     await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o700 });

@@ -29,9 +29,8 @@ class SyncingNodeFS extends NodeFS {
 
   async init(pg, opts) {
     const result = await super.init(pg, opts);
-    const preRun = result.emscriptenOpts.preRun ?? [];
     result.emscriptenOpts.preRun = [
-      ...preRun,
+      ...(result.emscriptenOpts.preRun ?? []),
       (mod) => {
         // Every NODEFS file's streams share this object, so files opened later have it too.
         mod.NODEFS.stream_ops.fsync = (stream) => {

@@ -53,10 +53,10 @@ export class PgliteThread {
 
   /**
    * Starts the thread and opens the database in it; rejects if PGlite cannot open it.
-   * `sync` (default true): commits are synced to disk before they are acknowledged (pglite-durable.mjs).
+   * `sync`: commits are synced to disk before they are acknowledged (pglite-durable.mjs, where its default is).
    */
   static async start(dataDir: string, opts: { sync?: boolean; loadDataDir?: Blob } = {}): Promise<PgliteThread> {
-    const worker = new Worker(WORKER_URL, { workerData: { dataDir, loadDataDir: opts.loadDataDir, sync: opts.sync ?? true } });
+    const worker = new Worker(WORKER_URL, { workerData: { dataDir, loadDataDir: opts.loadDataDir, sync: opts.sync } });
     const thread = new PgliteThread(worker);
     try {
       await new Promise((resolve, reject) => thread.pending.set(0, { resolve, reject }));
