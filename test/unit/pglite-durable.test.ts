@@ -1,7 +1,7 @@
 // The embedded database's commits reach the disk (pglite-durable.mjs): PostgreSQL's
 // fsync is on, its fsync calls arrive at fs.fsyncSync for the files they name, a new
 // database's files are synced once, and the server's thread opens it that way unless
-// EMBEDDED_DB_SYNC is off.
+// EMBEDDED_DB_SYNC is off; a sync that fails stops the thread, and the database reopens.
 import fs from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -116,6 +116,42 @@ describe("the database thread", () => {
       expect(await thread.runner().query("SHOW fsync")).toEqual([{ fsync: expected }]);
       // Still the same database, whichever way it is opened.
       expect(await thread.runner().query("SELECT count(*)::int AS n FROM t")).toEqual([{ n: 3 }]);
+    } finally {
+      await thread.close();
+    }
+  });
+});
+
+describe("a sync that fails", () => {
+  // The real thread's script, on a disk whose syncs fail once a marker file exists.
+  const FAILING_DISK = new URL("../helpers/failing-disk.worker.mjs", import.meta.url);
+  const dataDir = () => path.join(root, "failing");
+
+  it("stops the database thread before anything more is acknowledged; every later call says why", async () => {
+    const thread = await PgliteThread.start(dataDir(), { sync: true, workerUrl: FAILING_DISK });
+    try {
+      const db = thread.runner();
+      await db.query("CREATE TABLE t (id int PRIMARY KEY)");
+      await db.query("INSERT INTO t VALUES (1)");
+      fs.writeFileSync(`${dataDir()}.fail-syncs`, "");
+      // Told of the failure, PostgreSQL's PANIC would come back as an ordinary error, and
+      // the database would go on: the thread must stop instead, with a reason.
+      const why = /^The embedded database stopped: it could not sync \S+\/pg_wal\/[0-9A-F]{24} to disk \(EIO: i\/o error, fdatasync\)\. .*restart the server/;
+      await expect(db.query("INSERT INTO t VALUES (2)")).rejects.toThrow(why);
+      await expect(db.query("SELECT count(*) FROM t")).rejects.toThrow(why);
+    } finally {
+      await thread.close().catch(() => {});
+    }
+  });
+
+  it("leaves a database that opens again, with what was acknowledged", async () => {
+    fs.rmSync(`${dataDir()}.fail-syncs`);
+    const thread = await PgliteThread.start(dataDir(), { sync: true });
+    try {
+      const ids = (await thread.runner().query<{ id: number }>("SELECT id FROM t ORDER BY id")).map((r) => r.id);
+      // Row 2 was written to the log but never acknowledged: recovery may replay it or not.
+      expect(ids[0]).toBe(1);
+      await thread.runner().query("INSERT INTO t VALUES (3)");
     } finally {
       await thread.close();
     }

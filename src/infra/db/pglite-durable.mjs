@@ -8,6 +8,7 @@
 // the pages it covers). With `sync`, PostgreSQL's own fsync is on, so it syncs the
 // log at every commit and data files at checkpoints, as a PostgreSQL server does, and
 // each of those calls reaches the disk (fs.fsyncSync; fs.fdatasyncSync for the log).
+// A sync that fails stops the database's thread (see stopOnSyncFailure).
 //
 // Plain JavaScript on purpose, like the worker that loads it.
 import fs from "node:fs";
@@ -17,14 +18,36 @@ import { NodeFS } from "@electric-sql/pglite/nodefs";
 
 const WAL_SEGMENT = /\/pg_wal\/[0-9A-F]{24}$/;
 
+/** The exit code of a thread (or process) stopped by a failed sync: sysexits' EX_IOERR. */
+export const SYNC_FAILURE_EXIT_CODE = 74;
+
+/**
+ * A failed sync stops everything at once, as PostgreSQL's PANIC does on a server: the
+ * kernel may have dropped the pages it could not write, so going on (or a later sync that
+ * succeeds) could acknowledge commits that are not on disk. Returned to PostgreSQL as an
+ * errno, its PANIC does not stop PGlite: the statement fails like any other and the
+ * database goes on (once, on a main thread, it spun for ever instead). So the failure
+ * never returns to it: `process.exit` ends the database's thread (in a worker) or the
+ * process, an exit no code can catch, after `onSyncFailure` has been told. Restarted, the
+ * database recovers what its log has.
+ */
+function stopOnSyncFailure(error, onSyncFailure) {
+  try {
+    onSyncFailure?.(error);
+  } finally {
+    process.exit(SYNC_FAILURE_EXIT_CODE);
+  }
+}
+
 /**
  * NODEFS with an fsync. PostgreSQL's fsync() arrives as Emscripten's fd_sync, which calls
  * the stream's fsync if it has one; NODEFS has none, so it returned success untouched.
  */
 class SyncingNodeFS extends NodeFS {
-  constructor(dataDir, onSync) {
+  constructor(dataDir, { onSync, onSyncFailure }) {
     super(dataDir);
     this.onSync = onSync;
+    this.onSyncFailure = onSyncFailure;
   }
 
   async init(pg, opts) {
@@ -36,17 +59,28 @@ class SyncingNodeFS extends NodeFS {
         mod.NODEFS.stream_ops.fsync = (stream) => {
           // The log's segments, synced at every commit, need only their data and size
           // (fdatasync, what PostgreSQL itself uses for them on Linux; about 12% quicker
-          // here); other files and folders, synced at checkpoints, get a full fsync. A
-          // failure reaches PostgreSQL as an errno, and it stops rather than go on with
-          // writes it cannot vouch for.
+          // here); other files and folders, synced at checkpoints, get a full fsync.
           const sync = WAL_SEGMENT.test(stream.path) ? fs.fdatasyncSync : fs.fsyncSync;
-          mod.NODEFS.tryFSOperation(() => sync(stream.nfd));
+          try {
+            sync(stream.nfd);
+          } catch (e) {
+            stopOnSyncFailure(new Error(`could not sync ${hostPath(mod, stream)} to disk (${e?.message ?? e})`, { cause: e }), this.onSyncFailure);
+          }
           this.onSync?.(stream.path);
           return 0;
         };
       },
     ];
     return result;
+  }
+}
+
+/** The file's path on the host, for a message (PostgreSQL's own path as a fallback). */
+function hostPath(mod, stream) {
+  try {
+    return mod.NODEFS.realPath(stream.node);
+  } catch {
+    return stream.path;
   }
 }
 
@@ -82,13 +116,14 @@ export function syncTree(dir) {
 
 /**
  * Opens (creating if need be) the database at `dataDir`: a folder, or "memory://" (no
- * disk, so `sync` does not apply). `onSync(path)` is told of every fsync PostgreSQL makes.
+ * disk, so `sync` does not apply). `onSync(path)` is told of every fsync PostgreSQL makes;
+ * `onSyncFailure(error)` of a sync that failed, just before the thread stops.
  */
-export async function openPglite(dataDir, { sync = true, loadDataDir, onSync } = {}) {
+export async function openPglite(dataDir, { sync = true, loadDataDir, onSync, onSyncFailure } = {}) {
   const load = loadDataDir ? { loadDataDir } : {};
   if (!sync || dataDir.startsWith("memory://")) return PGlite.create(dataDir, load);
   const fresh = !fs.existsSync(path.join(dataDir, "PG_VERSION"));
-  const pglite = await PGlite.create({ fs: new SyncingNodeFS(dataDir, onSync), startParams: syncingStartParams(), ...load });
+  const pglite = await PGlite.create({ fs: new SyncingNodeFS(dataDir, { onSync, onSyncFailure }), startParams: syncingStartParams(), ...load });
   // A new database's files were written by initdb (or restored from a dump) with no sync
   // of their own: once, now, before anything is committed on top of them.
   if (fresh) syncTree(dataDir);

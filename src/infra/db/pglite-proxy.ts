@@ -35,18 +35,27 @@ export class PgliteThread {
   private failure: Error | undefined;
 
   private constructor(private readonly worker: Worker) {
-    worker.on("message", ({ id, ok, error }: { id: number; ok?: unknown; error?: WireError }) => {
+    const fail = (e: Error) => {
+      this.failure ??= e;
+      for (const p of this.pending.values()) p.reject(this.failure);
+      this.pending.clear();
+    };
+    worker.on("message", ({ id, ok, error, fatal }: { id: number; ok?: unknown; error?: WireError; fatal?: { message: string } }) => {
+      if (fatal) {
+        // Every later call fails with this; readiness turns 503 and logs it.
+        fail(
+          new Error(
+            `The embedded database stopped: it ${fatal.message}. Nothing after that was acknowledged. Fix the disk, then restart the server; the database recovers what was committed.`,
+          ),
+        );
+        return;
+      }
       const p = this.pending.get(id);
       if (!p) return;
       this.pending.delete(id);
       if (error) p.reject(toError(error));
       else p.resolve(ok);
     });
-    const fail = (e: Error) => {
-      this.failure ??= e;
-      for (const p of this.pending.values()) p.reject(this.failure);
-      this.pending.clear();
-    };
     worker.on("error", fail);
     worker.on("exit", (code) => fail(new Error(`The embedded database thread stopped (exit code ${code}).`)));
   }
@@ -54,9 +63,10 @@ export class PgliteThread {
   /**
    * Starts the thread and opens the database in it; rejects if PGlite cannot open it.
    * `sync`: commits are synced to disk before they are acknowledged (pglite-durable.mjs, where its default is).
+   * `workerUrl`: the thread's script, pglite.worker.mjs unless a test runs it on a failing disk.
    */
-  static async start(dataDir: string, opts: { sync?: boolean; loadDataDir?: Blob } = {}): Promise<PgliteThread> {
-    const worker = new Worker(WORKER_URL, { workerData: { dataDir, loadDataDir: opts.loadDataDir, sync: opts.sync } });
+  static async start(dataDir: string, opts: { sync?: boolean; loadDataDir?: Blob; workerUrl?: URL } = {}): Promise<PgliteThread> {
+    const worker = new Worker(opts.workerUrl ?? WORKER_URL, { workerData: { dataDir, loadDataDir: opts.loadDataDir, sync: opts.sync } });
     const thread = new PgliteThread(worker);
     try {
       await new Promise((resolve, reject) => thread.pending.set(0, { resolve, reject }));

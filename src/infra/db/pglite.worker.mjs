@@ -6,7 +6,8 @@
 // Plain JavaScript on purpose: worker threads load files as they are, with no
 // TypeScript step (the same file serves `tsx`, jest and the build).
 //
-// Requests: { id, op, args }. Answers: { id, ok } or { id, error }.
+// Requests: { id, op, args }. Answers: { id, ok } or { id, error }; and { fatal: { message } }
+// just before the thread stops because a sync to disk failed (see pglite-durable.mjs).
 import { parentPort, workerData } from "node:worker_threads";
 import { PrismaPGlite } from "pglite-prisma-adapter";
 import { openPglite } from "./pglite-durable.mjs";
@@ -44,7 +45,7 @@ function holdTransaction(pglite) {
 async function main() {
   let pglite;
   try {
-    pglite = await openPglite(dataDir, { sync, loadDataDir });
+    pglite = await openPglite(dataDir, { sync, loadDataDir, onSyncFailure: (e) => parentPort.postMessage({ fatal: { message: e.message } }) });
   } catch (e) {
     parentPort.postMessage({ id: 0, error: serializeError(e) });
     return;
