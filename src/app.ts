@@ -160,6 +160,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     poolSize: config.DATABASE_POOL_SIZE,
     sync: config.EMBEDDED_DB_SYNC,
     loadDataDir: opts.loadDataDir,
+    log,
   });
   let pubsub: PubSubHandle | undefined;
   let http: RunningHttpServer | undefined;

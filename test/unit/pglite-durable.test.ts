@@ -123,37 +123,80 @@ describe("the database thread", () => {
 });
 
 describe("a sync that fails", () => {
-  // The real thread's script, on a disk whose syncs fail once a marker file exists.
+  // The real thread's script, on a disk whose syncs fail while a marker file exists.
   const FAILING_DISK = new URL("../helpers/failing-disk.worker.mjs", import.meta.url);
   const dataDir = () => path.join(root, "failing");
+  const marker = () => `${dataDir()}.fail-syncs`;
+  const stopped = /^The embedded database stopped: it could not sync \S+\/pg_wal\/[0-9A-F]{24} to disk \(EIO: i\/o error, fdatasync\)\. Nothing after that was acknowledged/;
 
-  it("stops the database thread before anything more is acknowledged; every later call says why", async () => {
-    const thread = await PgliteThread.start(dataDir(), { sync: true, workerUrl: FAILING_DISK });
+  it("stops the thread before anything more is acknowledged; calls fail, saying why, until the database is reopened", async () => {
+    const events: string[] = [];
+    let reopened!: () => void;
+    const back = new Promise<void>((r) => (reopened = r));
+    const thread = await PgliteThread.start(dataDir(), {
+      sync: true,
+      workerUrl: FAILING_DISK,
+      reopenAfterMs: 50,
+      events: {
+        stopped: (e) => events.push(`stopped: ${e.message}`),
+        reopenFailed: (e, retryInMs) => events.push(`reopen failed, next in ${retryInMs} ms: ${e.message}`),
+        reopened: () => {
+          events.push("reopened");
+          reopened();
+        },
+      },
+    });
     try {
       const db = thread.runner();
       await db.query("CREATE TABLE t (id int PRIMARY KEY)");
       await db.query("INSERT INTO t VALUES (1)");
-      fs.writeFileSync(`${dataDir()}.fail-syncs`, "");
+      fs.writeFileSync(marker(), "");
       // Told of the failure, PostgreSQL's PANIC would come back as an ordinary error, and
       // the database would go on: the thread must stop instead, with a reason.
-      const why = /^The embedded database stopped: it could not sync \S+\/pg_wal\/[0-9A-F]{24} to disk \(EIO: i\/o error, fdatasync\)\. .*restart the server/;
-      await expect(db.query("INSERT INTO t VALUES (2)")).rejects.toThrow(why);
-      await expect(db.query("SELECT count(*) FROM t")).rejects.toThrow(why);
+      await expect(db.query("INSERT INTO t VALUES (2)")).rejects.toThrow(stopped);
+      await expect(db.query("SELECT count(*) FROM t")).rejects.toThrow(stopped);
+      // Reopening fails while the disk does (recovery syncs too), each time waiting longer.
+      while (events.length < 3) await new Promise((r) => setTimeout(r, 20));
+      expect(events[0]).toMatch(/^stopped: The embedded database stopped/);
+      expect(events[1]).toMatch(/^reopen failed, next in 100 ms: The embedded database stopped: it could not sync/);
+      expect(events[2]).toMatch(/^reopen failed, next in 200 ms: /);
+      await expect(db.query("SELECT 1")).rejects.toThrow(stopped);
+
+      fs.rmSync(marker());
+      await back;
+      // Recovered from the log: what was acknowledged is there (row 2 was written to the
+      // log but never acknowledged, so recovery may have replayed it or not).
+      const ids = (await db.query<{ id: number }>("SELECT id FROM t ORDER BY id")).map((r) => r.id);
+      expect(ids[0]).toBe(1);
+      await db.query("INSERT INTO t VALUES (3)");
+      expect((await db.query<{ n: number }>("SELECT count(*)::int AS n FROM t WHERE id = 3"))[0].n).toBe(1);
     } finally {
-      await thread.close().catch(() => {});
+      fs.rmSync(marker(), { force: true });
+      await thread.close();
     }
   });
 
-  it("leaves a database that opens again, with what was acknowledged", async () => {
-    fs.rmSync(`${dataDir()}.fail-syncs`);
+  it("leaves a database that opens again in a thread of its own", async () => {
     const thread = await PgliteThread.start(dataDir(), { sync: true });
     try {
-      const ids = (await thread.runner().query<{ id: number }>("SELECT id FROM t ORDER BY id")).map((r) => r.id);
-      // Row 2 was written to the log but never acknowledged: recovery may replay it or not.
-      expect(ids[0]).toBe(1);
-      await thread.runner().query("INSERT INTO t VALUES (3)");
+      expect(await thread.runner().query("SELECT count(*)::int AS n FROM t WHERE id IN (1, 3)")).toEqual([{ n: 2 }]);
     } finally {
       await thread.close();
     }
+  });
+
+  it("never reopens an in-memory database (nothing of it outlives its thread)", async () => {
+    const events: string[] = [];
+    // A stand-in for the thread that opens, then crashes (exit code 1) a moment later.
+    const crashing = new URL(`data:text/javascript,${encodeURIComponent('import { parentPort } from "node:worker_threads"; parentPort.postMessage({ id: 0, ok: "ready" }); setTimeout(() => process.exit(1), 20);')}`);
+    const thread = await PgliteThread.start("memory://", {
+      workerUrl: crashing,
+      reopenAfterMs: 10,
+      events: { stopped: () => events.push("stopped"), reopenFailed: () => events.push("reopen failed"), reopened: () => events.push("reopened") },
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    await expect(thread.runner().query("SELECT 1")).rejects.toThrow("The embedded database thread stopped (exit code 1).");
+    await thread.close().catch(() => {});
+    expect(events).toEqual(["stopped"]);
   });
 });

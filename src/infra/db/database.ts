@@ -10,6 +10,7 @@ import { acquireDbLock, type DbLock } from "./lock.js";
 import { vacuumEmbedded } from "./maintenance.js";
 import { migrate, type MigrateResult, type SqlRunner } from "./migrate.js";
 import type { ParamType } from "./pglite-prepared.mjs";
+import type { Logger } from "../logger.js";
 import { PgliteThread } from "./pglite-proxy.js";
 
 export type { PrismaClient };
@@ -62,6 +63,8 @@ export interface DatabaseOptions {
   loadDataDir?: Blob;
   /** Embedded: sync every commit to disk before it is acknowledged (config EMBEDDED_DB_SYNC). Default true. */
   sync?: boolean;
+  /** Embedded: told when the database's thread stops on its own and as it is reopened (see PgliteThread). */
+  log?: Logger;
 }
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
@@ -78,7 +81,7 @@ function once(fn: () => Promise<void>): () => Promise<void> {
   return () => (p ??= fn());
 }
 
-async function openPglite(dataDir: string, opts: { sync?: boolean; loadDataDir?: Blob }): Promise<Database> {
+async function openPglite(dataDir: string, opts: DatabaseOptions): Promise<Database> {
   let lock: DbLock | undefined;
   if (!dataDir.startsWith("memory://")) {
     await mkdir(path.dirname(dataDir), { recursive: true, mode: 0o700 });
@@ -87,7 +90,16 @@ async function openPglite(dataDir: string, opts: { sync?: boolean; loadDataDir?:
   // PGlite runs in its own thread (see pglite.worker.mjs).
   let thread: PgliteThread;
   try {
-    thread = await PgliteThread.start(dataDir, opts);
+    const { log } = opts;
+    thread = await PgliteThread.start(dataDir, {
+      sync: opts.sync,
+      loadDataDir: opts.loadDataDir,
+      events: log && {
+        stopped: (err) => log.error({ err }, "the embedded database stopped; it reopens in a new thread shortly"),
+        reopenFailed: (err, retryInMs) => log.error({ err, retryInMs }, "the embedded database could not be reopened"),
+        reopened: () => log.warn("the embedded database is open again"),
+      },
+    });
   } catch (e) {
     await lock?.release();
     throw e;

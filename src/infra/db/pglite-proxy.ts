@@ -29,25 +29,78 @@ interface Pending {
   reject(e: unknown): void;
 }
 
+/** What the server hears of the thread's life after it started (database.ts logs it). */
+export interface ThreadEvents {
+  /** The thread stopped on its own: every call fails with `error` until it is back. */
+  stopped(error: Error): void;
+  /** An attempt to reopen the database failed; the next is in `retryInMs`. */
+  reopenFailed(error: Error, retryInMs: number): void;
+  /** The database is open again in a new thread. */
+  reopened(): void;
+}
+
+export interface ThreadOptions {
+  /** Commits are synced to disk before they are acknowledged (pglite-durable.mjs, where its default is). */
+  sync?: boolean;
+  /** A data-directory dump to open the database from, the first time only. */
+  loadDataDir?: Blob;
+  /** The thread's script: pglite.worker.mjs unless a test runs it on a failing disk. */
+  workerUrl?: URL;
+  /**
+   * After the thread stops on its own (a failed sync, a crash), a new one reopens a
+   * database on disk after this long, and again after twice as long each time that
+   * fails, up to a minute: PostgreSQL's recovery then replays what the log holds, as a
+   * PostgreSQL server restarts after a crash. 0: never. An in-memory database is never
+   * reopened (nothing of it survives its thread). Default 1 s.
+   */
+  reopenAfterMs?: number;
+  events?: ThreadEvents;
+}
+
+const MAX_REOPEN_DELAY_MS = 60_000;
+
 export class PgliteThread {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private failure: Error | undefined;
+  private worker!: Worker;
+  private opened = false;
+  private closing = false;
+  private reopenTimer: NodeJS.Timeout | undefined;
 
-  private constructor(private readonly worker: Worker) {
-    const fail = (e: Error) => {
+  private constructor(
+    private readonly dataDir: string,
+    private readonly opts: ThreadOptions,
+  ) {}
+
+  /** Starts the thread and opens the database in it; rejects if PGlite cannot open it. */
+  static async start(dataDir: string, opts: ThreadOptions = {}): Promise<PgliteThread> {
+    const thread = new PgliteThread(dataDir, opts);
+    await thread.open(opts.loadDataDir);
+    thread.opened = true;
+    return thread;
+  }
+
+  /** A new thread for the database; resolves once it has opened it. */
+  private async open(loadDataDir?: Blob): Promise<void> {
+    const worker = new Worker(this.opts.workerUrl ?? WORKER_URL, { workerData: { dataDir: this.dataDir, loadDataDir, sync: this.opts.sync } });
+    this.worker = worker;
+    // Events of a thread that has been replaced are no longer this object's concern.
+    const stopped = (e: Error) => {
+      if (this.worker !== worker) return;
+      const first = !this.failure;
       this.failure ??= e;
-      for (const p of this.pending.values()) p.reject(this.failure);
+      for (const [id, p] of this.pending) p.reject(id === 0 ? e : this.failure);
       this.pending.clear();
+      if (first && this.opened && !this.closing) {
+        this.opts.events?.stopped(this.failure);
+        this.scheduleReopen(this.opts.reopenAfterMs ?? 1000);
+      }
     };
     worker.on("message", ({ id, ok, error, fatal }: { id: number; ok?: unknown; error?: WireError; fatal?: { message: string } }) => {
+      if (this.worker !== worker) return;
       if (fatal) {
-        // Every later call fails with this; readiness turns 503 and logs it.
-        fail(
-          new Error(
-            `The embedded database stopped: it ${fatal.message}. Nothing after that was acknowledged. Fix the disk, then restart the server; the database recovers what was committed.`,
-          ),
-        );
+        stopped(new Error(`The embedded database stopped: it ${fatal.message}. Nothing after that was acknowledged; the database reopens once the disk works again.`));
         return;
       }
       const p = this.pending.get(id);
@@ -56,25 +109,34 @@ export class PgliteThread {
       if (error) p.reject(toError(error));
       else p.resolve(ok);
     });
-    worker.on("error", fail);
-    worker.on("exit", (code) => fail(new Error(`The embedded database thread stopped (exit code ${code}).`)));
-  }
-
-  /**
-   * Starts the thread and opens the database in it; rejects if PGlite cannot open it.
-   * `sync`: commits are synced to disk before they are acknowledged (pglite-durable.mjs, where its default is).
-   * `workerUrl`: the thread's script, pglite.worker.mjs unless a test runs it on a failing disk.
-   */
-  static async start(dataDir: string, opts: { sync?: boolean; loadDataDir?: Blob; workerUrl?: URL } = {}): Promise<PgliteThread> {
-    const worker = new Worker(opts.workerUrl ?? WORKER_URL, { workerData: { dataDir, loadDataDir: opts.loadDataDir, sync: opts.sync } });
-    const thread = new PgliteThread(worker);
+    worker.on("error", stopped);
+    worker.on("exit", (code) => stopped(new Error(`The embedded database thread stopped (exit code ${code}).`)));
     try {
-      await new Promise((resolve, reject) => thread.pending.set(0, { resolve, reject }));
+      await new Promise((resolve, reject) => this.pending.set(0, { resolve, reject }));
     } catch (e) {
       await worker.terminate();
       throw e;
     }
-    return thread;
+  }
+
+  private scheduleReopen(delayMs: number): void {
+    if (delayMs <= 0 || this.closing || this.dataDir.startsWith("memory://")) return;
+    this.reopenTimer = setTimeout(() => {
+      this.open().then(
+        () => {
+          this.failure = undefined;
+          this.opts.events?.reopened();
+        },
+        (e: Error) => {
+          if (this.closing) return;
+          const next = Math.min(delayMs * 2, MAX_REOPEN_DELAY_MS);
+          this.opts.events?.reopenFailed(e, next);
+          this.scheduleReopen(next);
+        },
+      );
+    }, delayMs);
+    // A server shutting down does not wait for this.
+    this.reopenTimer.unref();
   }
 
   call<T>(op: string, ...args: unknown[]): Promise<T> {
@@ -87,6 +149,8 @@ export class PgliteThread {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.reopenTimer);
     try {
       await this.call("close");
     } finally {
