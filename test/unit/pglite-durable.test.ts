@@ -9,6 +9,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from "@jest/globals";
 import type { PGlite } from "@electric-sql/pglite";
 import { openPglite, syncTree } from "../../src/infra/db/pglite-durable.mjs";
+import { PrismaClient } from "../../src/generated/prisma/client.js";
 import { PgliteThread } from "../../src/infra/db/pglite-proxy.js";
 
 let root: string;
@@ -146,10 +147,13 @@ describe("a sync that fails", () => {
         },
       },
     });
+    // The server's Prisma client, connected before the stop, goes on working after it.
+    const prisma = new PrismaClient({ adapter: thread.adapterFactory() });
     try {
       const db = thread.runner();
       await db.query("CREATE TABLE t (id int PRIMARY KEY)");
       await db.query("INSERT INTO t VALUES (1)");
+      expect(await prisma.$queryRaw`SELECT count(*)::int AS n FROM t`).toEqual([{ n: 1 }]);
       fs.writeFileSync(marker(), "");
       // Told of the failure, PostgreSQL's PANIC would come back as an ordinary error, and
       // the database would go on: the thread must stop instead, with a reason.
@@ -168,10 +172,11 @@ describe("a sync that fails", () => {
       // log but never acknowledged, so recovery may have replayed it or not).
       const ids = (await db.query<{ id: number }>("SELECT id FROM t ORDER BY id")).map((r) => r.id);
       expect(ids[0]).toBe(1);
-      await db.query("INSERT INTO t VALUES (3)");
+      await prisma.$executeRaw`INSERT INTO t VALUES (3)`;
       expect((await db.query<{ n: number }>("SELECT count(*)::int AS n FROM t WHERE id = 3"))[0].n).toBe(1);
     } finally {
       fs.rmSync(marker(), { force: true });
+      await prisma.$disconnect();
       await thread.close();
     }
   });
