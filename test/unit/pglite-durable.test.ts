@@ -154,10 +154,13 @@ describe("a sync that fails", () => {
       await db.query("CREATE TABLE t (id int PRIMARY KEY)");
       await db.query("INSERT INTO t VALUES (1)");
       expect(await prisma.$queryRaw`SELECT count(*)::int AS n FROM t`).toEqual([{ n: 1 }]);
+      // A transaction open when the thread stops (as Prisma's are, by id).
+      const lost = await thread.call<number>("begin");
+      await thread.call("txQuery", lost, "INSERT INTO t VALUES (2)", []);
       fs.writeFileSync(marker(), "");
       // Told of the failure, PostgreSQL's PANIC would come back as an ordinary error, and
       // the database would go on: the thread must stop instead, with a reason.
-      await expect(db.query("INSERT INTO t VALUES (2)")).rejects.toThrow(stopped);
+      await expect(thread.call("end", lost, "commit")).rejects.toThrow(stopped);
       await expect(db.query("SELECT count(*) FROM t")).rejects.toThrow(stopped);
       // Reopening fails while the disk does (recovery syncs too), each time waiting longer.
       while (events.length < 3) await new Promise((r) => setTimeout(r, 20));
@@ -168,6 +171,11 @@ describe("a sync that fails", () => {
 
       fs.rmSync(marker());
       await back;
+      // The lost transaction's id means nothing to the new thread, not even once it has
+      // transactions of its own.
+      const fresh = await thread.call<number>("begin");
+      await expect(thread.call("txQuery", lost, "SELECT 1", [])).rejects.toThrow(`no open transaction ${lost}`);
+      await thread.call("end", fresh, "rollback");
       // Recovered from the log: what was acknowledged is there (row 2 was written to the
       // log but never acknowledged, so recovery may have replayed it or not).
       const ids = (await db.query<{ id: number }>("SELECT id FROM t ORDER BY id")).map((r) => r.id);

@@ -67,6 +67,8 @@ export class PgliteThread {
   private opened = false;
   private closing = false;
   private reopenTimer: NodeJS.Timeout | undefined;
+  /** Threads started so far: each numbers its transactions from its own range (see open). */
+  private threads = 0;
 
   private constructor(
     private readonly dataDir: string,
@@ -83,7 +85,10 @@ export class PgliteThread {
 
   /** A new thread for the database; resolves once it has opened it. */
   private async open(loadDataDir?: Blob): Promise<void> {
-    const worker = new Worker(this.opts.workerUrl ?? WORKER_URL, { workerData: { dataDir: this.dataDir, loadDataDir, sync: this.opts.sync } });
+    // A transaction open in a thread that stopped is lost; its id must never name one of
+    // the next thread's, or a late statement of it would run inside another's transaction.
+    const firstTxId = this.threads++ * 2 ** 32 + 1;
+    const worker = new Worker(this.opts.workerUrl ?? WORKER_URL, { workerData: { dataDir: this.dataDir, loadDataDir, sync: this.opts.sync, firstTxId } });
     this.worker = worker;
     // Events of a thread that has been replaced are no longer this object's concern.
     const stopped = (e: Error) => {

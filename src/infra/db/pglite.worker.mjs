@@ -13,11 +13,12 @@ import { PrismaPGlite } from "pglite-prisma-adapter";
 import { openPglite } from "./pglite-durable.mjs";
 import { preparedStatements } from "./pglite-prepared.mjs";
 
-const { dataDir, loadDataDir, sync } = workerData;
+const { dataDir, loadDataDir, sync, firstTxId = 1 } = workerData;
 
 /** Open transactions by id: the adapter's (Prisma) or PGlite's own (the migrator). */
 const transactions = new Map();
-let nextTx = 1;
+// From the range the server gave this thread: no id of an earlier thread's comes back.
+let nextTx = firstTxId;
 
 function serializeError(e) {
   if (e && e.name === "DriverAdapterError") return { driver: e.cause };
