@@ -48,7 +48,8 @@ export default {
       displayName: "postgres",
       testMatch: ["<rootDir>/test/integration/**/*.test.ts"],
       // The web app in Chromium does not depend on the database: one run (pglite) is enough.
-      testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/integration/browser.test.ts"],
+      // embedded-db-failure tests the embedded database's own thread.
+      testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/integration/browser.test.ts", "<rootDir>/test/integration/embedded-db-failure.test.ts"],
       setupFiles: [...base.setupFiles, "<rootDir>/test/setup-postgres.ts"],
     },
   ],

@@ -4,7 +4,7 @@
 import "reflect-metadata";
 import path from "node:path";
 import type { Config } from "./infra/config.js";
-import { openDatabase, type Database } from "./infra/db/database.js";
+import { openDatabase, type Database, type DatabaseOptions } from "./infra/db/database.js";
 import { vacuumTask } from "./infra/db/maintenance.js";
 import { createAdminRouter } from "./infra/http/admin.js";
 import { startHttpServer, type RunningHttpServer } from "./infra/http/server.js";
@@ -60,6 +60,8 @@ export interface AppOptions {
   logDestination?: DestinationStream;
   /** Start background tasks (default true). */
   scheduler?: boolean;
+  /** Test hook: the embedded database thread's script and reopen delay (tests run it on a failing disk). */
+  dbThread?: DatabaseOptions["thread"];
 }
 
 export interface App {
@@ -161,6 +163,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     sync: config.EMBEDDED_DB_SYNC,
     loadDataDir: opts.loadDataDir,
     log,
+    thread: opts.dbThread,
   });
   let pubsub: PubSubHandle | undefined;
   let http: RunningHttpServer | undefined;

@@ -9,7 +9,7 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import pg from "pg";
 import { request } from "undici";
-import { createApp, type App } from "../../src/app.js";
+import { createApp, type App, type AppOptions } from "../../src/app.js";
 import { loadConfig, type Env } from "../../src/infra/config.js";
 
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/test";
@@ -64,6 +64,8 @@ export interface StartOptions {
    * database. The caller owns it: stop() leaves it in place.
    */
   dataDir?: string;
+  /** The embedded database thread's script and reopen delay (a failing disk: test/helpers/failing-disk.worker.mjs). */
+  dbThread?: AppOptions["dbThread"];
 }
 
 export async function startTestServer(opts: StartOptions = {}): Promise<TestServer> {
@@ -104,7 +106,7 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
       cb();
     },
   });
-  const app = await createApp(config, { loadDataDir, logDestination: sink, scheduler: opts.scheduler ?? false });
+  const app = await createApp(config, { loadDataDir, logDestination: sink, scheduler: opts.scheduler ?? false, dbThread: opts.dbThread });
   const url = app.url;
   return {
     app,

@@ -11,7 +11,7 @@ import { vacuumEmbedded } from "./maintenance.js";
 import { migrate, type MigrateResult, type SqlRunner } from "./migrate.js";
 import type { ParamType } from "./pglite-prepared.mjs";
 import type { Logger } from "../logger.js";
-import { PgliteThread } from "./pglite-proxy.js";
+import { PgliteThread, type ThreadOptions } from "./pglite-proxy.js";
 
 export type { PrismaClient };
 export type Tx = Omit<PrismaClient, "$connect" | "$disconnect" | "$on" | "$transaction" | "$extends">;
@@ -65,6 +65,8 @@ export interface DatabaseOptions {
   sync?: boolean;
   /** Embedded: told when the database's thread stops on its own and as it is reopened (see PgliteThread). */
   log?: Logger;
+  /** Embedded, tests: the thread's script and reopen delay (see ThreadOptions). */
+  thread?: Pick<ThreadOptions, "workerUrl" | "reopenAfterMs">;
 }
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
@@ -92,6 +94,7 @@ async function openPglite(dataDir: string, opts: DatabaseOptions): Promise<Datab
   try {
     const { log } = opts;
     thread = await PgliteThread.start(dataDir, {
+      ...opts.thread,
       sync: opts.sync,
       loadDataDir: opts.loadDataDir,
       events: log && {
