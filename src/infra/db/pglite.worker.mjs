@@ -12,6 +12,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { PrismaPGlite } from "pglite-prisma-adapter";
 import { openPglite } from "./pglite-durable.mjs";
 import { preparedStatements } from "./pglite-prepared.mjs";
+import { cachedStatements } from "./pglite-statements.mjs";
 
 const { dataDir, loadDataDir, sync, firstTxId = 1 } = workerData;
 
@@ -51,7 +52,8 @@ async function main() {
     parentPort.postMessage({ id: 0, error: serializeError(e) });
     return;
   }
-  const adapter = await new PrismaPGlite(pglite).connect();
+  // Prisma's queries as cached prepared statements (see pglite-statements.mjs).
+  const adapter = await new PrismaPGlite(cachedStatements(pglite).client).connect();
   const queryable = (txId) => (txId ? transactions.get(txId)?.queryable : adapter);
 
   const ops = {
