@@ -5,8 +5,9 @@
 // again every time. Prisma sends a few dozen distinct SQL texts over and over, as
 // Prisma's own engine did on PostgreSQL with its statement cache. Here the first call
 // of a text parses it (Parse, Describe, Sync: one trip) and every call binds it (Bind,
-// Describe, Execute, Sync: one trip). Measured in process on a one-row lookup by id:
-// 230–280 µs a query through query(), 85–105 µs this way.
+// Describe, Execute, Sync: one trip). Measured in process on a one-row lookup by id,
+// with the adapter's options: 325–467 µs a query through query(), 89–99 µs this way
+// (docs/design.md).
 //
 // The results are read by PGlite's own parser, with the same parsers and serializers
 // as query(), so callers (pglite-prisma-adapter) see exactly what query() returns.
@@ -85,7 +86,7 @@ export function cachedStatements(pglite, { max = MAX_STATEMENTS } = {}) {
         concat([serialize.bind({ statement: st.name, values }), serialize.describe({ type: "P" }), serialize.execute({}), serialize.sync()]),
         { syncToFs: !inTransaction },
       );
-      return parse.parseResults(messages, pglite.parsers, options)[0];
+      return parse.parseResults(messages, parsersFor(options), options?.rowMode ? { rowMode: options.rowMode } : undefined)[0];
     } catch (e) {
       if (!STALE.has(e?.code)) throw e;
       cache.delete(sql);
@@ -93,6 +94,18 @@ export function cachedStatements(pglite, { max = MAX_STATEMENTS } = {}) {
       if (inTransaction) throw e;
       return run(sql, params, options, inTransaction);
     }
+  }
+
+  // parseResults merges the caller's parsers into PGlite's by copying both, every call
+  // (about a tenth of the thread's time under reads): merged once per parsers object
+  // instead, on top of PGlite's own, which stay live underneath.
+  const merged = new WeakMap();
+  function parsersFor(options) {
+    const own = options?.parsers;
+    if (!own) return pglite.parsers;
+    let parsers = merged.get(own);
+    if (!parsers) merged.set(own, (parsers = Object.assign(Object.create(pglite.parsers), own)));
+    return parsers;
   }
 
   /** A transaction's handle whose query() goes through the cache; the rest is PGlite's. */
