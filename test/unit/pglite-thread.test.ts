@@ -41,6 +41,11 @@ describe("PgliteThread", () => {
       }),
     ).rejects.toThrow("abort");
     expect(await prisma.$queryRaw<{ k: string }[]>`SELECT k FROM u ORDER BY k`).toEqual([{ k: "a" }]);
+    // Prisma's statements are the thread's cached prepared statements (pglite-statements.mjs), one per SQL text.
+    const lookup = (k: string) => prisma.$queryRaw<{ k: string }[]>`SELECT k FROM u WHERE k = ${k}`;
+    for (const k of ["a", "b", "a"]) await lookup(k);
+    const held = await prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement = 'SELECT k FROM u WHERE k = $1'`;
+    expect(held).toEqual([{ n: 1 }]);
     await prisma.$disconnect();
   });
 
