@@ -9,7 +9,7 @@ import { PrismaClient } from "../../generated/prisma/client.js";
 import { acquireDbLock, type DbLock } from "./lock.js";
 import { vacuumEmbedded } from "./maintenance.js";
 import { migrate, type MigrateResult, type SqlRunner } from "./migrate.js";
-import type { ParamType } from "./pglite-prepared.mjs";
+import { binaryParam, type ParamType } from "./pglite-prepared.mjs";
 import type { Logger } from "../logger.js";
 import { PgliteThread, type ThreadOptions } from "./pglite-proxy.js";
 
@@ -166,7 +166,11 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     kind: "postgres",
     prisma,
     sql: async <T>(sql: string, params: unknown[], prepare?: PrepareAs) =>
-      (prepare ? await pool.query({ name: prepare.name, text: sql, values: params }) : await pool.query(sql, params)).rows as T[],
+      // A prepared statement's parameters go binary, as on the embedded database (pglite-prepared.mjs).
+      (prepare
+        ? await pool.query({ name: prepare.name, text: sql, values: params.map((p, i) => binaryParam(prepare.types[i], p)) })
+        : await pool.query(sql, params)
+      ).rows as T[],
     migrate: () => migrate(runner),
     ping: async () => {
       await pool.query("SELECT 1");

@@ -7,3 +7,6 @@ export type RunPrepared = (name: string, sql: string, types: ParamType[], params
 
 /** Runs statements prepared once per connection, with binary parameters. */
 export function preparedStatements(pglite: PGlite): RunPrepared;
+
+/** One parameter in PostgreSQL's binary format (null for NULL), for node-postgres's binary parameters. */
+export function binaryParam(type: ParamType, value: unknown): Buffer | null;

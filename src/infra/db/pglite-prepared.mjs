@@ -1,5 +1,5 @@
 // Named prepared statements with binary parameters, for PGlite (used by its thread,
-// pglite.worker.mjs). PGlite's own query() is general but costly for a hot statement
+// pglite.worker.mjs); binaryParam gives the same parameters to node-postgres. PGlite's own query() is general but costly for a hot statement
 // with large parameters: every call parses and describes the SQL again (four extra
 // round trips into PostgreSQL), and sends each array as text, which PGlite escapes
 // in JavaScript and PostgreSQL then parses character by character. Here the
@@ -85,6 +85,20 @@ function writeParam(type, value, buf, o) {
     o = end;
   }
   return o;
+}
+
+/**
+ * One parameter in PostgreSQL's binary format, or null for SQL NULL: for node-postgres,
+ * which sends a Buffer parameter as binary (PostgreSQL then reads an array with
+ * array_recv instead of parsing its text, and nothing escapes it on this side).
+ */
+export function binaryParam(type, value) {
+  const size = paramSize(type, value);
+  if (size < 0) return null;
+  const buf = Buffer.allocUnsafe(size);
+  const end = writeParam(type, value, buf, 0);
+  if (end !== size) throw new Error(`parameter length ${end} != ${size}`);
+  return buf;
 }
 
 /** Parse (the statement, named, with its parameter types) then Sync. */
