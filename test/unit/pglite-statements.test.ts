@@ -69,6 +69,14 @@ describe("cachedStatements", () => {
     expect((await client.query(all, [1])).rows).toEqual([{ id: 1, label: "new" }]);
   });
 
+  it("parses again only once: an error that a new parse does not cure is thrown", async () => {
+    const { client } = cachedStatements(db);
+    // 0A000 like a stale plan, but raised by the planner at every execution.
+    const sql = `SELECT * FROM s LEFT JOIN t ON t.n = s.id WHERE s.id = $1 FOR UPDATE OF t`;
+    await expect(client.query(sql, [1])).rejects.toMatchObject({ code: "0A000", message: expect.stringContaining("nullable side of an outer join") });
+    expect((await client.query(`SELECT 1 AS one`, [])).rows).toEqual([{ one: 1 }]);
+  });
+
   it("throws PostgreSQL's errors as query() does (the adapter maps them by class and SQLSTATE)", async () => {
     const { client } = cachedStatements(db);
     const insert = `INSERT INTO t (id) VALUES ($1)`;

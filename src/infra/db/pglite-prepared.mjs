@@ -1,8 +1,9 @@
 // Named prepared statements with binary parameters, for PGlite (used by its thread,
-// pglite.worker.mjs); binaryParam gives the same parameters to node-postgres. PGlite's own query() is general but costly for a hot statement
-// with large parameters: every call parses and describes the SQL again (four extra
-// round trips into PostgreSQL), and sends each array as text, which PGlite escapes
-// in JavaScript and PostgreSQL then parses character by character. Here the
+// pglite.worker.mjs); binaryParam gives the same parameters to node-postgres. PGlite's
+// own query() is general but costly for a hot statement with large parameters: every
+// call parses and describes the SQL again (four extra round trips into PostgreSQL),
+// and sends each array as text, which PGlite escapes in JavaScript and PostgreSQL
+// then parses character by character. Here the
 // statement is parsed once per connection and each call is one Bind/Describe/
 // Execute/Sync message whose arrays are in PostgreSQL's binary format: a length and
 // the bytes of each element. Measured on a batch of 12 pushes: about a third less

@@ -67,7 +67,7 @@ export function cachedStatements(pglite, { max = MAX_STATEMENTS } = {}) {
     return st;
   }
 
-  async function run(sql, params, options, inTransaction) {
+  async function run(sql, params, options, inTransaction, retried = false) {
     let st = cache.get(sql);
     if (st) {
       cache.delete(sql); // to the recent end
@@ -90,9 +90,10 @@ export function cachedStatements(pglite, { max = MAX_STATEMENTS } = {}) {
     } catch (e) {
       if (!STALE.has(e?.code)) throw e;
       cache.delete(sql);
-      // A transaction is aborted by the error; outside one, the statement runs again, parsed anew.
-      if (inTransaction) throw e;
-      return run(sql, params, options, inTransaction);
+      // A transaction is aborted by the error; outside one, the statement runs again, parsed
+      // anew, once: 0A000 is also "feature not supported", which a new parse does not cure.
+      if (inTransaction || retried) throw e;
+      return run(sql, params, options, inTransaction, true);
     }
   }
 
