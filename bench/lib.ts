@@ -213,19 +213,49 @@ export async function threadCpu(pid: number): Promise<Map<number, number> | null
   return used;
 }
 
-/** Where a load's CPU went, in µs per request: the server's main thread, its other threads (largest first), this process (the load generator). */
+/** The whole machine's CPU time so far (µs, busy and all), from /proc/stat's first line; null without it. */
+export async function machineCpu(): Promise<{ busy: number; total: number } | null> {
+  try {
+    const line = (await readFile("/proc/stat", "utf8")).split("\n", 1)[0]!;
+    // cpu  user nice system idle iowait irq softirq steal ...: idle and iowait are the only time not spent.
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    const busy = user + nice + system + irq + softirq + (steal || 0);
+    const tick = 1e6 / (clockTicks ?? 100);
+    return { busy: busy * tick, total: (busy + idle + iowait) * tick };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Where a load's CPU went, in µs per request: the server's main thread, its other threads
+ * (largest first), this process (the load generator); and the whole machine's (PostgreSQL's
+ * processes included), with the share of its cores that was busy meanwhile.
+ */
 export interface CpuPerRequest {
   main: number;
   threads: number[];
   client: number;
+  machine?: number;
+  busy?: number;
+}
+
+/**
+ * The rate the machine's cores would allow at this CPU per request if they were all busy
+ * with it: an upper bound, since threads that hand work to each other leave cores idle.
+ */
+export function cpuBoundRate(c: CpuPerRequest, cores = os.availableParallelism()): number | null {
+  return c.machine ? Math.round((cores * 1e6) / c.machine) : null;
 }
 
 /** Runs `action` (which resolves to the number of requests it made) and splits the CPU it cost per request; null without /proc. */
 export async function cpuPerRequest(pid: number, action: () => Promise<number>): Promise<{ requests: number; cpu: CpuPerRequest | null }> {
   const before = await threadCpu(pid);
+  const machineBefore = await machineCpu();
   const client = process.cpuUsage();
   const requests = await action();
   const spent = process.cpuUsage(client);
+  const machineAfter = await machineCpu();
   const after = await threadCpu(pid);
   if (!before || !after || requests === 0) return { requests, cpu: null };
   const per = (us: number) => Math.round(us / requests);
@@ -234,5 +264,9 @@ export async function cpuPerRequest(pid: number, action: () => Promise<number>):
     .map(([tid, us]) => per(us - (before.get(tid) ?? 0)))
     .filter((us) => us > 0)
     .sort((a, b) => b - a);
-  return { requests, cpu: { main: per((after.get(pid) ?? 0) - (before.get(pid) ?? 0)), threads, client: per(spent.user + spent.system) } };
+  const machine =
+    machineBefore && machineAfter
+      ? { machine: per(machineAfter.busy - machineBefore.busy), busy: Math.round(((machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total)) * 100) / 100 }
+      : {};
+  return { requests, cpu: { main: per((after.get(pid) ?? 0) - (before.get(pid) ?? 0)), threads, client: per(spent.user + spent.system), ...machine } };
 }

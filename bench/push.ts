@@ -22,7 +22,7 @@ import path from "node:path";
 import autocannon from "autocannon";
 import { CompactEncrypt, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
 import { Agent, request } from "undici";
-import { PG_URL, ROOT, cpuPerRequest, gql, reachable, registerAndSignIn, requireBuild, startServer, withScratchDatabase, type CpuPerRequest, type Server } from "./lib.js";
+import { PG_URL, ROOT, cpuBoundRate, cpuPerRequest, gql, reachable, registerAndSignIn, requireBuild, startServer, withScratchDatabase, type CpuPerRequest, type Server } from "./lib.js";
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -235,7 +235,20 @@ async function run(label: string, env: Record<string, string>, target: number, k
  */
 function cpuLine(c: CpuPerRequest): string {
   const [a = 0, b = 0, ...rest] = c.threads;
-  return `(µs) main ${c.main}, next threads ${a} + ${b}, ${rest.length} others ${rest.reduce((x, y) => x + y, 0)}, load generator ${c.client}`;
+  const machine = c.machine ? `; whole machine ${c.machine}, its cores ${Math.round((c.busy ?? 0) * 100)}% busy` : "";
+  return `(µs) main ${c.main}, next threads ${a} + ${b}, ${rest.length} others ${rest.reduce((x, y) => x + y, 0)}, load generator ${c.client}${machine}`;
+}
+
+/**
+ * How far CPU alone lets a push go: the rate at which the machine's cores, all busy,
+ * would serve pushes at the CPU each one cost (PostgreSQL's processes included), as a
+ * ratio to the baseline. A ratio under the target here cannot be met by better
+ * scheduling, only by less CPU per push.
+ */
+function ceilingLine(what: string, push: Load, baseline: Load): string | null {
+  const rate = push.cpu && cpuBoundRate(push.cpu);
+  if (!rate) return null;
+  return `  CPU-bound ceiling, ${what.padEnd(13)} ${rate} req/s with every core busy = ${(rate / baseline.rps).toFixed(2)} of the baseline (reached ${(push.rps / rate).toFixed(2)} of it)\n`;
 }
 
 async function main() {
@@ -265,6 +278,7 @@ async function main() {
     for (const [what, l] of [["baseline", r.baseline], ["data", r.pushData], ["encryptedData", r.pushEncrypted]] as const) {
       if (l.cpu) process.stdout.write(`  CPU per request, ${what.padEnd(13)} ${cpuLine(l.cpu)}\n`);
     }
+    for (const [what, l] of [["data", r.pushData], ["encryptedData", r.pushEncrypted]] as const) process.stdout.write(ceilingLine(what, l, r.baseline) ?? "");
     // The 10 MiB figures belong to the database, measured with the first key only.
     if (r.key === KEYS[0]) for (const [way, m] of Object.entries(r.memory10MiB)) {
       if (!m) {
