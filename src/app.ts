@@ -99,8 +99,9 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   // Ends open subscriptions with their session (expiry, endSession, application disabled), across instances.
   const sessionEnds = new SessionEnds(pubSub, log);
   const appRepo = new ApplicationRepository(prisma);
-  const applications = new ApplicationService(appRepo, audit, config, sessionEnds);
-  const sessions = new SessionService(new SessionRepository(prisma), appRepo, audit, config, sessionEnds);
+  const sessionRepo = new SessionRepository(prisma);
+  const applications = new ApplicationService(appRepo, audit, config, sessionEnds, sessionRepo);
+  const sessions = new SessionService(sessionRepo, appRepo, audit, config, sessionEnds);
   const webhookRepo = new WebhookRepository(prisma);
   const webhookSender = new WebhookSender({ timeoutMs: config.WEBHOOK_TIMEOUT, allowPrivate: config.ALLOW_PRIVATE_URLS, userAgent: "Postbox-Webhooks/1.0" });
   const webhookDispatcher = new WebhookDispatcher(webhookRepo, webhookSender, audit, log, { concurrency: 8, perEndpoint: 2, lockMs: config.WEBHOOK_TIMEOUT + 60_000 });

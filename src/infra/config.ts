@@ -108,7 +108,7 @@ export const SPEC = {
   TRUST_PROXY: { doc: "Trust `X-Forwarded-*` headers (behind a reverse proxy).", default: "false", parse: bool },
   SESSION_TTL: { doc: "Lifetime of a session key.", default: "30m", parse: duration },
   SESSION_RECHECK: {
-    doc: "How long an instance answers from a session key it has verified before reading the session from the database again. `endSession` and disabling an application take effect at once on every instance (through Redis with several); this only bounds the delay if that message is lost. `0`: read on every request.",
+    doc: "How long an instance answers from a session key it has verified before reading the session from the database again. `endSession`, disabling an application and rotating a contract's key take effect at once on every instance (through Redis with several); this only bounds the delay if that message is lost. `0`: read on every request.",
     default: "5s",
     parse: durationOrOff,
   },

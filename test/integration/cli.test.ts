@@ -59,6 +59,12 @@ async function session(appId: string, contractId: string, alg: Alg, privateKeyPe
   return t.gql<CreateSessionMutation>(operation("CreateSession"), { input: { appId, contractId, assertion } });
 }
 
+/** The error code a session key gets from currentSession, or "OK" when it still works. */
+async function sessionState(key: string): Promise<string> {
+  const r = await t.gql<CurrentSessionQuery>(operation("CurrentSession"), {}, { token: key });
+  return r.data?.currentSession ? "OK" : (errorCode(r) ?? "no error code");
+}
+
 async function appCount(): Promise<number> {
   return (await t.admin("GET", "/applications")).body.length;
 }
@@ -230,21 +236,32 @@ describe("managing applications", () => {
     expect(r.stderr).toMatch(/Application app_doesnotexist was not found\. \[NOT_FOUND\]/);
   });
 
-  it("disables and enables an application", async () => {
+  it("disables and enables an application; sessions from before stay ended", async () => {
     const pem = await readFile(keyFile, "utf8");
+    const before = (await session(app.appId, app.contractId, "PS512", pem)).data!.createSession.key;
+    expect(await sessionState(before)).toBe("OK");
     const disabled = json(await cli(["app", "disable", app.appId, "--json"]));
     expect(disabled.disabledAt).toEqual(expect.any(String));
     expect(errorCode(await session(app.appId, app.contractId, "PS512", pem))).toBe("FORBIDDEN");
+    expect(await sessionState(before)).not.toBe("OK");
     const enabled = json(await cli(["app", "enable", app.appId, "--json"]));
     expect(enabled.disabledAt).toBeNull();
-    expect((await session(app.appId, app.contractId, "PS512", pem)).data?.createSession.key).toMatch(/^pbs_/);
+    // Disabling ended it: enabling the application does not bring it back.
+    expect(await sessionState(before)).toBe("UNAUTHENTICATED");
+    const after = (await session(app.appId, app.contractId, "PS512", pem)).data?.createSession.key;
+    expect(after).toMatch(/^pbs_/);
+    expect(await sessionState(after!)).toBe("OK");
   });
 
-  it("rotates a contract's key: only the new key signs sessions afterwards", async () => {
+  it("rotates a contract's key: only the new key signs sessions afterwards, and the old key's sessions end", async () => {
     const oldPem = await readFile(keyFile, "utf8");
+    const signedWithOld = (await session(app.appId, app.contractId, "PS512", oldPem)).data!.createSession.key;
+    expect(await sessionState(signedWithOld)).toBe("OK");
     const next = path.join(dir, "rotated.pem");
     const out = json(await cli(["app", "rotate-key", app.contractId, "--generate-key", next, "--alg", "ES256", "--json"]));
     expect(out).toMatchObject({ contractId: app.contractId, alg: "ES256", privateKeyFile: next });
+    expect(out.sessionsEnded).toBeGreaterThanOrEqual(1);
+    expect(await sessionState(signedWithOld)).toBe("UNAUTHENTICATED");
     expect(errorCode(await session(app.appId, app.contractId, "PS512", oldPem))).toBe("UNAUTHENTICATED");
     expect((await session(app.appId, app.contractId, "ES256", await readFile(next, "utf8"))).data?.createSession.key).toMatch(/^pbs_/);
     const keys = json(await cli(["app", "show", app.appId, "--json"])).contracts[0].keys;

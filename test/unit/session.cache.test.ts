@@ -39,6 +39,15 @@ describe("VerifiedSessions", () => {
     expect(c.get("c", NOW)?.applicationId).toBe("app_2");
   });
 
+  it("forgets every session of a contract whose key was rotated, and no other contract's", () => {
+    const c = new VerifiedSessions(60_000);
+    c.put("a", principal({ sessionId: "ses_a", contractId: "ctr_1" }), c.mark(), NOW);
+    c.put("b", principal({ sessionId: "ses_b", contractId: "ctr_2" }), c.mark(), NOW);
+    c.forget({ contractId: "ctr_1" });
+    expect(c.get("a", NOW)).toBeUndefined();
+    expect(c.get("b", NOW)?.contractId).toBe("ctr_2");
+  });
+
   it("does not keep the result of a lookup that started before an end", () => {
     const c = new VerifiedSessions(60_000);
     const mark = c.mark(); // the database read starts...

@@ -130,7 +130,7 @@ export default defineGroup({
     },
 
     disable: {
-      summary: "Disable an application: it can no longer create sessions, and its session keys stop working.",
+      summary: "Disable an application: it can no longer create sessions, and its open sessions end (enabling it again does not bring them back).",
       args: ["appId"],
       async run(ctx) {
         const app = await ctx.admin.post<AppView>(`/applications/${encodeURIComponent(ctx.args.appId)}/disable`);
@@ -152,15 +152,15 @@ export default defineGroup({
       args: ["contractId"],
       usage: "<contractId> (--public-key <file> | --generate-key <out-file>) [--alg PS512|PS256|ES256|EdDSA]",
       options: { ...KEY_OPTIONS },
-      help: "Session keys already issued stay valid until they expire; new sessions need the new key.",
+      help: "The contract's open sessions end too (a rotated key may have leaked): the application signs new ones with the new key.",
       async run(ctx) {
         const contractId = ctx.args.contractId;
         const { result, privateKeyFile } = await withKey(ctx, (key) =>
-          ctx.admin.post<{ contractId: string; keyId: string; alg: string }>(`/contracts/${encodeURIComponent(contractId)}/keys`, key),
+          ctx.admin.post<{ contractId: string; keyId: string; alg: string; sessionsEnded: number }>(`/contracts/${encodeURIComponent(contractId)}/keys`, key),
         );
         const out = { ...result, ...(privateKeyFile ? { privateKeyFile } : {}) };
         ctx.print(out, (o) =>
-          [`Contract ${o.contractId} now accepts only key ${o.keyId} (${o.alg}).`, ...(o.privateKeyFile ? [privateKeyNote(o.privateKeyFile)] : [])].join("\n"),
+          [`Contract ${o.contractId} now accepts only key ${o.keyId} (${o.alg}); ${o.sessionsEnded} open session(s) ended.`, ...(o.privateKeyFile ? [privateKeyNote(o.privateKeyFile)] : [])].join("\n"),
         );
       },
     },

@@ -8,6 +8,7 @@ import type { AuditService } from "../audit/audit.service.js";
 import { parsePublicKey } from "./application.keys.js";
 import type { ApplicationRepository, ApplicationWithContracts } from "./application.repository.js";
 import type { SessionEnds } from "../session/session.events.js";
+import type { SessionRepository } from "../session/session.repository.js";
 
 export type ContractKindName = "WRITE" | "READ";
 export type PostboxModeName = "ONE_OFF" | "ONGOING";
@@ -41,6 +42,7 @@ export class ApplicationService {
     private readonly audit: AuditService,
     private readonly config: Config,
     private readonly sessionEnds: SessionEnds,
+    private readonly sessions: SessionRepository,
   ) {}
 
   async createApplication(input: { name: string } & ContractInput): Promise<{ appId: string; name: string } & CreatedContract> {
@@ -68,12 +70,16 @@ export class ApplicationService {
     });
   }
 
-  /** Registers a new key for the contract and revokes the previous ones. */
-  async rotateKey(contractId: string, publicKey: unknown, alg?: string): Promise<{ contractId: string; keyId: string; alg: string }> {
+  /**
+   * Registers a new key for the contract and revokes the previous ones. The contract's
+   * open sessions end too: a key is rotated because it may have leaked, and a session
+   * signed with it would otherwise outlive it (until SESSION_TTL).
+   */
+  async rotateKey(contractId: string, publicKey: unknown, alg?: string): Promise<{ contractId: string; keyId: string; alg: string; sessionsEnded: number }> {
     const contract = await this.repo.findContract(contractId);
     if (!contract) throw notFound("Contract", contractId);
     const key = await parsePublicKey(publicKey, alg);
-    return this.repo.transaction(async (tx) => {
+    const rotated = await this.repo.transaction(async (tx) => {
       const id = newId("key");
       try {
         await this.repo.addKey(tx, { id, contractId, kid: key.kid, alg: key.alg, publicJwk: key.publicJwk as object });
@@ -82,9 +88,12 @@ export class ApplicationService {
         throw e;
       }
       await this.repo.revokeKeysExcept(tx, contractId, id);
-      await this.audit.record({ actorType: "ADMIN", action: "contract.key.rotate", outcome: "SUCCESS", applicationId: contract.applicationId, contractId, detail: { keyId: key.kid, alg: key.alg } }, tx);
-      return { contractId, keyId: key.kid, alg: key.alg };
+      const sessionsEnded = await this.sessions.revokeAll(tx, { contractId });
+      await this.audit.record({ actorType: "ADMIN", action: "contract.key.rotate", outcome: "SUCCESS", applicationId: contract.applicationId, contractId, detail: { keyId: key.kid, alg: key.alg, sessionsEnded } }, tx);
+      return { contractId, keyId: key.kid, alg: key.alg, sessionsEnded };
     });
+    this.sessionEnds.announce({ contractId });
+    return rotated;
   }
 
   async updateContract(contractId: string, settings: ContractSettings) {
@@ -103,10 +112,12 @@ export class ApplicationService {
     if (!app) throw notFound("Application", appId);
     const updated = await this.repo.transaction(async (tx) => {
       const row = await this.repo.setApplicationDisabled(tx, appId, disabled ? new Date() : null);
-      await this.audit.record({ actorType: "ADMIN", action: disabled ? "application.disable" : "application.enable", outcome: "SUCCESS", applicationId: appId }, tx);
+      // Ended, not only refused while disabled: enabling the application again must not bring them back.
+      const sessionsEnded = disabled ? await this.sessions.revokeAll(tx, { applicationId: appId }) : 0;
+      await this.audit.record({ actorType: "ADMIN", action: disabled ? "application.disable" : "application.enable", outcome: "SUCCESS", applicationId: appId, ...(disabled ? { detail: { sessionsEnded } } : {}) }, tx);
       return row;
     });
-    // A disabled application's sessions are refused from now on; their open subscriptions end as well.
+    // A disabled application's sessions are ended; their open subscriptions end as well.
     if (disabled) this.sessionEnds.announce({ applicationId: appId });
     return updated;
   }

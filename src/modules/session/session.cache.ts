@@ -4,8 +4,8 @@
 //
 // An entry lives at most SESSION_RECHECK and never past the session's expiry.
 // Whatever makes a session invalid before then goes through SessionEnds
-// (endSession, disabling the application): that forgets the entry here at once and
-// on other instances when the bus delivers it. A lookup that started before such
+// (endSession, disabling the application, rotating the contract's key): that
+// forgets the entry here at once and on other instances when the bus delivers it. A lookup that started before such
 // an end is not cached (the generation check), so it cannot bring the entry back.
 import type { SessionPrincipal } from "../../infra/graphql/context.js";
 import type { SessionEndedPayload } from "./session.events.js";
@@ -46,7 +46,8 @@ export class VerifiedSessions {
   forget(p: SessionEndedPayload): void {
     this.generation++;
     for (const [k, e] of this.byKeyHash) {
-      if (e.principal.sessionId === p.sessionId || e.principal.applicationId === p.applicationId) this.byKeyHash.delete(k);
+      const { sessionId, contractId, applicationId } = e.principal;
+      if (sessionId === p.sessionId || contractId === p.contractId || applicationId === p.applicationId) this.byKeyHash.delete(k);
     }
   }
 }

@@ -1,7 +1,7 @@
 // When an application's session stops being valid for its open subscriptions:
-// at its expiry, when it is ended (endSession), or when its application is
-// disabled. The last two are announced on the bus, so that a subscription held
-// by another instance ends too (with REDIS_URL), not only at expiry.
+// at its expiry, when it is ended (endSession), when its application is disabled,
+// or when its contract's key is rotated. All but expiry are announced on the bus, so
+// that a subscription held by another instance ends too (with REDIS_URL).
 import type { SessionPrincipal } from "../../infra/graphql/context.js";
 import { endAtExpiry } from "../../infra/graphql/session-stream.js";
 import type { Logger } from "../../infra/logger.js";
@@ -9,14 +9,23 @@ import type { AppPubSub } from "../../infra/pubsub.js";
 
 export const SESSION_ENDED_TOPIC = "SESSION_ENDED";
 
-/** One of the two: a session ended, or every session of an application. */
+/** One of the three: a session ended, every session of a contract, or of an application. */
 export interface SessionEndedPayload {
   sessionId?: string;
+  contractId?: string;
   applicationId?: string;
 }
 
+/** The watchers' key of an end: "s:<sessionId>", "c:<contractId>" or "a:<applicationId>". */
+function keyOf(p: SessionEndedPayload): string | undefined {
+  if (typeof p.sessionId === "string") return `s:${p.sessionId}`;
+  if (typeof p.contractId === "string") return `c:${p.contractId}`;
+  if (typeof p.applicationId === "string") return `a:${p.applicationId}`;
+  return undefined;
+}
+
 export class SessionEnds {
-  /** "s:<sessionId>" / "a:<applicationId>" → the end callbacks of open streams. */
+  /** keyOf(an end) → the end callbacks of open streams. */
   private readonly watchers = new Map<string, Set<() => void>>();
   /** Told of every end, local or from the bus (the session cache forgets the session). */
   private readonly listeners: ((p: SessionEndedPayload) => void)[] = [];
@@ -30,9 +39,9 @@ export class SessionEnds {
     this.listen();
   }
 
-  /** Calls `end` once, when the session expires, is ended or loses its application; returns the cancel function. */
-  watch(s: Pick<SessionPrincipal, "sessionId" | "applicationId" | "expiresAt">, end: () => void): () => void {
-    const keys = [`s:${s.sessionId}`, `a:${s.applicationId}`];
+  /** Calls `end` once, when the session expires, is ended or loses its application or key; returns the cancel function. */
+  watch(s: Pick<SessionPrincipal, "sessionId" | "contractId" | "applicationId" | "expiresAt">, end: () => void): () => void {
+    const keys = [keyOf({ sessionId: s.sessionId }), keyOf({ contractId: s.contractId }), keyOf({ applicationId: s.applicationId })] as string[];
     let done = false;
     const fire = () => {
       if (done) return;
@@ -85,7 +94,7 @@ export class SessionEnds {
         if (r.done) return;
         const p = r.value as SessionEndedPayload;
         for (const l of this.listeners) l(p);
-        const key = typeof p.sessionId === "string" ? `s:${p.sessionId}` : typeof p.applicationId === "string" ? `a:${p.applicationId}` : undefined;
+        const key = keyOf(p);
         for (const fire of [...(key ? (this.watchers.get(key) ?? []) : [])]) fire();
       }
     })().catch((err) => this.log.error({ err }, "session end listener failed"));

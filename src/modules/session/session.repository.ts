@@ -40,6 +40,13 @@ export class SessionRepository {
     return tx.session.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: new Date() } });
   }
 
+  /** Ends every live session of a contract or of an application; returns how many. */
+  async revokeAll(tx: Tx, scope: { contractId: string } | { applicationId: string }): Promise<number> {
+    const whose = "contractId" in scope ? { contractId: scope.contractId } : { contract: { applicationId: scope.applicationId } };
+    const { count } = await tx.session.updateMany({ where: { ...whose, revokedAt: null, expiresAt: { gt: new Date() } }, data: { revokedAt: new Date() } });
+    return count;
+  }
+
   /** Housekeeping: nonces past their replay window, sessions long expired. */
   async deleteExpired(now: Date): Promise<number> {
     const nonces = await this.prisma.usedNonce.deleteMany({ where: { expiresAt: { lt: now } } });

@@ -170,9 +170,10 @@ export class SessionService {
     const mark = this.verified.mark();
     const s = await this.repo.findByKeyHash(keyHash);
     if (!s) throw unauthenticated("Unknown session key. Establish a session with createSession.");
-    if (s.revokedAt) throw unauthenticated("This session was ended. Establish a new one with createSession.");
-    if (s.expiresAt.getTime() <= Date.now()) throw unauthenticated("This session has expired. Establish a new one with createSession.");
+    // Disabled first: disabling also ends the sessions, and this says why.
     if (s.contract.application.disabledAt || s.contract.disabledAt) throw new AppError(ErrorCode.FORBIDDEN, "The application or contract of this session is disabled.");
+    if (s.revokedAt) throw unauthenticated("This session was ended (endSession, or the operator disabled the application or rotated the contract's key). Establish a new one with createSession.");
+    if (s.expiresAt.getTime() <= Date.now()) throw unauthenticated("This session has expired. Establish a new one with createSession.");
     const principal: SessionPrincipal = { sessionId: s.id, applicationId: s.contract.applicationId, contractId: s.contract.id, contractKind: s.contract.kind, expiresAt: s.expiresAt };
     this.verified.put(keyHash, principal, mark);
     return principal;
