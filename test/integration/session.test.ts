@@ -112,6 +112,24 @@ describe("createSession refusals write nothing but an audit event", () => {
     expect(await t.app.db.prisma.auditEvent.count({ where: { outcome: "REFUSED" } })).toBe(auditBefore + 1);
   });
 
+  it("files a refusal under a contract only when the request named that contract's own application", async () => {
+    const victim = await registerApp(t, { name: "Victim" });
+    const underVictim = () => t.app.db.prisma.auditEvent.count({ where: { contractId: victim.contractId } });
+    const before = await underVictim();
+    // Anyone who knows a contract id (users see it) could otherwise write into its log.
+    const forged = await attempt("x.y", { appId: `${victim.appId}_forged`, contractId: victim.contractId });
+    expect(errorCode(forged)).toBe("BAD_USER_INPUT");
+    const wrongApp = await attempt(await signAssertion(victim), { appId: app.appId, contractId: victim.contractId });
+    expect(errorCode(wrongApp)).toBe("UNAUTHENTICATED");
+    expect(await underVictim()).toBe(before);
+    const ev = await t.app.db.prisma.auditEvent.findFirst({ where: { action: "session.create", outcome: "REFUSED" }, orderBy: { seq: "desc" } });
+    expect(ev).toMatchObject({ applicationId: null, contractId: null, reason: "UNAUTHENTICATED:unknown_contract", detail: { requestedAppId: app.appId, requestedContractId: victim.contractId } });
+    // A refusal of the contract's own application is its business, and is filed under it.
+    const badSignature = await attempt(await signAssertion({ ...victim, privateKey: app.privateKey }), victim);
+    expect(errorCode(badSignature)).toBe("UNAUTHENTICATED");
+    expect(await underVictim()).toBe(before + 1);
+  });
+
   it("refuses a replayed nonce, leaving the first session valid", async () => {
     const assertion = await signAssertion(app);
     const first = await attempt(assertion);

@@ -31,9 +31,18 @@ export interface IssuedSession {
 
 const NONCE_RE = /^[\x21-\x7e]{16,128}$/;
 
-/** A refusal with the audit reason that goes with it. */
+/**
+ * A refusal with the audit reason that goes with it. `attributed`: the request named a
+ * contract of the application it names, so the event is filed under them; before that
+ * is known (or when it is not so) the ids are only what the caller claimed, and filing
+ * the event under them would let anyone write into another tenant's audit log.
+ */
 class Refusal extends Error {
-  constructor(readonly error: AppError, readonly reason: string) {
+  constructor(
+    readonly error: AppError,
+    readonly reason: string,
+    readonly attributed = true,
+  ) {
     super(error.message);
   }
 }
@@ -58,22 +67,25 @@ export class SessionService {
       return await this.establish(input);
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
+      const claimed = { appId: appId.slice(0, 64), contractId: contractId.slice(0, 64) };
       await this.audit.record({
         actorType: "APP",
-        actorId: appId.slice(0, 64),
+        actorId: claimed.appId,
         action: "session.create",
         outcome: "REFUSED",
         reason: `${e.error.code}:${e.reason}`,
-        applicationId: appId.slice(0, 64),
-        contractId: contractId.slice(0, 64),
-        detail: { assertionLength: assertion.length },
+        ...(e.attributed
+          ? { applicationId: claimed.appId, contractId: claimed.contractId, detail: { assertionLength: assertion.length } }
+          : { detail: { assertionLength: assertion.length, requestedAppId: claimed.appId, requestedContractId: claimed.contractId } }),
       });
       throw e.error;
     }
   }
 
   private async establish({ appId, contractId, assertion }: CreateSessionInput): Promise<IssuedSession> {
-    const refuse = (error: AppError, reason: string) => new Refusal(error, reason);
+    // Until the contract is found to be the application's, refusals are not filed under them.
+    let attributed = false;
+    const refuse = (error: AppError, reason: string) => new Refusal(error, reason, attributed);
     if (assertion.length > 16_384) throw refuse(badInput("assertion is too long (16 KiB at most).", "assertion"), "assertion_too_long");
 
     let header: ProtectedHeaderParameters;
@@ -88,6 +100,7 @@ export class SessionService {
     if (!contract || contract.applicationId !== appId) {
       throw refuse(unauthenticated(`No contract ${contractId} is registered for application ${appId}. Check both IDs.`), "unknown_contract");
     }
+    attributed = true;
     if (contract.application.disabledAt) throw refuse(forbidden(`Application ${appId} is disabled. Ask the operator to enable it.`), "application_disabled");
     if (contract.disabledAt) throw refuse(forbidden(`Contract ${contractId} is disabled.`), "contract_disabled");
 
