@@ -394,19 +394,33 @@ describe("user credentials", () => {
       expect(await t.app.db.prisma.userGrant.count({ where: { postboxId: pb.id } })).toBe(1);
     });
 
-    it("caps open challenges per postbox, and expired challenges are refused and swept", async () => {
-      const pb = await createPostbox(t, session);
-      const keys = await makeUserKeyPair("X25519");
-      await accept(t, pb.consentUrl, keys.publicJwk);
-      const challenges = [];
-      for (let i = 0; i < 10; i++) challenges.push((await t.gql(CHALLENGE, { postboxId: pb.id })).data!.userKeyChallenge);
-      expect(errorCode(await t.gql(CHALLENGE, { postboxId: pb.id }))).toBe("RATE_LIMITED");
-      await t.app.db.prisma.userKeyChallenge.updateMany({ where: { postboxId: pb.id }, data: { expiresAt: new Date(Date.now() - 1000) } });
-      const late = await t.gql(REISSUE, { challengeId: challenges[0].challengeId, answer: await answer(challenges[0].jwe, keys.privateKey) });
-      expect(late.errors![0].message).toMatch(/expired/);
-      await t.app.services.users.sweep();
-      expect(await t.app.db.prisma.userKeyChallenge.count({ where: { postboxId: pb.id } })).toBe(0);
-      expect((await t.gql(CHALLENGE, { postboxId: pb.id })).data!.userKeyChallenge.challengeId).toMatch(/^uch_/);
+    it("caps open challenges per asking address, so no one can lock a user out of reissue; expired challenges are refused and swept", async () => {
+      // Behind a proxy, so that the test can ask from two addresses.
+      const p = await startTestServer({ env: { TRUST_PROXY: "true" } });
+      try {
+        const from = (address: string) => ({ headers: { "x-forwarded-for": address } });
+        const pb = await createPostbox(p, await createSession(p, await registerApp(p)));
+        const keys = await makeUserKeyPair("X25519");
+        await accept(p, pb.consentUrl, keys.publicJwk);
+        const challenges = [];
+        for (let i = 0; i < 3; i++) challenges.push((await p.gql(CHALLENGE, { postboxId: pb.id }, from("198.51.100.7"))).data!.userKeyChallenge);
+        expect(errorCode(await p.gql(CHALLENGE, { postboxId: pb.id }, from("198.51.100.7")))).toBe("RATE_LIMITED");
+        // Someone else, who used up their own share, does not keep the user from asking.
+        const user = await p.gql(CHALLENGE, { postboxId: pb.id }, from("203.0.113.20"));
+        expect(user.data?.userKeyChallenge.challengeId).toMatch(/^uch_/);
+        const stored = await p.app.db.prisma.userKeyChallenge.findMany({ where: { postboxId: pb.id }, select: { requesterHash: true } });
+        expect(new Set(stored.map((c) => c.requesterHash)).size).toBe(2);
+        expect(JSON.stringify(stored)).not.toContain("198.51.100.7");
+
+        await p.app.db.prisma.userKeyChallenge.updateMany({ where: { postboxId: pb.id }, data: { expiresAt: new Date(Date.now() - 1000) } });
+        const late = await p.gql(REISSUE, { challengeId: challenges[0].challengeId, answer: await answer(challenges[0].jwe, keys.privateKey) });
+        expect(late.errors![0].message).toMatch(/expired/);
+        await p.app.services.users.sweep();
+        expect(await p.app.db.prisma.userKeyChallenge.count({ where: { postboxId: pb.id } })).toBe(0);
+        expect((await p.gql(CHALLENGE, { postboxId: pb.id }, from("198.51.100.7"))).data!.userKeyChallenge.challengeId).toMatch(/^uch_/);
+      } finally {
+        await p.stop();
+      }
     });
   });
 

@@ -64,12 +64,15 @@ export class UserRepository {
     });
   }
 
-  async createChallenge(data: { id: string; postboxId: string; answerHash: string; expiresAt: Date }): Promise<void> {
+  async createChallenge(data: { id: string; postboxId: string; answerHash: string; requesterHash: string; expiresAt: Date }): Promise<void> {
     await this.prisma.userKeyChallenge.create({ data });
   }
 
-  countLiveChallenges(postboxId: string, now: Date): Promise<number> {
-    return this.prisma.userKeyChallenge.count({ where: { postboxId, expiresAt: { gt: now } } });
+  /** Open challenges of a postbox: all of them, and those one address asked for. */
+  async countLiveChallenges(postboxId: string, requesterHash: string, now: Date): Promise<{ all: number; requester: number }> {
+    const live = { postboxId, expiresAt: { gt: now } };
+    const [all, requester] = await Promise.all([this.prisma.userKeyChallenge.count({ where: live }), this.prisma.userKeyChallenge.count({ where: { ...live, requesterHash } })]);
+    return { all, requester };
   }
 
   /** Takes a challenge out (single use, whatever the answer): the row, or null if there was none. */

@@ -26,7 +26,7 @@ export class UserResolver {
   })
   async userKeyChallenge(@Arg("postboxId", () => ID) postboxId: string, @Ctx() ctx: GraphQLContext): Promise<UserKeyChallenge> {
     await this.limiter.check(`user:${ctx.ip}`);
-    return this.users.keyChallenge(postboxId);
+    return this.users.keyChallenge(postboxId, ctx.ip);
   }
 
   @Mutation(() => UserCredential, {

@@ -32,8 +32,14 @@ export interface IssuedCredential {
 
 /** A challenge lives this long: enough to decrypt it on a slow device. */
 const CHALLENGE_TTL_MS = 5 * 60 * 1000;
-/** Open challenges per postbox: generating them costs a public-key operation each. */
-const MAX_LIVE_CHALLENGES = 10;
+/**
+ * Open challenges per postbox and asking address (each costs a public-key operation),
+ * and per postbox in all. Counted per address so that someone who knows a postbox id
+ * cannot use up its challenges and lock its user out of reissue; the total only bounds
+ * the table.
+ */
+const MAX_LIVE_CHALLENGES_PER_REQUESTER = 3;
+const MAX_LIVE_CHALLENGES = 1000;
 /** Live grants per postbox (devices); a reissue beyond it revokes the oldest. */
 const MAX_LIVE_GRANTS = 10;
 
@@ -171,12 +177,15 @@ export class UserService {
    * of the user's private key can answer it. Anyone may ask (no credential: that is
    * the point); it costs them a rate-limited request and reveals nothing.
    */
-  async keyChallenge(postboxId: string, now = new Date()): Promise<KeyChallenge> {
+  async keyChallenge(postboxId: string, requester: string, now = new Date()): Promise<KeyChallenge> {
     const pb = typeof postboxId === "string" && postboxId.length <= 64 ? await this.repo.findPostboxKey(postboxId) : null;
     if (!pb || pb.status !== "READY" || pb.expiresAt <= now || !pb.publicJwk || !pb.publicKeyThumbprint) {
       throw notFound("A READY postbox with that id");
     }
-    if ((await this.repo.countLiveChallenges(pb.id, now)) >= MAX_LIVE_CHALLENGES) {
+    // The address is kept as a hash: it is needed only to tell askers apart.
+    const requesterHash = sha256Hex(requester);
+    const live = await this.repo.countLiveChallenges(pb.id, requesterHash, now);
+    if (live.requester >= MAX_LIVE_CHALLENGES_PER_REQUESTER || live.all >= MAX_LIVE_CHALLENGES) {
       throw new AppError(ErrorCode.RATE_LIMITED, `Too many open challenges for this postbox; answer one or wait ${CHALLENGE_TTL_MS / 60_000} minutes.`, { retryAfterSeconds: CHALLENGE_TTL_MS / 1000 });
     }
     const code = randomBytes(32);
@@ -184,7 +193,7 @@ export class UserService {
     const { jwe } = await encryptBytes({ jwk: pb.publicJwk as Record<string, unknown>, kid: pb.publicKeyThumbprint }, code);
     const challengeId = newId("uch");
     const expiresAt = new Date(now.getTime() + CHALLENGE_TTL_MS);
-    await this.repo.createChallenge({ id: challengeId, postboxId: pb.id, answerHash: sha256Hex(answer), expiresAt });
+    await this.repo.createChallenge({ id: challengeId, postboxId: pb.id, answerHash: sha256Hex(answer), requesterHash, expiresAt });
     return { challengeId, jwe, expiresAt };
   }
 
