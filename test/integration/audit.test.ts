@@ -143,6 +143,19 @@ describe("audit verify", () => {
   });
 });
 
+describe("audit events of text a caller chose", () => {
+  it("stay verifiable when an id is cut at 64 characters in the middle of a character", async () => {
+    // Cut in half, the emoji would leave an unpaired surrogate, which the database stores
+    // as U+FFFD: the stored event would no longer match its hash.
+    const appId = `${"a".repeat(63)}\u{1F600}`;
+    const r = await t.gql(`mutation($input: CreateSessionInput!) { createSession(input: $input) { key } }`, { input: { appId, contractId: app.contractId, assertion: "x.y" } });
+    expect(errorCode(r)).toBe("BAD_USER_INPUT");
+    const ev = await t.app.db.prisma.auditEvent.findFirst({ where: { action: "session.create", outcome: "REFUSED" }, orderBy: { seq: "desc" } });
+    expect(ev?.actorId).toBe("a".repeat(63));
+    expect((await t.admin("GET", "/audit/verify")).body).toMatchObject({ ok: true });
+  });
+});
+
 describe("audit verify checkpoints", () => {
   it("prints a checkpoint; a later run given it catches the newest events cut off, head row and all", async () => {
     const p = t.app.db.prisma;

@@ -28,11 +28,11 @@ interface WsResult {
 }
 
 /** Runs one operation over graphql-ws; validation refusals arrive as an error array. */
-function wsExecute(client: Client, query: string): Promise<WsResult> {
+function wsExecute(client: Client, query: string, variables?: Record<string, unknown>): Promise<WsResult> {
   return new Promise((resolve, reject) => {
     let result: WsResult = {};
     client.subscribe(
-      { query },
+      { query, variables },
       {
         next: (v) => {
           result = v as WsResult;
@@ -142,6 +142,47 @@ describe("a development server", () => {
       } finally {
         await client.dispose();
       }
+    });
+
+    describe("text that cannot be stored (a NUL, an unpaired surrogate)", () => {
+      const CREATE = `mutation($input: CreateSessionInput!) { createSession(input: $input) { key } }`;
+      const input = (appId: string) => ({ input: { appId, contractId: "ctr_x", assertion: "x.y" } });
+
+      it.each([
+        ["a NUL", "app_\u0000x"],
+        ["a lone high surrogate", "app_\ud83d"],
+        ["a lone low surrogate", "app_\ude00x"],
+      ])("is refused in variables with %s over HTTP and WebSocket, naming the variable", async (_n, appId) => {
+        const before = await t.app.db.prisma.auditEvent.count();
+        const http = await t.gql(CREATE, input(appId));
+        expect(http.status).toBe(400);
+        expect(http.errors?.[0].extensions?.code).toBe("BAD_USER_INPUT");
+        expect(http.errors?.[0].message).toMatch(/^Variable \$input\.appId contains a NUL character or an unpaired UTF-16 surrogate/);
+        const client = wsClient(t.wsUrl);
+        try {
+          const ws = await wsExecute(client, CREATE, input(appId));
+          expect(ws.errors?.[0].extensions?.code).toBe("BAD_USER_INPUT");
+          expect(ws.errors?.[0].message).toMatch(/\$input\.appId/);
+        } finally {
+          await client.dispose();
+        }
+        // Refused before any resolver ran: nothing written.
+        expect(await t.app.db.prisma.auditEvent.count()).toBe(before);
+      });
+
+      it("is refused in a string literal of the query", async () => {
+        const r = await t.gql(`mutation { createSession(input: { appId: "app_\\u0000", contractId: "ctr_x", assertion: "x.y" }) { key } }`);
+        // Like every other validation rule's refusal (depth, cost, introspection).
+        expect(r.errors?.[0].extensions?.code).toBe("GRAPHQL_VALIDATION_FAILED");
+        expect(r.errors?.[0].message).toMatch(/A string in the query contains a NUL character/);
+      });
+
+      it("leaves well-formed text alone, emoji and all", async () => {
+        const r = await t.gql(CREATE, input("app_\u{1F600}"));
+        // It reaches the resolver, which refuses the assertion for what it is.
+        expect(r.errors?.[0].message).not.toMatch(/cannot be stored/);
+        expect(r.errors?.[0].message).toMatch(/JWS|assertion/i);
+      });
     });
 
     it("runs operations within the limits on both transports (refused only for lack of a session)", async () => {

@@ -1,10 +1,12 @@
-// Query limits (depth, cost, aliases, directives, tokens) from graphql-armor.
+// Query limits (depth, cost, aliases, directives, tokens) from graphql-armor, and the
+// refusal of text that cannot be stored (text-input.ts).
 // Apollo gets them as plugins/validation rules; graphql-ws does not run Apollo's
 // pipeline, so ws.ts applies the same rules to WebSocket operations.
 import { ApolloArmor } from "@escape.tech/graphql-armor";
 import type { ApolloServerPlugin } from "@apollo/server";
 import type { ValidationRule } from "graphql";
 import type { Config } from "../config.js";
+import { storableTextPlugin, storableTextRule } from "./text-input.js";
 
 export interface Limits {
   plugins: ApolloServerPlugin[];
@@ -25,8 +27,8 @@ export function createLimits(config: Config): Limits {
   const p = armor.protect();
   return {
     // graphql-armor's plugin types clash with Apollo's ESM typings; they are the same shape.
-    plugins: p.plugins as unknown as ApolloServerPlugin[],
-    validationRules: p.validationRules as unknown as ValidationRule[],
+    plugins: [...(p.plugins as unknown as ApolloServerPlugin[]), storableTextPlugin()],
+    validationRules: [...(p.validationRules as unknown as ValidationRule[]), storableTextRule],
     maxTokens: config.GRAPHQL_MAX_TOKENS,
   };
 }

@@ -8,6 +8,7 @@ import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
 import type { Limits } from "../graphql/armor.js";
 import { reportRefusal, type RefusalListener } from "../graphql/refusals.js";
+import { checkVariables } from "../graphql/text-input.js";
 import type { Context } from "graphql-ws";
 import { bearerToken, createContext, SESSION_KEY_PREFIX, USER_TOKEN_PREFIX, type Authenticators, type GraphQLContext } from "../graphql/context.js";
 import type { Logger } from "../logger.js";
@@ -68,6 +69,11 @@ export function createWsServer(opts: WsOptions) {
         if (errors.length) {
           await reportRefusal(opts.refusalListeners, { context: contextOf(ctx), document, source: payload.query, stage: "validation", code: "GRAPHQL_VALIDATION_FAILED" });
           return errors;
+        }
+        const badText = checkVariables(payload.variables);
+        if (badText) {
+          await reportRefusal(opts.refusalListeners, { context: contextOf(ctx), document, source: payload.query, stage: "variables", code: "BAD_USER_INPUT" });
+          return [badText];
         }
         return { schema: opts.schema, document, operationName: payload.operationName, variableValues: payload.variables };
       },

@@ -5,6 +5,7 @@ import { sha256Hex } from "../../infra/crypto.js";
 import { badInput, notFound } from "../../infra/errors.js";
 import { pageRequest, toConnection, type Connection } from "../../infra/graphql/pagination.js";
 import { newId } from "../../infra/ids.js";
+import { storableText } from "../../infra/text.js";
 import type { Tx } from "../../infra/db/database.js";
 import type { AuditRepository, AuditRow, NewAuditRow, PendingAuditRow } from "./audit.repository.js";
 
@@ -50,6 +51,23 @@ export function canonicalEvent(e: HashedFields): string {
     e.targetId ?? null,
     detail,
   ]);
+}
+
+// Ids in events may be what a caller sent: hashed as they will be stored (infra/text.ts),
+// or the stored row would not match its hash.
+const text = (s: string | null | undefined): string | null => (s == null ? null : storableText(s));
+
+function storableDetail(detail: Record<string, DetailValue>): Record<string, DetailValue> {
+  let clean: Record<string, DetailValue> | undefined;
+  for (const [k, v] of Object.entries(detail)) {
+    const key = storableText(k);
+    const value = typeof v === "string" ? storableText(v) : v;
+    if (key === k && value === v) continue;
+    clean ??= { ...detail };
+    if (key !== k) delete clean[k];
+    clean[key] = value;
+  }
+  return clean ?? detail;
 }
 
 export function chainHash(prevHash: string, e: HashedFields): string {
@@ -131,15 +149,15 @@ export class AuditService {
       id: newId("evt"),
       at: new Date(),
       actorType: input.actorType,
-      actorId: input.actorId ?? null,
+      actorId: text(input.actorId),
       action: input.action,
       outcome: input.outcome,
-      reason: input.reason ?? null,
-      applicationId: input.applicationId ?? null,
-      contractId: input.contractId ?? null,
-      postboxId: input.postboxId ?? null,
-      targetId: input.targetId ?? null,
-      detail: input.detail ?? undefined,
+      reason: text(input.reason),
+      applicationId: text(input.applicationId),
+      contractId: text(input.contractId),
+      postboxId: text(input.postboxId),
+      targetId: text(input.targetId),
+      detail: input.detail ? storableDetail(input.detail) : undefined,
     };
   }
 

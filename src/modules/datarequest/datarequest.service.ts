@@ -5,6 +5,7 @@
 // key opens it. PENDING → FULFILLED | DECLINED | EXPIRED, audited, published on
 // DATA_REQUEST_STATUS and webhooked (data_request.fulfilled / .declined).
 import type { Config } from "../../infra/config.js";
+import { clipText } from "../../infra/text.js";
 import { sha256Hex } from "../../infra/crypto.js";
 import type { Tx } from "../../infra/db/database.js";
 import { AppError, ErrorCode, conflict, isAppError, notFound } from "../../infra/errors.js";
@@ -34,7 +35,7 @@ const SWEEP_BATCH = 200;
 const USER_LIST_LIMIT = 100;
 
 const refuse = (code: ErrorCode, reason: string, message: string, field?: string) => new ResponseRefusal(new AppError(code, message, field ? { field } : {}), reason);
-const clip = (s: unknown) => String(s ?? "").slice(0, 64);
+const clip = (s: unknown) => clipText(String(s ?? ""), 64);
 
 export function toDataRequest(r: DataRequestRow): DataRequest {
   return {

@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { Repeater } from "@graphql-yoga/subscription";
 import type { JWK } from "jose";
 import type { Config } from "../../infra/config.js";
+import { clipText } from "../../infra/text.js";
 import { sha256Hex } from "../../infra/crypto.js";
 import type { Tx } from "../../infra/db/database.js";
 import { AppError, ErrorCode, badInput, conflict, forbidden, notFound } from "../../infra/errors.js";
@@ -289,7 +290,7 @@ export class PostboxService {
       if (!row) throw new Refusal(notFound("Postbox", id), "not_found");
       return await this.close(row, { id: row.id, contractId: row.contractId, applicationId: session.applicationId, reference: row.reference }, actor, "closed_by_application");
     } catch (e) {
-      throw await this.audited(e, actor, "postbox.close", { applicationId: session.applicationId, contractId: session.contractId, targetId: id.slice(0, 64) });
+      throw await this.audited(e, actor, "postbox.close", { applicationId: session.applicationId, contractId: session.contractId, targetId: clipText(id, 64) });
     }
   }
 

@@ -5,6 +5,7 @@
 // attempt and purge is in the audit log. The user's side (list, fetch, acknowledge) is
 // UserFilesService (push.files.service.ts).
 import type { Config } from "../../infra/config.js";
+import { clipText } from "../../infra/text.js";
 import { isUniqueViolation } from "../../infra/db/prisma-errors.js";
 import { AppError, ErrorCode, isAppError, notFound } from "../../infra/errors.js";
 import type { SessionPrincipal } from "../../infra/graphql/context.js";
@@ -546,9 +547,8 @@ export class PushService {
   }
 }
 
-export function clip(s: unknown): string {
-  return typeof s === "string" ? s.slice(0, 64) : String(s).slice(0, 64);
-}
+/** An id as the caller sent it, short enough for an audit event (never half a character). */
+export const clip = (s: unknown): string => clipText(String(s), 64);
 
 /** JWE text written in PushChunk slices (CHUNK_CHARS each) as it is produced, and hashed; without a pushId it is only hashed. */
 class ChunkSink {

@@ -5,6 +5,7 @@
 import { createPublicKey } from "node:crypto";
 import { decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWK, type ProtectedHeaderParameters } from "jose";
 import type { Config } from "../../infra/config.js";
+import { clipText } from "../../infra/text.js";
 import { newSecret, sha256Hex } from "../../infra/crypto.js";
 import { isUniqueViolation } from "../../infra/db/prisma-errors.js";
 import { AppError, ErrorCode, badInput, forbidden, unauthenticated } from "../../infra/errors.js";
@@ -67,7 +68,7 @@ export class SessionService {
       return await this.establish(input);
     } catch (e) {
       if (!(e instanceof Refusal)) throw e;
-      const claimed = { appId: appId.slice(0, 64), contractId: contractId.slice(0, 64) };
+      const claimed = { appId: clipText(appId, 64), contractId: clipText(contractId, 64) };
       await this.audit.record({
         actorType: "APP",
         actorId: claimed.appId,

@@ -1,0 +1,68 @@
+// Requests with text that cannot be stored as sent (a NUL, an unpaired surrogate:
+// see infra/text.ts) are refused, for every operation and on both transports, before
+// any resolver sees them: in the document's string literals (a validation rule) and in
+// the variables.
+import type { ApolloServerPlugin } from "@apollo/server";
+import { GraphQLError, type ASTVisitor, type ValidationContext, type ValidationRule } from "graphql";
+import { INLINE_VALUE_PREFIX } from "../http/large-json.js";
+import { isStorableText } from "../text.js";
+
+// The large-body parser's stand-in for content it kept in the body buffer starts with a
+// NUL on purpose (no content can), and is not text of the caller's.
+const INLINE_TOKEN = new RegExp(`^${INLINE_VALUE_PREFIX}\\d+$`);
+
+const MESSAGE = "contains a NUL character or an unpaired UTF-16 surrogate, which cannot be stored; send well-formed Unicode text";
+
+function refusal(where: string): GraphQLError {
+  return new GraphQLError(`${where} ${MESSAGE}.`, { extensions: { code: "BAD_USER_INPUT", http: { status: 400 } } });
+}
+
+/** The path of the first string in `value` that isStorableText refuses (its keys as well), or null. */
+export function unstorableTextPath(value: unknown, path = ""): string | null {
+  if (typeof value === "string") return isStorableText(value) || INLINE_TOKEN.test(value) ? null : path;
+  if (value === null || typeof value !== "object") return null;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const p = unstorableTextPath(value[i], `${path}[${i}]`);
+      if (p !== null) return p;
+    }
+    return null;
+  }
+  // Plain objects only: anything else (the large-body parser's buffer tokens) is not text.
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return null;
+  for (const [k, v] of Object.entries(value)) {
+    const here = path ? `${path}.${k}` : k;
+    if (!isStorableText(k)) return here;
+    const p = unstorableTextPath(v, here);
+    if (p !== null) return p;
+  }
+  return null;
+}
+
+/** Refuses variables with unstorable text: the error to answer with, or null. */
+export function checkVariables(variables: Record<string, unknown> | null | undefined): GraphQLError | null {
+  const path = variables ? unstorableTextPath(variables) : null;
+  return path === null ? null : refusal(`Variable $${path}`);
+}
+
+/** Refuses string literals with unstorable text. */
+export const storableTextRule: ValidationRule = (context: ValidationContext): ASTVisitor => ({
+  StringValue(node) {
+    if (!isStorableText(node.value)) context.reportError(new GraphQLError(`A string in the query ${MESSAGE}.`, { nodes: [node], extensions: { code: "BAD_USER_INPUT" } }));
+  },
+});
+
+/** For Apollo (HTTP): the variables check, once the operation is known. */
+export function storableTextPlugin<T extends object>(): ApolloServerPlugin<T> {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation(rc) {
+          const error = checkVariables(rc.request.variables);
+          if (error) throw error;
+        },
+      };
+    },
+  };
+}
