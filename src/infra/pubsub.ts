@@ -48,7 +48,17 @@ export function createAppPubSub(redisUrl?: string, log?: Logger): PubSubHandle {
       log?.error({ err: err.message, channel: String(args[0]) }, "redis publish failed; subscribers on other instances missed an event");
       return 0;
     })) as typeof publishClient.publish;
-  const eventTarget = createRedisEventTarget({ publishClient, subscribeClient });
+  // Nor does it catch a failed SUBSCRIBE or UNSUBSCRIBE (sent without waiting, when a
+  // topic's first listener comes or its last goes). A failed SUBSCRIBE also fails ready(),
+  // which every subscription awaits, so that subscription ends with an error; a failed
+  // UNSUBSCRIBE leaves Redis sending messages nobody listens to until the connection drops.
+  const quietly = (command: "subscribe" | "unsubscribe") => (topic: string) =>
+    subscribeClient[command](topic).catch((err: Error) => {
+      log?.error({ err: err.message, channel: topic }, `redis ${command} failed`);
+      return 0;
+    });
+  const adapterClient = { on: subscribeClient.on.bind(subscribeClient), subscribe: quietly("subscribe"), unsubscribe: quietly("unsubscribe") };
+  const eventTarget = createRedisEventTarget({ publishClient, subscribeClient: adapterClient as unknown as Redis });
   return {
     pubSub: Object.assign(createPubSub<PubSubEvents>({ eventTarget }), {
       // The event target SUBSCRIBEs (without waiting) when a topic's first listener

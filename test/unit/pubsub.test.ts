@@ -30,3 +30,25 @@ describe("createAppPubSub with Redis", () => {
     }
   });
 });
+
+describe("createAppPubSub while Redis is unreachable", () => {
+  it("a subscription's SUBSCRIBE and UNSUBSCRIBE fail without an unhandled rejection (which would end the process), and ready() reports the failure", async () => {
+    const logged: string[] = [];
+    const log = { warn: () => {}, error: (_o: unknown, msg: string) => logged.push(msg) } as never;
+    // Nothing listens on port 1: every command fails once ioredis gives up retrying it.
+    const handle = createAppPubSub("redis://127.0.0.1:1", log);
+    try {
+      const topic = `TEST_DOWN:${randomBytes(6).toString("hex")}`;
+      const it = handle.pubSub.subscribe(topic)[Symbol.asyncIterator]();
+      void it.next(); // registers the listener: the adapter sends SUBSCRIBE and does not wait
+      await expect(handle.pubSub.ready(topic)).rejects.toThrow();
+      await it.return?.(); // the last listener leaves: UNSUBSCRIBE, which fails as well
+      await new Promise((r) => setTimeout(r, 1500)); // past the retries of both commands
+      // Both failures were caught and logged (jest's vm hides process-level unhandled
+      // rejections from a test, so the log is the evidence that nothing escaped).
+      expect(logged.filter((m) => /redis (un)?subscribe failed/.test(m)).length).toBe(2);
+    } finally {
+      await handle.close();
+    }
+  });
+});
