@@ -1,7 +1,7 @@
 // formatError: keep our coded errors and GraphQL's own request errors; map Prisma
 // errors (one place, infra/db/prisma-errors.ts); mask everything else.
 import { unwrapResolverError } from "@apollo/server/errors";
-import type { GraphQLFormattedError } from "graphql";
+import { GraphQLError, type GraphQLFormattedError } from "graphql";
 import { ArgumentValidationError } from "type-graphql";
 import { mapPrismaError } from "../db/prisma-errors.js";
 import { ErrorCode, isAppError } from "../errors.js";
@@ -36,7 +36,7 @@ export function makeFormatError(log: Logger) {
     if (typeof code === "string" && REQUEST_CODES.has(code)) {
       return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code } };
     }
-    if (!formatted.path && !code) {
+    if (!formatted.path && !code && original instanceof GraphQLError) {
       // Errors raised before execution without a code (e.g. graphql-armor rejections).
       return { message: formatted.message, locations: formatted.locations, extensions: { code: "GRAPHQL_VALIDATION_FAILED" } };
     }

@@ -8,6 +8,12 @@ const MAX_TIMER_MS = 2_147_483_647;
 export interface SessionStreamOptions<S, T> {
   /** Events of the topic (e.g. `pubSub.subscribe(topic)`); returned when the stream ends. */
   source: AsyncIterable<S>;
+  /**
+   * Resolves once the source hears every event published from now on, on any instance
+   * (`pubSub.ready(topic)`); awaited before the prelude. When it fails (Redis is
+   * unreachable) the stream ends with that error rather than staying open deaf.
+   */
+  ready: () => Promise<void>;
   /** Registers the end of the session (expiry, endSession…): calls its argument then; returns the cancel function. */
   until: (end: () => void) => () => void;
   /**
@@ -38,7 +44,7 @@ export function endAtExpiry(expiresAt: Date, end: () => void): () => void {
  * The events of `source` that `select` keeps, until the session ends or the
  * client leaves; either way the source subscription is returned.
  */
-export function sessionStream<S, T>({ source, until, prelude, select, onOpen, onClose }: SessionStreamOptions<S, T>): AsyncIterable<T> {
+export function sessionStream<S, T>({ source, ready, until, prelude, select, onOpen, onClose }: SessionStreamOptions<S, T>): AsyncIterable<T> {
   return new Repeater<T>(async (push, stop) => {
     const it = source[Symbol.asyncIterator]();
     // The first next() registers the listener; only then does the stream count as open.
@@ -52,6 +58,7 @@ export function sessionStream<S, T>({ source, until, prelude, select, onOpen, on
       onClose();
       void it.return?.();
     });
+    await ready();
     if (prelude) {
       for await (const x of prelude()) {
         if (stopped) break;

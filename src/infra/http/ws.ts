@@ -39,7 +39,15 @@ function authorizationOf(params: Record<string, unknown> | undefined): string | 
 export function createWsServer(opts: WsOptions) {
   const wss = new WebSocketServer({ server: opts.server, path: "/graphql", maxPayload: opts.maxPayload });
   const rules = [...specifiedRules, ...opts.limits.validationRules, ...(opts.introspection ? [] : [NoSchemaIntrospectionCustomRule])];
-  const formatAll = (errors: readonly GraphQLError[]) => errors.map((e) => opts.formatError(e.toJSON(), e));
+  // An error thrown by a subscription's source stream after it started reaches onError
+  // wrapped by graphql-ws in a GraphQLError with no path, which formatError would take
+  // for a request error and show as is: format what was thrown instead (an AppError
+  // keeps its code; anything else is masked as internal).
+  const formatAll = (errors: readonly GraphQLError[]) =>
+    errors.map((e) => {
+      const thrown = !e.nodes && !e.path && e.originalError && !(e.originalError instanceof GraphQLError) ? e.originalError : e;
+      return opts.formatError(e.toJSON(), thrown);
+    });
   const contextOf = (ctx: Context<Record<string, unknown> | undefined, { request: http.IncomingMessage }>) =>
     createContext({
       requestId: randomUUID(),

@@ -242,6 +242,7 @@ export class DataRequestService {
     const contractId = s.contractId;
     return sessionStream({
       source,
+      ready: () => this.pubSub.ready(contractTopic(contractId)),
       until: (end) => this.sessionEnds.watch(s, end),
       select: (raw) => {
         const p = asDataRequestPayload(raw);

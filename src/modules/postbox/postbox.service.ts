@@ -472,8 +472,10 @@ export class PostboxService {
         this.openStreams--;
       });
 
+      // With Redis: a READY from another instance cannot fall before the snapshot; and a
+      // stream opened while Redis is unreachable ends with an error rather than staying deaf.
+      await this.hub.ready(contractId);
       if (postboxId != null) {
-        await this.hub.ready(contractId); // with Redis: a READY from another instance cannot fall before the snapshot
         const row = await this.d.repo.findForContract(postboxId, contractId);
         if (!row) return void stop();
         deliver({ contractId, postboxId: row.id, status: row.status, previousStatus: null, at: statusSince(row).toISOString() });

@@ -80,6 +80,7 @@ export class UserFilesService {
     const told = new Map<string, number>();
     return sessionStream({
       source: this.pubSub.subscribe(userTopic(u.postboxId)),
+      ready: () => this.pubSub.ready(userTopic(u.postboxId)),
       until: (end) => endAtExpiry(u.expiresAt, end),
       prelude: includeCurrent ? () => this.currentFiles(u.postboxId, told, since) : undefined,
       select: (raw, endStream) => {
@@ -102,7 +103,6 @@ export class UserFilesService {
    * first, giving where it stands now (its latest change and when).
    */
   private async *currentFiles(postboxId: string, told: Map<string, number>, since: Date | null): AsyncGenerator<UserFileEvent> {
-    await this.pubSub.ready(userTopic(postboxId)); // with Redis, the listener is in force only once Redis says so
     let after: PushKeyset | undefined;
     for (;;) {
       const rows = await this.repo.listStates(postboxId, CURRENT_PAGE, after, since);

@@ -504,6 +504,7 @@ export class PushService {
     const contractId = s.contractId;
     return sessionStream({
       source,
+      ready: () => this.pubSub.ready(pushTopic(contractId)),
       until: (end) => this.sessionEnds.watch(s, end),
       select: (raw) => {
         const p = asPushPayload(raw);
