@@ -71,6 +71,8 @@ export interface App {
   log: Logger;
   services: Services;
   scheduler: Scheduler;
+  /** Queries and mutations running now, on both transports (stop waits for them). */
+  operationsInFlight(): number;
   stop(): Promise<void>;
 }
 
@@ -210,6 +212,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       log,
       services: wired.services,
       scheduler,
+      operationsInFlight: () => running.operationsInFlight(),
       stop() {
         stopping ??= (async () => {
           // Webhooks first: aborting sends in flight keeps a slow receiver from holding up the scheduler's stop.

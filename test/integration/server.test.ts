@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
+import { gzipSync } from "node:zlib";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
@@ -105,6 +106,26 @@ describe("a development server", () => {
     expect(JSON.parse(allowed.text)).toEqual({ data: { __typename: "Query" } });
   });
 
+  it.each([
+    ["an unknown Content-Encoding", { "content-encoding": "zz" }, Buffer.from(JSON.stringify({ query: "{ __typename }" })), 415, /unsupported content encoding "zz"/],
+    ["a gzip body that is not gzip", { "content-encoding": "gzip" }, Buffer.from(JSON.stringify({ query: "{ __typename }" })), 400, /could not be read; check that its Content-Encoding/],
+  ])("answers a body with %s in GraphQL's error shape, without a stack trace", async (_n, headers, body, status, message) => {
+    const res = await request(`${t.url}/graphql`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+    const text = await res.body.text();
+    expect(res.statusCode).toBe(status);
+    expect(res.headers["content-type"]).toMatch(/application\/json/);
+    const json = JSON.parse(text);
+    expect(json.errors[0].extensions.code).toBe("BAD_REQUEST");
+    expect(json.errors[0].message).toMatch(message);
+    expect(text).not.toMatch(/ at |node_modules/);
+  });
+
+  it("takes a gzip-compressed body", async () => {
+    const res = await request(`${t.url}/graphql`, { method: "POST", headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: gzipSync(JSON.stringify({ query: "{ __typename }" })) });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.json()).toEqual({ data: { __typename: "Query" } });
+  });
+
   it("refuses a POST whose content type a browser form could send", async () => {
     const res = await request(`${t.url}/graphql`, { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify({ query: "{ __typename }" }) });
     const text = await res.body.text();
@@ -183,6 +204,20 @@ describe("a development server", () => {
         expect(r.errors?.[0].message).not.toMatch(/cannot be stored/);
         expect(r.errors?.[0].message).toMatch(/JWS|assertion/i);
       });
+    });
+
+    it.each([
+      ["an unclosed selection", `{ __typename`],
+      ["a stray brace", `{ __typename }}`],
+      ["an unterminated string", `{ a(x: "b) }`],
+      ["a bad number", `{ a(b: 1e) }`],
+    ])("answers a document with %s 400 GRAPHQL_PARSE_FAILED, and counts the operation as ended", async (_n, query) => {
+      const r = await t.gql(query);
+      expect(r.status).toBe(400);
+      expect(r.errors?.[0].extensions?.code).toBe("GRAPHQL_PARSE_FAILED");
+      expect(r.errors?.[0].message).toMatch(/^Syntax Error: /);
+      // A request that never ended would hold up the server's stop for its whole grace period.
+      expect(t.app.operationsInFlight()).toBe(0);
     });
 
     it("runs operations within the limits on both transports (refused only for lack of a session)", async () => {

@@ -21,7 +21,10 @@ export function createLimits(config: Config): Limits {
     costLimit: { maxCost: config.GRAPHQL_MAX_COST, exposeLimits: !production },
     maxAliases: { n: config.GRAPHQL_MAX_ALIASES, exposeLimits: !production },
     maxDirectives: { n: 50, exposeLimits: !production },
-    maxTokens: { n: config.GRAPHQL_MAX_TOKENS, exposeLimits: !production },
+    // The token limit is graphql-js's own parse option (Apollo's parseOptions, and
+    // ws.ts): armor's plugin parses again in a hook Apollo does not expect to throw, so
+    // every syntax error became an HTTP 500 whose operation was never counted as ended.
+    maxTokens: { enabled: false },
     blockFieldSuggestion: { enabled: production },
   });
   const p = armor.protect();

@@ -2,8 +2,8 @@
 // fails validation or a limit, or its variables do not fit. Modules that must
 // record every attempt of an operation (pushData's audit trail) listen here; the
 // HTTP pipeline (refusalPlugin, for Apollo) and the WebSocket server both report.
-import type { ApolloServerPlugin, GraphQLRequestContext } from "@apollo/server";
-import { parse, type DocumentNode, type GraphQLError } from "graphql";
+import type { ApolloServerPlugin } from "@apollo/server";
+import type { DocumentNode, GraphQLError } from "graphql";
 import type { GraphQLContext } from "./context.js";
 
 export interface RefusedOperation {
@@ -31,30 +31,15 @@ export async function reportRefusal(listeners: RefusalListener[], r: RefusedOper
 const codeOf = (e: unknown, fallback: string) => String((e as GraphQLError | undefined)?.extensions?.code ?? fallback);
 
 /** Reports Apollo requests that end with errors before execution reached a resolver. */
-export function refusalPlugin(listeners: RefusalListener[], maxTokens: number): ApolloServerPlugin<GraphQLContext> {
+export function refusalPlugin(listeners: RefusalListener[]): ApolloServerPlugin<GraphQLContext> {
   return {
     async requestDidStart() {
-      let reported = false;
-      const report = (rc: GraphQLRequestContext<GraphQLContext>, stage: RefusedOperation["stage"], code: string) => {
-        reported = true;
-        return reportRefusal(listeners, { context: rc.contextValue, document: rc.document, source: rc.source, stage, code });
-      };
       return {
-        // Only for documents not in Apollo's cache. graphql-armor's token-limited parser
-        // fails the request from this same hook, and Apollo then answers without calling
-        // willSendResponse, so a document that does not parse is caught here.
-        async parsingDidStart(rc) {
-          if (!rc.source) return;
-          try {
-            parse(rc.source, { maxTokens });
-          } catch (e) {
-            await report(rc, "parse", codeOf(e, "GRAPHQL_PARSE_FAILED"));
-          }
-        },
         async willSendResponse(rc) {
-          if (reported || !rc.errors?.length) return;
+          if (!rc.errors?.length) return;
           // With an operation and errors, execution may have run resolvers (listeners tell by context.reached).
-          await report(rc, !rc.document ? "parse" : !rc.operation ? "validation" : "variables", codeOf(rc.errors[0], "BAD_USER_INPUT"));
+          const stage: RefusedOperation["stage"] = !rc.document ? "parse" : !rc.operation ? "validation" : "variables";
+          await reportRefusal(listeners, { context: rc.contextValue, document: rc.document, source: rc.source, stage, code: codeOf(rc.errors[0], "BAD_USER_INPUT") });
         },
       };
     },

@@ -8,6 +8,11 @@ export class InflightOperations {
   private count = 0;
   private waiters: (() => void)[] = [];
 
+  /** Operations running now (stop waits for them). */
+  get running(): number {
+    return this.count;
+  }
+
   private start(): () => void {
     this.count++;
     let done = false;

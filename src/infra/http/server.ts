@@ -45,6 +45,8 @@ export interface HttpServerDeps {
 export interface RunningHttpServer {
   server: http.Server;
   url: string;
+  /** Queries and mutations running now, on both transports (stop waits for them). */
+  operationsInFlight(): number;
   stop(): Promise<void>;
 }
 
@@ -105,6 +107,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     stopOnTerminationSignals: false,
     formatError,
     validationRules: deps.limits.validationRules,
+    parseOptions: { maxTokens: deps.limits.maxTokens },
     logger: { debug: (m) => log.debug(m), info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer: server, stopGracePeriodMillis: 5000 }),
@@ -120,7 +123,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       loggingPlugin(),
       inflight.plugin<GraphQLContext>(),
       ...deps.limits.plugins,
-      refusalPlugin(deps.refusalListeners ?? [], deps.limits.maxTokens),
+      refusalPlugin(deps.refusalListeners ?? []),
     ],
   });
   await apollo.start();
@@ -182,6 +185,22 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     }
     next(err);
   });
+  // Everything else that reached Express's error path, in the same shape rather than
+  // Express's HTML page with a stack trace: a request error the body parser marks as
+  // safe to show (an unknown or corrupt Content-Encoding, an unsupported charset) with
+  // its status; anything else masked and logged.
+  app.use((err: Error & { status?: number; statusCode?: number; expose?: boolean }, req: Request, res: express.Response, _next: express.NextFunction) => {
+    const status = Number(err?.status ?? err?.statusCode);
+    if (err?.expose && status >= 400 && status < 500) {
+      // A corrupt compressed body comes with just the status's own name as its message.
+      const why = err.message && err.message !== http.STATUS_CODES[status] ? `: ${err.message}` : "; check that its Content-Encoding and charset match its bytes";
+      sendError(res, status, "BAD_REQUEST", `The request body could not be read${why}.`);
+      return;
+    }
+    log.error({ err, requestId: (req as Request & { requestId?: string }).requestId, path: req.path }, "internal error in HTTP request");
+    if (res.headersSent) res.destroy();
+    else sendError(res, 500, ErrorCode.INTERNAL_SERVER_ERROR, "Internal server error.");
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -193,6 +212,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   return {
     server,
     url: `http://${host}:${port}`,
+    operationsInFlight: () => inflight.running,
     async stop() {
       await apollo.stop(); // drains HTTP and disposes the WebSocket server
       await inflight.settled(10_000);
