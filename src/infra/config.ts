@@ -46,7 +46,13 @@ const str: Parser<string> = (raw) => raw;
 const optionalStr: Parser<string | undefined> = (raw) => (raw === "" ? undefined : raw);
 const duration: Parser<number> = (raw, name) => parseDuration(raw, name);
 const durationOrOff: Parser<number> = (raw, name) => (/^\s*0+\s*(ms|s|m|h|d)?\s*$/.test(raw) ? 0 : parseDuration(raw, name));
-const bytes: Parser<number> = (raw, name) => parseBytes(raw, name);
+const bytesUpTo =
+  (max: number, maxText: string): Parser<number> =>
+  (raw, name) => {
+    const n = parseBytes(raw, name);
+    if (n > max) throw new ConfigError(name, `must be at most ${maxText} (got "${raw}")`);
+    return n;
+  };
 const bool: Parser<boolean> = (raw, name) => {
   if (/^(1|true|yes|on)$/i.test(raw)) return true;
   if (/^(0|false|no|off)$/i.test(raw)) return false;
@@ -118,7 +124,12 @@ export const SPEC = {
   POSTBOX_TTL_ONGOING: { doc: "Default lifetime of a postbox on an ongoing contract.", default: "365d", parse: duration },
   POSTBOX_MAX_TTL: { doc: "Longest lifetime an application may ask for.", default: "730d", parse: duration },
   USER_ACCESS_TTL: { doc: "Lifetime of a user's access token (refresh tokens live as long as the postbox).", default: "1h", parse: duration },
-  MAX_PUSH_BYTES: { doc: "Largest file a push may carry (decoded size; ciphertext may be slightly larger). The HTTP body limit follows from it.", default: "10MiB", parse: bytes },
+  MAX_PUSH_BYTES: {
+    doc: "Largest file a push may carry (decoded size; ciphertext may be slightly larger), at most 1GiB: a push's whole request is held in memory. The HTTP body limit follows from it.",
+    default: "10MiB",
+    // Above a few GiB the body buffer cannot even be allocated; 1 GiB already needs ~3 GiB of memory per push in flight.
+    parse: bytesUpTo(1024 ** 3, "1GiB"),
+  },
   PUSH_RETENTION: { doc: "How long pushed content is kept after the user acknowledged it (postbox expiry still applies first).", default: "7d", parse: duration },
   DATA_REQUEST_TTL: { doc: "How long a request for data (`requestData`) waits for the user before it becomes EXPIRED (never beyond the postbox's expiry).", default: "7d", parse: duration },
   DATA_RESPONSE_RETENTION: { doc: "How long the encrypted answer to a data request is kept for the application to fetch (`dataResponse`); its size and hash stay.", default: "30d", parse: duration },
@@ -135,6 +146,7 @@ export const SPEC = {
   GRAPHQL_MAX_COST: { doc: "Largest query cost (graphql-armor cost analysis).", default: "5000", parse: int(1, 1_000_000) },
   GRAPHQL_MAX_ALIASES: { doc: "Most aliases in one operation.", default: "15", parse: int(0, 1000) },
   GRAPHQL_MAX_TOKENS: { doc: "Most tokens in one document.", default: "2000", parse: int(10, 100_000) },
+  WS_MAX_OPERATIONS: { doc: "Most operations (subscriptions included) one WebSocket connection may have running at once; one more is refused with RATE_LIMITED.", default: "100", parse: int(1, 100_000) },
   RATE_LIMIT_PER_MINUTE: { doc: "Requests per minute per client address on the unauthenticated entry points (createSession, consent, user token renewal), in whole-minute windows; with REDIS_URL counted across all instances. 0 turns it off.", default: "600", parse: int(0, 1_000_000) },
 } satisfies Record<string, VarSpec<unknown>>;
 

@@ -19,7 +19,8 @@ import { operation } from "../documents/index.js";
 import type { CreateSessionMutation } from "../generated/graphql.js";
 import { createSession, registerApp, signAssertion } from "../helpers/factories.js";
 import { createTestDatabase, startTestServer, type TestServer } from "../helpers/server.js";
-import { wsClient } from "../helpers/ws.js";
+import { collect, wsClient } from "../helpers/ws.js";
+import { waitUntil } from "./postbox.helpers.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -323,6 +324,48 @@ describe("introspection off by configuration", () => {
   });
 });
 
+describe("operations per WebSocket connection", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({ env: { WS_MAX_OPERATIONS: "2" } });
+  });
+  afterAll(async () => t?.stop());
+
+  it("refuses one over WS_MAX_OPERATIONS with RATE_LIMITED, keeps the connection and the others, and takes one again once another ends", async () => {
+    const app = await registerApp(t);
+    const key = await createSession(t, app);
+    const client = wsClient(t.wsUrl, `Bearer ${key}`);
+    try {
+      const open = () => t.app.services.postboxes.openSubscriptions;
+      const first = collect(client, `subscription { postboxStatusChanged { postboxId status } }`);
+      const second = collect(client, `subscription { postboxStatusChanged { postboxId status } }`);
+      await waitUntil(() => open() === 2, "two streams are open");
+      const third = await wsExecute(client, `{ __typename }`);
+      expect(third.errors?.[0].extensions?.code).toBe("RATE_LIMITED");
+      expect(third.errors?.[0].message).toMatch(/already has 2 operations running/);
+      expect(first.errors).toEqual([]);
+      first.dispose();
+      await waitUntil(() => open() === 1, "the first stream ended");
+      expect((await wsExecute(client, `{ __typename }`)).data).toEqual({ __typename: "Query" });
+      expect(second.errors).toEqual([]);
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it("counts each connection on its own", async () => {
+    const a = wsClient(t.wsUrl);
+    const b = wsClient(t.wsUrl);
+    try {
+      const results = await Promise.all([a, a, b, b].map((c) => wsExecute(c, `{ __typename }`)));
+      expect(results.map((r) => r.data)).toEqual(Array(4).fill({ __typename: "Query" }));
+    } finally {
+      await a.dispose();
+      await b.dispose();
+    }
+  });
+});
+
 describe("a production server", () => {
   let t: TestServer;
   beforeAll(async () => {
@@ -347,6 +390,20 @@ describe("a production server", () => {
     const aliases = await t.gql(ALIASES);
     expect(aliases.data).toBeUndefined();
     expect(aliases.errors?.[0].message).not.toMatch(/15|16/);
+  });
+
+  it("suggests no field names for a misspelt field, over HTTP and WebSocket", async () => {
+    const http = await t.gql(`{ postboxs { edges { cursor } } }`);
+    expect(http.errors?.[0].message).toMatch(/Cannot query field "postboxs"/);
+    expect(http.errors?.[0].message).not.toMatch(/Did you mean|postboxes/);
+    const client = wsClient(t.wsUrl);
+    try {
+      const ws = await wsExecute(client, `{ postboxs { edges { cursor } } }`);
+      expect(ws.errors?.[0].message).toMatch(/Cannot query field "postboxs"/);
+      expect(ws.errors?.[0].message).not.toMatch(/Did you mean|postboxes/);
+    } finally {
+      await client.dispose();
+    }
   });
 });
 

@@ -164,6 +164,8 @@ describe("loadConfig", () => {
     ["SESSION_TTL", "forever", /duration/],
     ["ASSERTION_MAX_SKEW", "0", /positive/],
     ["MAX_PUSH_BYTES", "huge", /size/],
+    ["MAX_PUSH_BYTES", "2GiB", /at most 1GiB/],
+    ["WS_MAX_OPERATIONS", "0", /from 1 to 100000/],
     ["GRAPHQL_MAX_DEPTH", "0", /from 1 to 100/],
     ["DATABASE_POOL_SIZE", "1000", /from 1 to 200/],
   ])("refuses %s=%j with a message naming it", (name, raw, message) => {

@@ -95,6 +95,8 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     clientIp,
     introspection: config.INTROSPECTION,
     refusalListeners: deps.refusalListeners ?? [],
+    maxOperations: config.WS_MAX_OPERATIONS,
+    hideSuggestions: config.NODE_ENV === "production",
   });
 
   const apollo = new ApolloServer<GraphQLContext>({

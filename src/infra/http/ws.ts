@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { execute, parse, specifiedRules, validate, GraphQLError, NoSchemaIntrospectionCustomRule, type DocumentNode, type GraphQLSchema, type GraphQLFormattedError } from "graphql";
 import { WebSocketServer } from "ws";
 import { useServer } from "graphql-ws/use/ws";
+import { AppError, ErrorCode } from "../errors.js";
 import type { Limits } from "../graphql/armor.js";
 import { reportRefusal, type RefusalListener } from "../graphql/refusals.js";
 import { checkVariables } from "../graphql/text-input.js";
@@ -29,6 +30,10 @@ export interface WsOptions {
   refusalListeners: RefusalListener[];
   /** Queries and mutations run through it, so that stopping waits for them (subscriptions use subscribe, not execute). */
   inflight: InflightOperations;
+  /** WS_MAX_OPERATIONS: operations one connection may have running at once. */
+  maxOperations: number;
+  /** Production: validation messages lose graphql-js's "Did you mean …?" (armor's blockFieldSuggestion does this on HTTP). */
+  hideSuggestions: boolean;
 }
 
 function authorizationOf(params: Record<string, unknown> | undefined): string | undefined {
@@ -46,7 +51,8 @@ export function createWsServer(opts: WsOptions) {
   const formatAll = (errors: readonly GraphQLError[]) =>
     errors.map((e) => {
       const thrown = !e.nodes && !e.path && e.originalError && !(e.originalError instanceof GraphQLError) ? e.originalError : e;
-      return opts.formatError(e.toJSON(), thrown);
+      const formatted = opts.formatError(e.toJSON(), thrown);
+      return opts.hideSuggestions ? { ...formatted, message: formatted.message.replace(/ Did you mean .*\?$/s, "") } : formatted;
     });
   const contextOf = (ctx: Context<Record<string, unknown> | undefined, { request: http.IncomingMessage }>) =>
     createContext({
@@ -65,6 +71,10 @@ export function createWsServer(opts: WsOptions) {
       // a parse error (syntax, token limit) thrown from those closes the whole socket
       // with 4500, while errors returned from onSubscribe answer just this operation.
       onSubscribe: async (ctx, _id, payload) => {
+        // graphql-ws has registered this operation already: it counts itself.
+        if (Object.keys(ctx.subscriptions).length > opts.maxOperations) {
+          return [new AppError(ErrorCode.RATE_LIMITED, `This connection already has ${opts.maxOperations} operations running; complete some, or open another connection.`)];
+        }
         let document: DocumentNode;
         try {
           document = parse(payload.query, { maxTokens: opts.limits.maxTokens });
