@@ -150,7 +150,7 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   const vacuum = vacuumTask(db, log);
   if (vacuum) tasks.push(vacuum);
 
-  const adminRoutes = [applicationAdminRoutes(applications), webhookAdminRoutes(webhooks), auditAdminRoutes(audit)];
+  const adminRoutes = [applicationAdminRoutes(applications), webhookAdminRoutes(webhooks), auditAdminRoutes(audit, config.AUDIT_RETENTION)];
   // Every pushData attempt is audited, also those GraphQL refuses before the resolver.
   const refusalListeners = [pushRefusalAudit(pushes)];
   const services: Services = { audit, applications, sessions, webhooks, postboxes, users, pushes, files, dataRequests };

@@ -161,9 +161,9 @@ describe("audit verify checkpoints", () => {
     const p = t.app.db.prisma;
     const first = await cli(["audit", "verify"]);
     expect(first.code).toBe(0);
-    const m = /Checkpoint: (\d+):([0-9a-f]{64})/.exec(first.stdout)!;
+    const m = /Checkpoint: (\d+):([0-9a-f]{64})@(\S+Z)$/m.exec(first.stdout)!;
     expect(m).not.toBeNull();
-    const checkpoint = `${m[1]}:${m[2]}`;
+    const checkpoint = `${m[1]}:${m[2]}@${m[3]}`;
     await t.gql(PUSH_DATA, { input: dataInput(target, Buffer.from("after the checkpoint")) }, { token: session });
     expect((await cli(["audit", "verify", "--checkpoint", checkpoint])).code).toBe(0);
 
@@ -254,6 +254,18 @@ describe("retention", () => {
     // New events chain on, and it still verifies.
     await t.gql(PUSH_DATA, { input: dataInput(target, Buffer.from("after pruning")) }, { token: session });
     expect((await cli(["audit", "verify"])).code).toBe(0);
+
+    // A checkpoint that retention pruned passes (it is older than AUDIT_RETENTION, 1h here)...
+    const gone = kept[0].prevHash; // the last pruned event's hash
+    const prunedSeq = (BigInt(kept[0].seq) - 1n).toString();
+    const old = await cli(["audit", "verify", "--json", "--checkpoint", `${prunedSeq}:${gone}@${new Date(Date.now() - 2 * HOUR).toISOString()}`]);
+    expect(old.code).toBe(0);
+    expect(JSON.parse(old.stdout).prunedCheckpoints).toEqual([`${prunedSeq}:${gone}`]);
+    // ...but not one younger than that, whatever audit.prune event claims its removal (this
+    // pruning ran on a clock two hours ahead, as someone covering up a deletion could have).
+    const young = await cli(["audit", "verify", "--json", "--checkpoint", `${prunedSeq}:${gone}@${new Date(Date.now() - 60_000).toISOString()}`]);
+    expect(young.code).toBe(1);
+    expect(young.stderr).toMatch(new RegExp(`checkpoint ${prunedSeq} \\(of .*\\) is not in the log, yet AUDIT_RETENTION would keep it until .*: the start of the log was deleted`));
 
     // Deleting the start of the log by hand is not pruning: verify says so.
     const first = (await p.auditEvent.findFirst({ orderBy: { seq: "asc" } }))!;

@@ -137,9 +137,9 @@ describe("verify() on a real database", () => {
   it("reports the newest event as a checkpoint, which a later run checks", async () => {
     const events = await resetWith(3);
     const first = await audit.verify();
-    expect(first.head).toEqual({ seq: events[2].seq.toString(), id: events[2].id, hash: events[2].hash });
+    expect(first.head).toEqual({ seq: events[2].seq.toString(), id: events[2].id, hash: events[2].hash, at: events[2].at.toISOString() });
     await audit.record({ actorType: "ADMIN", action: "application.create", outcome: "SUCCESS", detail: { i: 3 } });
-    const cp = parseCheckpoint(`${first.head!.seq}:${first.head!.hash}`);
+    const cp = parseCheckpoint(`${first.head!.seq}:${first.head!.hash}@${first.head!.at}`);
     expect(await audit.verify([cp])).toMatchObject({ ok: true, checked: 4 });
   });
 
@@ -175,7 +175,11 @@ describe("verify() on a real database", () => {
   });
 
   it("refuses a malformed checkpoint with a message naming the form", () => {
-    expect(() => parseCheckpoint("12")).toThrow(/<seq>:<hash>/);
+    expect(() => parseCheckpoint("12")).toThrow(/<seq>:<hash>@<time>/);
+    expect(parseCheckpoint(`12:${"a".repeat(64)}@2026-12-02T10:55:09.123Z`)).toEqual({ seq: 12n, hash: "a".repeat(64), at: new Date("2026-12-02T10:55:09.123Z") });
+    expect(parseCheckpoint(`12:${"a".repeat(64)}`)).toEqual({ seq: 12n, hash: "a".repeat(64) });
+    expect(() => parseCheckpoint(`12:${"a".repeat(64)}@2026-13-45T10:55:09Z`)).toThrow(/not a checkpoint/);
+    expect(() => parseCheckpoint(`12:${"a".repeat(64)}@yesterday`)).toThrow(/not a checkpoint/);
     expect(() => parseCheckpoint(`x:${"a".repeat(64)}`)).toThrow(/not a checkpoint/);
     expect(parseCheckpoint(` 7:${"ab".repeat(32)} `)).toEqual({ seq: 7n, hash: "ab".repeat(32) });
   });

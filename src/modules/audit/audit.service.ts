@@ -84,24 +84,33 @@ export interface VerifyResult {
    * passed back later as a checkpoint, it shows that no event up to it was since
    * deleted or rewritten, even by someone able to rewrite the head row as well.
    */
-  head?: { seq: string; id: string; hash: string };
+  head?: { seq: string; id: string; hash: string; at: string };
   /** Checkpoints given that retention has since pruned (so they could not be checked). */
   prunedCheckpoints?: string[];
   /** seq and id are null when no event is left to name. */
   firstBroken?: { seq: string | null; id: string | null; problem: string };
 }
 
-/** An event's seq and hash as a verification reported it earlier ("head"). */
+/** An event's seq, hash and time as a verification reported it earlier ("head"). */
 export interface Checkpoint {
   seq: bigint;
   hash: string;
+  /**
+   * The event's time. With it, a checkpoint missing from the log counts as pruned only
+   * when it is older than AUDIT_RETENTION: a younger one was deleted, whatever audit.prune
+   * event claims otherwise. (Checkpoints printed before times were added have none.)
+   */
+  at?: Date;
 }
 
-/** Parses "<seq>:<hash>" (as the CLI's --checkpoint takes it). */
+/** Parses "<seq>:<hash>@<time>" (as the CLI's --checkpoint takes it), or "<seq>:<hash>". */
 export function parseCheckpoint(text: string): Checkpoint {
-  const m = /^(\d{1,19}):([0-9a-f]{64})$/.exec(text.trim());
-  if (!m) throw badInput(`"${text.slice(0, 100)}" is not a checkpoint: give <seq>:<hash> as \`audit verify\` printed it (hash: 64 hex digits).`, "checkpoint");
-  return { seq: BigInt(m[1]), hash: m[2] };
+  const m = /^(\d{1,19}):([0-9a-f]{64})(?:@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,3})?Z))?$/.exec(text.trim());
+  const at = m?.[3] ? new Date(m[3]) : undefined;
+  if (!m || (at && Number.isNaN(at.getTime()))) {
+    throw badInput(`"${text.slice(0, 100)}" is not a checkpoint: give <seq>:<hash>@<time> as \`audit verify\` printed it (hash: 64 hex digits; time: UTC, ISO 8601).`, "checkpoint");
+  }
+  return { seq: BigInt(m[1]), hash: m[2], ...(at ? { at } : {}) };
 }
 
 export interface PruneResult {
@@ -207,10 +216,10 @@ export class AuditService {
    * began (else its newest events were deleted), and each checkpoint must still be
    * there with its hash (else the log was cut or rewritten back to before it).
    */
-  async verify(checkpoints: Checkpoint[] = []): Promise<VerifyResult> {
+  async verify(checkpoints: Checkpoint[] = [], retention?: { now: Date; retentionMs: number }): Promise<VerifyResult> {
     // Read first: events appended during the walk come after it, so the walk must meet it.
     const headHash = (await this.repo.headHash()) ?? GENESIS_HASH;
-    const pending = new Map(checkpoints.map((c) => [c.seq, c.hash]));
+    const pending = new Map(checkpoints.map((c) => [c.seq, c]));
     let prev: string | null = null;
     let afterSeq: bigint | null = null;
     let checked = 0;
@@ -225,11 +234,18 @@ export class AuditService {
           return broken(`the head row records hash ${headHash.slice(0, 16)}…, which no event has: the newest events were deleted${last ? " (this is the newest left)" : " (no event is left)"}`);
         }
         const pruned: string[] = [];
-        for (const [seq, hash] of pending) {
-          // Older than the kept log's first event, which retention anchored: pruned, not checkable.
-          if (anchor && seq < BigInt(anchor.seq)) {
-            pruned.push(`${seq}:${hash}`);
+        for (const [seq, cp] of pending) {
+          // Older than the kept log's first event, which retention anchored: pruned, not checkable,
+          // unless its time says retention could not have pruned it yet.
+          const due = !cp.at || !retention || cp.at.getTime() < retention.now.getTime() - retention.retentionMs;
+          if (anchor && seq < BigInt(anchor.seq) && due) {
+            pruned.push(`${seq}:${cp.hash}`);
             continue;
+          }
+          if (anchor && seq < BigInt(anchor.seq)) {
+            return broken(
+              `checkpoint ${seq} (of ${cp.at!.toISOString()}) is not in the log, yet AUDIT_RETENTION would keep it until ${new Date(cp.at!.getTime() + retention!.retentionMs).toISOString()}: the start of the log was deleted, and ${anchor.prunedBy} claims a pruning that retention did not do`,
+            );
           }
           return broken(`checkpoint ${seq} is not in the log: events up to it were deleted${last ? ` (the newest event left is ${last.seq})` : ""}, the head row moved back with them`);
         }
@@ -270,7 +286,7 @@ export class AuditService {
         if (recomputed !== row.hash) {
           return { ok: false, checked, firstBroken: { seq: row.seq.toString(), id: row.id, problem: "content does not match its hash (the event was edited)" } };
         }
-        const expected = pending.get(row.seq);
+        const expected = pending.get(row.seq)?.hash;
         if (expected !== undefined) {
           if (expected !== row.hash) {
             return { ok: false, checked, firstBroken: { seq: row.seq.toString(), id: row.id, problem: "its hash is not the one its checkpoint recorded (the log was rewritten from here on, or before)" } };
@@ -280,7 +296,7 @@ export class AuditService {
         // Retention may have pruned the head's event since it was read: then the kept chain starts right after it.
         if (row.hash === headHash || (checked === 0 && anchor && row.prevHash === headHash)) reachedHead = true;
         prev = row.hash;
-        last = { seq: row.seq.toString(), id: row.id, hash: row.hash };
+        last = { seq: row.seq.toString(), id: row.id, hash: row.hash, at: row.at.toISOString() };
         checked++;
       }
       afterSeq = rows[rows.length - 1].seq;
