@@ -153,10 +153,13 @@ export const SPEC = {
 type Spec = typeof SPEC;
 type Parsed = { [K in keyof Spec]: ReturnType<Spec[K]["parse"]> };
 
+/** Room in the HTTP body limit for everything but the file (see loadConfig). */
+export const BODY_MARGIN_BYTES = 1024 * 1024;
+
 export interface Config extends Omit<Parsed, "PUBLIC_URL" | "INTROSPECTION"> {
   PUBLIC_URL: string;
   INTROSPECTION: boolean;
-  /** Largest HTTP request body, derived from MAX_PUSH_BYTES (base64 adds a third). */
+  /** Largest HTTP request body, derived from MAX_PUSH_BYTES (base64 adds a third, plus BODY_MARGIN_BYTES). */
   BODY_LIMIT_BYTES: number;
 }
 
@@ -175,6 +178,9 @@ export function loadConfig(env: Env = process.env): Config {
     ...parsed,
     PUBLIC_URL: publicUrl,
     INTROSPECTION: parsed.INTROSPECTION ?? parsed.NODE_ENV !== "production",
-    BODY_LIMIT_BYTES: Math.ceil((parsed.MAX_PUSH_BYTES * 4) / 3) + 256 * 1024,
+    // The file as base64, plus the rest of the request: the largest descriptor (3 lists of
+    // 100 entries of 256 characters, push.service.ts) is ~470 KB once a JSON encoder writes
+    // every character as a \u escape (6 bytes), which some do for all non-ASCII text.
+    BODY_LIMIT_BYTES: Math.ceil((parsed.MAX_PUSH_BYTES * 4) / 3) + BODY_MARGIN_BYTES,
   };
 }

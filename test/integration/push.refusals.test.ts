@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import net from "node:net";
 import { randomBytes } from "node:crypto";
+import { request } from "undici";
 import {
   DESCRIPTOR,
   PUSH_DATA,
@@ -348,6 +349,24 @@ describe("the HTTP body limit", () => {
     const r = await t.gql(PUSH_DATA, { input: dataInput(rsa, randomBytes(MAX)) }, { token: session });
     expect(r.errors).toBeUndefined();
     expect(r.data!.pushData.size).toBeGreaterThan(MAX);
+  });
+
+  it("fits a largest push with a largest descriptor, written with \\u escapes as some JSON encoders do", async () => {
+    // Every descriptor field at its longest, every character outside ASCII: 6 bytes each once escaped.
+    const long = "é".repeat(256);
+    const list = Array(100).fill(long);
+    const input = {
+      ...dataInput(rsa, randomBytes(MAX)),
+      fileName: "é".repeat(255),
+      fileDescriptor: { mimeType: "application/json", accounts: list.map((accountId) => ({ accountId })), reference: list, tags: list },
+    };
+    const body = JSON.stringify({ query: PUSH_DATA, variables: { input } }).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+    expect(body.length).toBeGreaterThan(256 * 1024 + Math.ceil((MAX * 4) / 3)); // over the margin this limit once had
+    const res = await request(`${t.url}/graphql`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${session}` }, body });
+    const json = (await res.body.json()) as { data?: { pushData: { size: number } }; errors?: unknown };
+    expect(json.errors).toBeUndefined();
+    expect(res.statusCode).toBe(200);
+    expect(json.data!.pushData.size).toBeGreaterThan(MAX);
   });
 });
 

@@ -119,7 +119,7 @@ describe("loadConfig", () => {
 
   it("derives the HTTP body limit from MAX_PUSH_BYTES (base64 plus room for the rest of the request)", () => {
     const c = loadConfig({ MAX_PUSH_BYTES: "3MiB" });
-    expect(c.BODY_LIMIT_BYTES).toBe(Math.ceil((3 * 1024 * 1024 * 4) / 3) + 256 * 1024);
+    expect(c.BODY_LIMIT_BYTES).toBe(Math.ceil((3 * 1024 * 1024 * 4) / 3) + 1024 * 1024);
   });
 
   it.each([
