@@ -33,6 +33,9 @@ async function main() {
 }
 
 main().catch((err) => {
-  process.stderr.write(`postbox: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  const why =
+    e?.code === "EADDRINUSE" ? `${e.address}:${e.port} is already in use; stop what listens there or set PORT (or HOST) to another` : err instanceof Error ? err.message : String(err);
+  process.stderr.write(`postbox: failed to start: ${why}\n`);
   process.exit(1);
 });

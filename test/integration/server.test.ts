@@ -549,4 +549,25 @@ describe("the real entry point", () => {
     expect(existsSync(path.join(dataDir, "db.lock"))).toBe(false);
     await expect(request(`${url}/healthz`)).rejects.toMatchObject({ code: "ECONNREFUSED" });
   });
+
+  it("stops with one line naming the address when its port is taken", async () => {
+    const taken = await startTestServer();
+    const dir = await mkdtemp(path.join(os.tmpdir(), "postbox-main-"));
+    try {
+      const { hostname, port } = new URL(taken.url);
+      const proc = spawn(process.execPath, ["--import", "./test/helpers/swc-register.mjs", "src/main.ts"], {
+        cwd: root,
+        env: { PATH: process.env.PATH, HOST: hostname, PORT: port, DATA_DIR: dir, LOG_LEVEL: "warn", ...(taken.databaseUrl ? { DATABASE_URL: taken.databaseUrl } : {}) },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stderr = "";
+      proc.stderr!.on("data", (d) => (stderr += d));
+      const code = await new Promise<number | null>((resolve) => proc.on("exit", (c) => resolve(c)));
+      expect(code).toBe(1);
+      expect(stderr).toBe(`postbox: failed to start: ${hostname}:${port} is already in use; stop what listens there or set PORT (or HOST) to another\n`);
+    } finally {
+      await taken.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -127,6 +127,11 @@ export function createWsServer(opts: WsOptions) {
     },
     wss,
   );
+  // graphql-ws prints the WebSocket server's errors, which are the HTTP server's (ws
+  // re-emits them), with console.error: a port in use came out as a stack trace before
+  // startHttpServer's own refusal. That refusal reports it; here it is only logged.
+  wss.removeAllListeners("error");
+  wss.on("error", (err: Error) => opts.log.debug({ reason: err.message }, "websocket server error (the HTTP server's)"));
   // graphql-ws reports a socket's errors (e.g. a message over maxPayload, which ws
   // answers by closing with 1009) with console.error and a stack trace. Replace its
   // listener, attached just before this one, with one JSON log line.
