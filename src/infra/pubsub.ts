@@ -57,7 +57,21 @@ export function createAppPubSub(redisUrl?: string, log?: Logger): PubSubHandle {
       log?.error({ err: err.message, channel: topic }, `redis ${command} failed`);
       return 0;
     });
-  const adapterClient = { on: subscribeClient.on.bind(subscribeClient), subscribe: quietly("subscribe"), unsubscribe: quietly("unsubscribe") };
+  // After a reconnect ioredis subscribes again only to what Redis had confirmed. A topic
+  // whose SUBSCRIBE failed while Redis was down (the session-end listener, when the
+  // instance started then) is subscribed again on every (re)connection, so that its
+  // listeners hear events once Redis is back. A repeat is harmless (see ready below).
+  const topics = new Set<string>();
+  const subscribe = quietly("subscribe");
+  const unsubscribe = quietly("unsubscribe");
+  subscribeClient.on("ready", () => {
+    for (const topic of topics) void subscribe(topic);
+  });
+  const adapterClient = {
+    on: subscribeClient.on.bind(subscribeClient),
+    subscribe: (topic: string) => (topics.add(topic), subscribe(topic)),
+    unsubscribe: (topic: string) => (topics.delete(topic), unsubscribe(topic)),
+  };
   const eventTarget = createRedisEventTarget({ publishClient, subscribeClient: adapterClient as unknown as Redis });
   return {
     pubSub: Object.assign(createPubSub<PubSubEvents>({ eventTarget }), {

@@ -1,7 +1,9 @@
 // The subscription bus with Redis: ready(topic) resolves only once Redis has the
 // subscription, so an event published (from any connection) after it is heard.
 import { afterAll, describe, expect, it } from "@jest/globals";
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import net from "node:net";
 import { Redis } from "ioredis";
 import { createAppPubSub } from "../../src/infra/pubsub.js";
 
@@ -49,6 +51,46 @@ describe("createAppPubSub while Redis is unreachable", () => {
       expect(logged.filter((m) => /redis (un)?subscribe failed/.test(m)).length).toBe(2);
     } finally {
       await handle.close();
+    }
+  });
+});
+
+describe("createAppPubSub when Redis comes back", () => {
+  it("a listener registered while Redis was down hears events once it is up", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, "127.0.0.1", () => {
+        const p = (probe.address() as net.AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const url = `redis://127.0.0.1:${port}`;
+    const log = { warn: () => {}, error: () => {} } as never;
+    const handle = createAppPubSub(url, log);
+    let server: ChildProcess | undefined;
+    const other = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
+    try {
+      const topic = `TEST_BACK:${randomBytes(6).toString("hex")}`;
+      const it = handle.pubSub.subscribe(topic)[Symbol.asyncIterator]();
+      const first = it.next(); // registers the listener; its SUBSCRIBE fails: nothing listens yet
+      await expect(handle.pubSub.ready(topic)).rejects.toThrow();
+      server = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+      await other.connect().catch(async () => {
+        for (let i = 0; i < 50 && other.status !== "ready"; i++) await new Promise((r) => setTimeout(r, 100));
+      });
+      // Once the bus has reconnected and subscribed again, Redis counts one subscriber.
+      for (let i = 0; i < 100; i++) {
+        const [, n] = (await other.pubsub("NUMSUB", topic)) as [string, number];
+        if (n === 1) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await other.publish(topic, JSON.stringify({ back: true }));
+      const timeout = new Promise((r) => setTimeout(() => r({ value: "nothing heard within 10 s" }), 10_000).unref());
+      expect(((await Promise.race([first, timeout])) as { value: unknown }).value).toEqual({ back: true });
+      await it.return?.();
+    } finally {
+      other.disconnect();
+      await handle.close();
+      server?.kill();
     }
   });
 });
