@@ -1,10 +1,11 @@
 // Events for GraphQL subscriptions. In-process by default; with REDIS_URL they
 // cross instances through Redis (payloads travel as JSON, so keep them plain:
 // strings and numbers, ISO dates).
-import { createPubSub, type PubSub } from "@graphql-yoga/subscription";
+import { createPubSub, Repeater, type PubSub } from "@graphql-yoga/subscription";
 import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
 import { Redis } from "ioredis";
 import { setMaxListeners } from "node:events";
+import { ErrorCode, AppError } from "./errors.js";
 import type { Logger } from "./logger.js";
 
 /** Topic → payload. Every payload names the contract it belongs to, for scoping. */
@@ -28,13 +29,47 @@ export interface PubSubHandle {
   close(): Promise<void>;
 }
 
+/** Events a subscription holds for a reader that has not taken them (the queue's own limit). */
+export const MAX_UNREAD_EVENTS = 1024;
+
+/**
+ * The library's subscribe, except that a reader too slow to keep up ends its own
+ * subscription. Its queue throws on the 1,025th unread event, and it throws inside the
+ * publisher's dispatch: an uncaught exception, which ended the process (a client that
+ * stops reading its WebSocket while events for it keep coming). Here that subscription
+ * ends instead, with RATE_LIMITED once the events it holds have been read.
+ */
+function subscribeOn(target: EventTarget): AppPubSub["subscribe"] {
+  return ((topic: string) =>
+    new Repeater<Record<string, unknown>>((push, stop) => {
+      const listener = (event: Event) => {
+        try {
+          void push((event as CustomEvent<Record<string, unknown>>).detail).catch(() => {});
+        } catch {
+          stop(
+            new AppError(
+              ErrorCode.RATE_LIMITED,
+              `This stream ended: over ${MAX_UNREAD_EVENTS} events waited for this client to read them. Subscribe again, and read events as they come.`,
+            ),
+          );
+        }
+      };
+      target.addEventListener(topic, listener);
+      void stop.then(() => target.removeEventListener(topic, listener));
+    })) as AppPubSub["subscribe"];
+}
+
+function appPubSub(target: EventTarget, ready: AppPubSub["ready"]): AppPubSub {
+  return { publish: createPubSub<PubSubEvents>({ eventTarget: target as never }).publish, subscribe: subscribeOn(target), ready };
+}
+
 export function createAppPubSub(redisUrl?: string, log?: Logger): PubSubHandle {
   if (!redisUrl) {
     // One listener per open subscription: thousands are normal, not a leak.
     const eventTarget = new EventTarget();
     setMaxListeners(0, eventTarget);
     // Listeners are called synchronously by publish(): registered is ready.
-    return { pubSub: Object.assign(createPubSub<PubSubEvents>({ eventTarget: eventTarget as never }), { ready: async () => {} }), close: async () => {} };
+    return { pubSub: appPubSub(eventTarget, async () => {}), close: async () => {} };
   }
   const publishClient = new Redis(redisUrl, { maxRetriesPerRequest: 3, lazyConnect: false });
   const subscribeClient = new Redis(redisUrl, { maxRetriesPerRequest: 3, lazyConnect: false });
@@ -74,14 +109,12 @@ export function createAppPubSub(redisUrl?: string, log?: Logger): PubSubHandle {
   };
   const eventTarget = createRedisEventTarget({ publishClient, subscribeClient: adapterClient as unknown as Redis });
   return {
-    pubSub: Object.assign(createPubSub<PubSubEvents>({ eventTarget }), {
-      // The event target SUBSCRIBEs (without waiting) when a topic's first listener
-      // registers. Redis answers one connection's commands in order, so once a second
-      // SUBSCRIBE to the same channel is answered the first is in force. (A repeat is
-      // harmless: Redis and ioredis keep one subscription per channel.)
-      ready: async (topic: string) => {
-        await subscribeClient.subscribe(topic);
-      },
+    // The event target SUBSCRIBEs (without waiting) when a topic's first listener
+    // registers. Redis answers one connection's commands in order, so once a second
+    // SUBSCRIBE to the same channel is answered the first is in force. (A repeat is
+    // harmless: Redis and ioredis keep one subscription per channel.)
+    pubSub: appPubSub(eventTarget as unknown as EventTarget, async (topic: string) => {
+      await subscribeClient.subscribe(topic);
     }),
     commands: publishClient,
     close: async () => {

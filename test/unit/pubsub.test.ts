@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { Redis } from "ioredis";
-import { createAppPubSub } from "../../src/infra/pubsub.js";
+import { createAppPubSub, MAX_UNREAD_EVENTS } from "../../src/infra/pubsub.js";
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -91,6 +91,54 @@ describe("createAppPubSub when Redis comes back", () => {
       other.disconnect();
       await handle.close();
       server?.kill();
+    }
+  });
+});
+
+describe.each([
+  ["in process", () => createAppPubSub()],
+  ["through Redis", () => createAppPubSub(REDIS_URL)],
+])("a reader that falls behind (%s)", (_n, make) => {
+  it(`ends its own subscription with RATE_LIMITED after ${MAX_UNREAD_EVENTS} unread events, instead of the publisher throwing`, async () => {
+    const handle = make();
+    try {
+      const topic = `TEST_SLOW:${randomBytes(6).toString("hex")}`;
+      const slow = handle.pubSub.subscribe(topic)[Symbol.asyncIterator]();
+      const fast = handle.pubSub.subscribe(topic)[Symbol.asyncIterator]();
+      const firstSlow = slow.next(); // registers the listener; then this reader stops reading
+      let fastSeen = 0;
+      const fastDone = (async () => {
+        for (;;) {
+          const r = await fast.next();
+          if (r.done || ++fastSeen === MAX_UNREAD_EVENTS + 50) return;
+        }
+      })();
+      await handle.pubSub.ready(topic);
+      for (let i = 0; i < MAX_UNREAD_EVENTS + 50; i++) {
+        expect(() => handle.pubSub.publish(topic, { i })).not.toThrow();
+        if (i % 100 === 99) await new Promise((r) => setImmediate(r)); // the fast reader reads meanwhile
+      }
+      await fastDone; // a reader that keeps up gets every event
+      expect(fastSeen).toBe(MAX_UNREAD_EVENTS + 50);
+      // The slow one gets what its queue held, then the error.
+      expect((await firstSlow).value).toEqual({ i: 0 });
+      let read = 1;
+      const end = await (async () => {
+        for (;;) {
+          try {
+            const r = await slow.next();
+            if (r.done) return "done";
+            read++;
+          } catch (e) {
+            return e;
+          }
+        }
+      })();
+      expect(read).toBe(MAX_UNREAD_EVENTS + 1); // the one its waiting next() took, and the queue
+      expect(end).toMatchObject({ extensions: { code: "RATE_LIMITED" }, message: expect.stringMatching(/read events as they come/) });
+      await fast.return?.();
+    } finally {
+      await handle.close();
     }
   });
 });
