@@ -5,9 +5,11 @@
 // inline values (JSON bodies over 1 MiB) take the same path from the body's buffer.
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { createHash, randomBytes } from "node:crypto";
+import http from "node:http";
 import { compactDecrypt } from "jose";
 import { DESCRIPTOR, PUSH_DATA, createReadyPostboxForPush, createSession, encryptForPostbox, registerApp, type PushTarget } from "../helpers/factories.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
+import { waitUntil } from "./postbox.helpers.js";
 import { multipartGql } from "../helpers/upload.js";
 import { request } from "undici";
 
@@ -213,6 +215,39 @@ describe("downloads", () => {
     const other = await request(`${t.url}/files/${id}`, { headers: { authorization: `Bearer ${x25519.accessToken}` } });
     expect(other.statusCode).toBe(404);
     await other.body.dump();
+  });
+});
+
+describe("downloads cut short", () => {
+  it("lets go of a download whose client left halfway", async () => {
+    const id = (await upload(rsa, "file", randomBytes(3 * MiB))).data!.pushData.id;
+    const { hostname, port } = new URL(t.url);
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get({ hostname, port, path: `/files/${id}`, headers: { authorization: `Bearer ${rsa.accessToken}` } }, (res) => {
+        expect(res.statusCode).toBe(200);
+        res.pause(); // reads nothing more, then leaves: the server's writes back up, then fail
+        setTimeout(() => {
+          req.destroy();
+          resolve();
+        }, 200);
+      });
+      req.on("error", () => {});
+      req.on("timeout", reject);
+    });
+    await waitUntil(() => t.logs.some((l) => l.includes(id) && l.includes("file download ended by the client")), "the download's handler ended");
+  });
+
+  it("refuses a file whose slices were purged while it was read, rather than sending it short", async () => {
+    const bytes = randomBytes(2 * MiB + 3);
+    const id = (await upload(rsa, "file", bytes)).data!.pushData.id;
+    // As if retention deleted the content between the first slice's read and the next.
+    await prisma().pushChunk.deleteMany({ where: { pushId: id, seq: { gte: 1 } } });
+    const r = await t.gql(FILE, { id }, { token: rsa.accessToken });
+    expect(errorCode(r)).toBe("NOT_FOUND");
+    expect(r.errors![0].message).toMatch(/deleted while it was being read/);
+    const res = await request(`${t.url}/files/${id}`, { headers: { authorization: `Bearer ${rsa.accessToken}` } });
+    expect(res.statusCode).toBe(200); // the headers went before the loss was found
+    await expect(res.body.text()).rejects.toThrow();
   });
 });
 

@@ -3,7 +3,8 @@
 // holds the whole JWE in one string (and the JSON response around it); this route
 // sends an upload's 1 MiB slices as they are read, so a large file is never whole
 // in the server's memory. Same scoping and audit as postboxFile.
-import { once } from "node:events";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { Router, type Response } from "express";
 import { isAppError, unauthenticated, type AppError } from "../../infra/errors.js";
 import { sendError as send } from "../../infra/http/http-errors.js";
@@ -31,14 +32,17 @@ export function fileDownloadRouter(files: UserFilesService, auth: Pick<Authentic
         etag: `"${file.sha256}"`,
         "x-content-type-options": "nosniff",
       });
+      // pipeline waits for the client to take each slice, and ends (rejecting) when it
+      // goes away; waiting for "drain" alone waited forever for a client that left.
+      const bytes = Readable.from((async function* () {
+        for await (const text of file.text) yield Buffer.from(text, "latin1");
+      })());
       try {
-        for await (const text of file.text) {
-          if (!res.write(text, "latin1")) await once(res, "drain");
-        }
-        res.end();
+        await pipeline(bytes, res);
       } catch (err) {
         // Headers are gone: cut the response short, so the client sees an incomplete body rather than a wrong one.
-        log.warn({ err, pushId: file.id }, "file download interrupted");
+        if (res.destroyed && !isAppError(err)) log.info({ pushId: file.id }, "file download ended by the client before its end");
+        else log.warn({ err, pushId: file.id }, "file download interrupted");
         res.destroy();
       }
     } catch (e) {

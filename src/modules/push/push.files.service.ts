@@ -169,19 +169,20 @@ export class UserFilesService {
   }
 
   /** The JWE text: one piece, or an upload's slices read one at a time. */
-  private async *ciphertextOf(row: { id: string; chunked: boolean }): AsyncGenerator<string> {
+  private async *ciphertextOf(row: { id: string; chunked: boolean; size: number }): AsyncGenerator<string> {
     if (!row.chunked) {
       const text = await this.repo.readCiphertext(row.id);
       if (text === null) throw new AppError(ErrorCode.NOT_FOUND, `File ${row.id} was deleted while it was being read.`);
       yield text;
       return;
     }
-    for (let seq = 0; ; seq++) {
+    // The slices end where their lengths reach the file's size; one missing before that
+    // was purged meanwhile, and a short body must not pass for the whole file.
+    let sent = 0;
+    for (let seq = 0; sent < row.size; seq++) {
       const slice = await this.repo.readChunk(row.id, seq);
-      if (slice === null) {
-        if (seq === 0) throw new AppError(ErrorCode.NOT_FOUND, `File ${row.id} was deleted while it was being read.`);
-        return;
-      }
+      if (slice === null) throw new AppError(ErrorCode.NOT_FOUND, `File ${row.id} was deleted while it was being read.`);
+      sent += slice.length;
       yield slice;
     }
   }
