@@ -106,7 +106,7 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   const sessions = new SessionService(sessionRepo, appRepo, audit, config, sessionEnds);
   const webhookRepo = new WebhookRepository(prisma);
   const webhookSender = new WebhookSender({ timeoutMs: config.WEBHOOK_TIMEOUT, allowPrivate: config.ALLOW_PRIVATE_URLS, userAgent: "Postbox-Webhooks/1.0" });
-  const webhookDispatcher = new WebhookDispatcher(webhookRepo, webhookSender, audit, log, { concurrency: 8, perEndpoint: 2, lockMs: config.WEBHOOK_TIMEOUT + 60_000 });
+  const webhookDispatcher = new WebhookDispatcher(webhookRepo, webhookSender, audit, log, { concurrency: 8, perEndpoint: 2, lockMs: config.WEBHOOK_TIMEOUT + 60_000, refillMs: config.SWEEP_INTERVAL });
   const webhooks = new WebhookService(webhookRepo, audit, webhookDispatcher, config);
   const users = new UserService(new UserRepository(prisma), audit, config, pubSub, log);
   const postboxes = new PostboxService({ repo: new PostboxRepository(prisma), audit, users, webhooks, pubSub, config, log, sessionEnds });

@@ -13,7 +13,7 @@ import { runCli } from "../../src/cli/lib.js";
 import type { WebhookEventType } from "../../src/modules/webhook/webhook.service.js";
 import { createSession, registerApp, startWebhookReceiver, verifyWebhookSignature, type TestApp, type WebhookReceiver } from "../helpers/factories.js";
 import { createTestDatabase, errorCode, startTestServer, type TestServer } from "../helpers/server.js";
-import { CLOSE, DECLINE, accept, codeOf, createPostbox } from "./postbox.helpers.js";
+import { CLOSE, DECLINE, accept, codeOf, createPostbox, waitUntil } from "./postbox.helpers.js";
 
 const SET = /* GraphQL */ `mutation Set($url: String!) { setWebhook(url: $url) { url secret createdAt } }`;
 const ROTATE = /* GraphQL */ `mutation { rotateWebhookSecret { url secret createdAt previousSecretValidUntil } }`;
@@ -392,6 +392,42 @@ describe("fairness between endpoints", () => {
     } finally {
       release?.();
       await slow.close();
+    }
+  });
+});
+
+describe("fairness between endpoints, for retries", () => {
+  it("sends another endpoint's retry that comes due while a receiver hangs, on a free lane, without waiting for that receiver", async () => {
+    // The periodic task is skipped while its run waits for the hanging lanes: that run
+    // fills free lanes every SWEEP_INTERVAL itself.
+    const s = await startTestServer({ env: { SWEEP_INTERVAL: "200ms" } });
+    const slow = await startWebhookReceiver();
+    let release!: () => void;
+    slow.hold(new Promise<void>((r) => (release = r)));
+    try {
+      const hanging = await tenant(s);
+      await setWebhook(hanging, slow.url, s);
+      const other = await tenant(s);
+      await setWebhook(other, rx.url, s);
+      for (let i = 0; i < 6; i++) {
+        await s.app.db.prisma.$transaction((tx) => s.app.services.webhooks.enqueue(tx, { contractId: hanging.app.contractId, type: "push.delivered", data: { i } }));
+      }
+      await slow.waitFor(2);
+      const run = s.app.scheduler.tick(); // waits for the two hanging sends
+      // Another tenant's retry comes due (no enqueue, so nothing but a claim finds it).
+      const ep = await s.app.db.prisma.webhookEndpoint.findUniqueOrThrow({ where: { contractId: other.app.contractId } });
+      const id = `msg_retry_${randomBytes(6).toString("hex")}`;
+      await s.app.db.prisma.webhookDelivery.create({
+        data: { id, endpointId: ep.id, contractId: other.app.contractId, eventType: "postbox.ready", payload: "{}", attemptCount: 1, nextAttemptAt: new Date(Date.now() - 1000) },
+      });
+      await waitUntil(() => rx.received.some((m) => m.id === id), "the other endpoint's retry is sent");
+      expect(slow.received).toHaveLength(2); // the hanging receiver still holds its two
+      release();
+      await run;
+    } finally {
+      release?.();
+      await slow.close();
+      await s.stop();
     }
   });
 });

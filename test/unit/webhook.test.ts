@@ -229,7 +229,7 @@ describe("WebhookDispatcher.run", () => {
     } as unknown as WebhookRepository;
     const sender = { send: async () => ({ statusCode: 200, durationMs: 1 }) } as unknown as WebhookSender;
     const log = { info() {}, warn() {}, error() {}, debug() {} };
-    const dispatcher = new WebhookDispatcher(repo, sender, {} as never, log as never, { concurrency: 1, perEndpoint: 1, lockMs: 60_000 });
+    const dispatcher = new WebhookDispatcher(repo, sender, {} as never, log as never, { concurrency: 1, perEndpoint: 1, lockMs: 60_000, refillMs: 60_000 });
 
     dispatcher.notify();
     let runDone = false;

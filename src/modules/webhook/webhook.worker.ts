@@ -16,6 +16,8 @@ export interface DispatcherOptions {
   perEndpoint: number;
   /** How long a claim lasts: longer than one attempt can take, so it never lapses mid-send. */
   lockMs: number;
+  /** While run() waits for busy lanes, how often it fills free ones with deliveries that came due (SWEEP_INTERVAL). */
+  refillMs: number;
 }
 
 /** When to look for a just-enqueued delivery: its transaction has usually committed by the second try. */
@@ -48,27 +50,40 @@ export class WebhookDispatcher {
    */
   async run(): Promise<number> {
     if (this.stopped) return 0;
-    let reserved = 0;
-    for (const slots of this.claiming.values()) reserved += slots;
-    const free = this.opts.concurrency - this.lanes.size - reserved;
-    let started: Promise<number>[] = [];
-    if (free > 0) {
-      const claimed = this.claim(free);
-      this.claiming.set(claimed, free);
-      try {
-        started = (await claimed).map((row) => this.lane(row));
-      } finally {
-        this.claiming.delete(claimed);
-      }
+    const started: Promise<number>[] = [];
+    for (;;) {
+      started.push(...(await this.fill()));
+      // Then wait for every lane, this run's and earlier ones (those claim whatever else
+      // is due), and for another run's claim still under way: with every slot reserved by
+      // it, this run claimed nothing, yet what that claim takes is due now too.
+      if (this.stopped || (!this.lanes.size && !this.claiming.size)) break;
+      // Meanwhile the scheduler skips this task, so while a lane hangs on a slow receiver
+      // the free ones are filled every refillMs: a retry of another endpoint that comes
+      // due must not wait for that receiver.
+      let timer: NodeJS.Timeout | undefined;
+      const refill = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.opts.refillMs).unref()));
+      await Promise.race([Promise.allSettled([...this.lanes, ...this.claiming.keys()]), refill]);
+      clearTimeout(timer);
     }
-    // Then wait for every lane, this run's and earlier ones (those claim whatever else is
-    // due), and for another run's claim still under way: with every slot reserved by it,
-    // this run claimed nothing, yet what that claim takes is due now too.
-    while (this.lanes.size || this.claiming.size) await Promise.allSettled([...this.lanes, ...this.claiming.keys()]);
     const results = await Promise.allSettled(started);
     const failed = results.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
     return results.reduce((n, r) => n + (r.status === "fulfilled" ? r.value : 0), 0);
+  }
+
+  /** Claims due deliveries for the free lane slots and starts a lane for each. */
+  private async fill(): Promise<Promise<number>[]> {
+    let reserved = 0;
+    for (const slots of this.claiming.values()) reserved += slots;
+    const free = this.opts.concurrency - this.lanes.size - reserved;
+    if (free <= 0) return [];
+    const claimed = this.claim(free);
+    this.claiming.set(claimed, free);
+    try {
+      return (await claimed).map((row) => this.lane(row));
+    } finally {
+      this.claiming.delete(claimed);
+    }
   }
 
   /** Fire-and-forget run, e.g. right after a transaction that enqueued deliveries committed. */
