@@ -4,6 +4,7 @@
 // webhook see READY. Then decline, close (by app and by user), token refresh,
 // expiry by the sweeper, contract scoping and pagination.
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -411,6 +412,31 @@ describe("user credentials", () => {
         const stored = await p.app.db.prisma.userKeyChallenge.findMany({ where: { postboxId: pb.id }, select: { requesterHash: true } });
         expect(new Set(stored.map((c) => c.requesterHash)).size).toBe(2);
         expect(JSON.stringify(stored)).not.toContain("198.51.100.7");
+        // Nor its plain hash, which hashing every IPv4 address would undo: a keyed one.
+        expect(stored.map((c) => c.requesterHash)).not.toContain(createHash("sha256").update("198.51.100.7").digest("hex"));
+
+        // IPv6 askers count by /64, what one subscriber usually holds: new addresses in it are no new askers.
+        for (let i = 1; i <= 3; i++) expect((await p.gql(CHALLENGE, { postboxId: pb.id }, from(`2001:db8:0:1::${i}`))).data?.userKeyChallenge).toBeTruthy();
+        expect(errorCode(await p.gql(CHALLENGE, { postboxId: pb.id }, from("2001:db8:0:1:ffff::9")))).toBe("RATE_LIMITED");
+        expect((await p.gql(CHALLENGE, { postboxId: pb.id }, from("2001:db8:0:2::1"))).data?.userKeyChallenge).toBeTruthy();
+
+        // Past the postbox-wide bound (1,000 open), a new asker's challenge takes the oldest one's place.
+        const filler = Array.from({ length: 1000 }, (_, i) => ({
+          id: `uch_filler${i}`,
+          postboxId: pb.id,
+          answerHash: "0".repeat(64),
+          requesterHash: `filler-${i}`,
+          expiresAt: new Date(Date.now() + 60_000 + i),
+        }));
+        await p.app.db.prisma.userKeyChallenge.createMany({ data: filler });
+        const total = () => p.app.db.prisma.userKeyChallenge.count({ where: { postboxId: pb.id, expiresAt: { gt: new Date() } } });
+        const before = await total();
+        const newcomer = await p.gql(CHALLENGE, { postboxId: pb.id }, from("192.0.2.55"));
+        expect(newcomer.data?.userKeyChallenge.challengeId).toMatch(/^uch_/);
+        expect(await total()).toBe(1000);
+        expect(before).toBeGreaterThan(1000);
+        expect(await p.app.db.prisma.userKeyChallenge.findUnique({ where: { id: newcomer.data!.userKeyChallenge.challengeId } })).not.toBeNull();
+        await p.app.db.prisma.userKeyChallenge.deleteMany({ where: { id: { startsWith: "uch_filler" } } });
 
         await p.app.db.prisma.userKeyChallenge.updateMany({ where: { postboxId: pb.id }, data: { expiresAt: new Date(Date.now() - 1000) } });
         const late = await p.gql(REISSUE, { challengeId: challenges[0].challengeId, answer: await answer(challenges[0].jwe, keys.privateKey) });

@@ -1,3 +1,4 @@
+import { addressGroup } from "../../infra/client-address.js";
 import { Arg, Ctx, ID, Int, Mutation, Query, Resolver, Root, Subscription } from "type-graphql";
 import type { GraphQLContext } from "../../infra/graphql/context.js";
 import type { RateLimiter } from "../../infra/rate-limit.js";
@@ -54,19 +55,19 @@ export class PostboxResolver {
 
   @Query(() => ConsentRequest, { description: "What the user is asked to consent to (for the user's postbox app). Authenticated by the consent code." })
   async consentRequest(@Arg("code") code: string, @Ctx() ctx: GraphQLContext): Promise<ConsentRequest> {
-    await this.limiter.check(`consent:${ctx.ip}`);
+    await this.limiter.check(`consent:${addressGroup(ctx.ip)}`);
     return this.service.consentRequest(code);
   }
 
   @Mutation(() => AcceptPostboxResult, { description: "Accept a postbox with a public key made on the user's device. Returns the user's credential (once)." })
   async acceptPostbox(@Arg("input", () => AcceptPostboxInput) input: AcceptPostboxInput, @Ctx() ctx: GraphQLContext): Promise<AcceptPostboxResult> {
-    await this.limiter.check(`consent:${ctx.ip}`);
+    await this.limiter.check(`consent:${addressGroup(ctx.ip)}`);
     return this.service.accept(input);
   }
 
   @Mutation(() => DeclinePostboxResult, { description: "Decline a postbox." })
   async declinePostbox(@Arg("input", () => DeclinePostboxInput) input: DeclinePostboxInput, @Ctx() ctx: GraphQLContext): Promise<DeclinePostboxResult> {
-    await this.limiter.check(`consent:${ctx.ip}`);
+    await this.limiter.check(`consent:${addressGroup(ctx.ip)}`);
     return this.service.decline(input);
   }
 }

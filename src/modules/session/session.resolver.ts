@@ -1,3 +1,4 @@
+import { addressGroup } from "../../infra/client-address.js";
 import { Arg, Ctx, Mutation, Query, Resolver } from "type-graphql";
 import type { GraphQLContext } from "../../infra/graphql/context.js";
 import type { SessionService } from "./session.service.js";
@@ -13,7 +14,7 @@ export class SessionResolver {
 
   @Mutation(() => Session, { description: "Establish a session with an assertion signed by the contract's private key." })
   async createSession(@Arg("input", () => CreateSessionInput) input: CreateSessionInput, @Ctx() ctx: GraphQLContext): Promise<Session> {
-    await this.limiter.check(`session:${ctx.ip}`);
+    await this.limiter.check(`session:${addressGroup(ctx.ip)}`);
     return this.sessions.createSession(input);
   }
 

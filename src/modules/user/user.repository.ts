@@ -75,6 +75,13 @@ export class UserRepository {
     return { all, requester };
   }
 
+  /** Deletes a postbox's `n` oldest challenges (to make room: see MAX_LIVE_CHALLENGES). */
+  async dropOldestChallenges(postboxId: string, n: number): Promise<void> {
+    await this.prisma.$executeRaw`
+      DELETE FROM "UserKeyChallenge" WHERE id IN (
+        SELECT id FROM "UserKeyChallenge" WHERE "postboxId" = ${postboxId} ORDER BY "expiresAt" LIMIT ${n})`;
+  }
+
   /** Takes a challenge out (single use, whatever the answer): the row, or null if there was none. */
   async takeChallenge(id: string): Promise<{ postboxId: string; answerHash: string; expiresAt: Date } | null> {
     const rows = await this.prisma.$queryRaw<{ postboxId: string; answerHash: string; expiresAt: Date }[]>`

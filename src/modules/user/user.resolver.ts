@@ -1,3 +1,4 @@
+import { addressGroup } from "../../infra/client-address.js";
 import { Arg, Ctx, ID, Mutation, Query, Resolver } from "type-graphql";
 import type { GraphQLContext } from "../../infra/graphql/context.js";
 import type { RateLimiter } from "../../infra/rate-limit.js";
@@ -16,7 +17,7 @@ export class UserResolver {
 
   @Mutation(() => UserCredential, { description: "Exchange a refresh token (pbr_…) for a new access token and refresh token. The old refresh token stops working." })
   async refreshUserToken(@Arg("refreshToken") refreshToken: string, @Ctx() ctx: GraphQLContext): Promise<UserCredential> {
-    await this.limiter.check(`user:${ctx.ip}`);
+    await this.limiter.check(`user:${addressGroup(ctx.ip)}`);
     return this.users.refresh(refreshToken);
   }
 
@@ -25,7 +26,7 @@ export class UserResolver {
       "No credential needed: a challenge that only the holder of the postbox's private key can answer. For a device whose credential was revoked (its refresh token was used twice) or is stale (restored from an old backup).",
   })
   async userKeyChallenge(@Arg("postboxId", () => ID) postboxId: string, @Ctx() ctx: GraphQLContext): Promise<UserKeyChallenge> {
-    await this.limiter.check(`user:${ctx.ip}`);
+    await this.limiter.check(`user:${addressGroup(ctx.ip)}`);
     return this.users.keyChallenge(postboxId, ctx.ip);
   }
 
@@ -33,7 +34,7 @@ export class UserResolver {
     description: "Answer a userKeyChallenge (the JWE's plaintext, base64url) to get a new access and refresh token for its postbox. Each challenge takes one answer.",
   })
   async reissueUserCredential(@Arg("challengeId", () => ID) challengeId: string, @Arg("answer") answer: string, @Ctx() ctx: GraphQLContext): Promise<UserCredential> {
-    await this.limiter.check(`user:${ctx.ip}`);
+    await this.limiter.check(`user:${addressGroup(ctx.ip)}`);
     return this.users.reissue(challengeId, answer);
   }
 

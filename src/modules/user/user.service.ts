@@ -7,6 +7,8 @@
 // a challenge, gets a new grant. Grants are revoked when their postbox closes or expires.
 import type { Config } from "../../infra/config.js";
 import { randomBytes } from "node:crypto";
+import { createHmac } from "node:crypto";
+import { addressGroup } from "../../infra/client-address.js";
 import { newSecret, safeEqual, sha256Hex } from "../../infra/crypto.js";
 import type { Tx } from "../../infra/db/database.js";
 import { AppError, ErrorCode, notFound, unauthenticated } from "../../infra/errors.js";
@@ -33,10 +35,11 @@ export interface IssuedCredential {
 /** A challenge lives this long: enough to decrypt it on a slow device. */
 const CHALLENGE_TTL_MS = 5 * 60 * 1000;
 /**
- * Open challenges per postbox and asking address (each costs a public-key operation),
- * and per postbox in all. Counted per address so that someone who knows a postbox id
- * cannot use up its challenges and lock its user out of reissue; the total only bounds
- * the table.
+ * Open challenges per postbox and asking address (its addressGroup: an IPv6 /64), and
+ * per postbox in all. Counted per address so that someone who knows a postbox id cannot
+ * use up its challenges and lock its user out of reissue. The total only bounds the
+ * table: a new challenge past it takes the oldest one's place rather than being refused,
+ * so even someone with many addresses can at most race the user's answer, not stop it.
  */
 const MAX_LIVE_CHALLENGES_PER_REQUESTER = 3;
 const MAX_LIVE_CHALLENGES = 1000;
@@ -182,12 +185,16 @@ export class UserService {
     if (!pb || pb.status !== "READY" || pb.expiresAt <= now || !pb.publicJwk || !pb.publicKeyThumbprint) {
       throw notFound("A READY postbox with that id");
     }
-    // The address is kept as a hash: it is needed only to tell askers apart.
-    const requesterHash = sha256Hex(requester);
+    // The address is kept as a keyed hash: it is needed only to tell askers apart, and a
+    // plain hash of an IPv4 address is undone by hashing all 2^32 of them.
+    const requesterHash = createHmac("sha256", this.secret()).update(`challenge-requester:${addressGroup(requester)}`).digest("hex");
     const live = await this.repo.countLiveChallenges(pb.id, requesterHash, now);
-    if (live.requester >= MAX_LIVE_CHALLENGES_PER_REQUESTER || live.all >= MAX_LIVE_CHALLENGES) {
-      throw new AppError(ErrorCode.RATE_LIMITED, `Too many open challenges for this postbox; answer one or wait ${CHALLENGE_TTL_MS / 60_000} minutes.`, { retryAfterSeconds: CHALLENGE_TTL_MS / 1000 });
+    if (live.requester >= MAX_LIVE_CHALLENGES_PER_REQUESTER) {
+      throw new AppError(ErrorCode.RATE_LIMITED, `Too many open challenges for this postbox from this address; answer one or wait ${CHALLENGE_TTL_MS / 60_000} minutes.`, {
+        retryAfterSeconds: CHALLENGE_TTL_MS / 1000,
+      });
     }
+    if (live.all >= MAX_LIVE_CHALLENGES) await this.repo.dropOldestChallenges(pb.id, live.all - MAX_LIVE_CHALLENGES + 1);
     const code = randomBytes(32);
     const answer = code.toString("base64url");
     const { jwe } = await encryptBytes({ jwk: pb.publicJwk as Record<string, unknown>, kid: pb.publicKeyThumbprint }, code);
@@ -195,6 +202,11 @@ export class UserService {
     const expiresAt = new Date(now.getTime() + CHALLENGE_TTL_MS);
     await this.repo.createChallenge({ id: challengeId, postboxId: pb.id, answerHash: sha256Hex(answer), requesterHash, expiresAt });
     return { challengeId, jwe, expiresAt };
+  }
+
+  private secret(): string {
+    if (!this.config.SERVER_SECRET) throw new Error("SERVER_SECRET is not set (createApp generates it into DATA_DIR when unset)");
+    return this.config.SERVER_SECRET;
   }
 
   /** reissueUserCredential: a new grant for whoever decrypted the challenge. Each challenge takes one answer. */
