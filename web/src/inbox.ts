@@ -403,7 +403,8 @@ async function fileItem(cred: Credential, f: FileNode, list: HTMLUListElement): 
 }
 
 function safeName(n: unknown): string {
-  const s = typeof n === "string" ? n.replace(/[\u0000-\u001f\u007f/\\]/g, "_").trim() : "";
+  // Controls, path separators and bidirectional overrides (which can make "a\u202Efdp.exe" show as "aexe.pdf").
+  const s = typeof n === "string" ? n.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069/\\]/g, "_").trim() : "";
   return s.slice(0, 255) || "file";
 }
 
