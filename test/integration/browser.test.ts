@@ -426,6 +426,9 @@ if (!HAVE_CHROMIUM && process.env.CI) {
       });
 
       const live = "Pushed while you were looking.";
+      let downloads = 0;
+      const countDownloads = (r: Request) => void (new URL(r.url()).pathname.startsWith("/files/") && downloads++);
+      page.on("request", countDownloads);
       await pushText(t, session, postboxId, "live.txt", live);
 
       const item = page.locator(".file", { hasText: "live.txt" });
@@ -435,7 +438,10 @@ if (!HAVE_CHROMIUM && process.env.CI) {
       expect(await page.locator(".file", { hasText: "results.txt" }).count()).toBe(1);
       expect(await page.evaluate(() => (window as unknown as { undecryptedShown: number }).undecryptedShown)).toBe(0);
       page.off("request", countLoads);
+      page.off("request", countDownloads);
       expect(listLoads).toBe(2); // on opening, and for live.txt
+      // The reload downloaded and decrypted only the new file: those shown already come from the page's memory.
+      expect(downloads).toBe(1);
     }, 60_000);
 
     it("keeps an acknowledgement made while the list reloads: the confirmation stays and the reload read before it is dropped", async () => {

@@ -139,7 +139,7 @@ async function fillPostbox(cred: Credential, heading: HTMLElement, body: HTMLEle
   const files = h("div", { class: "files-section" }, h("p", { class: "loading" }, "Loading files…"));
   // Outside the list, which every reload replaces: an acknowledgement's outcome stays readable.
   const ackStatus = h("div", { class: "ack-status", "aria-live": "polite" });
-  const view: FilesView = { cred, target: files, status: ackStatus, started: 0, finished: 0, olderThan: null };
+  const view: FilesView = { cred, target: files, status: ackStatus, started: 0, finished: 0, olderThan: null, decrypted: new Map() };
   const requests = h("div", { class: "requests-section" });
   fill(
     body,
@@ -234,6 +234,19 @@ interface FilesView {
   whenSettled?: () => void;
   /** The files received before this time are on pages not shown ("Show older files"); null when every file is. */
   olderThan: string | null;
+  /**
+   * Files already fetched and decrypted, by id: a reload (after a new file arrives) shows
+   * them again from here instead of downloading and decrypting each again (and adding a
+   * fetch to the audit log each time). Kept only for files the list shows.
+   */
+  decrypted: Map<string, Decrypted>;
+}
+
+interface Decrypted {
+  descriptor: Descriptor;
+  bytes: Uint8Array;
+  /** An image preview's object URL, made once per file and revoked when the file leaves the list. */
+  previewUrl?: string;
 }
 
 /** Whether a change needs no reload: the list shows it already, or it concerns a file on a page not shown. */
@@ -298,9 +311,12 @@ async function showFiles(view: FilesView, superseded: () => boolean, after: stri
     if (!shown) target.replaceChildren(list);
   }
   const ackArea = h("div", { class: "ack" });
-  const decrypted = await Promise.all(page.edges.map(({ node }) => fileItem(cred, node, list!)));
+  const decrypted = await Promise.all(page.edges.map(({ node }) => fileItem(view, node, list!)));
   if (superseded()) return;
-  if (shown) target.replaceChildren(list);
+  if (shown) {
+    target.replaceChildren(list);
+    forgetHidden(view);
+  }
   view.olderThan = page.pageInfo.hasNextPage ? page.edges[page.edges.length - 1].node.receivedAt : null;
   for (const [i, ok] of decrypted.entries()) if (ok && page.edges[i].node.status === "PENDING") pending.push(page.edges[i].node.id);
   target.querySelector(".ack")?.remove();
@@ -344,8 +360,18 @@ async function acknowledge(view: FilesView, ids: string[], button: HTMLButtonEle
   }
 }
 
-/** Fetches, decrypts and shows one file; returns whether it could be read. */
-async function fileItem(cred: Credential, f: FileNode, list: HTMLUListElement): Promise<boolean> {
+/** Drops the decrypted files (and revokes the preview URLs) of files the list no longer shows. */
+function forgetHidden(view: FilesView) {
+  for (const [id, d] of view.decrypted) {
+    if (view.target.querySelector(`[data-file-id="${CSS.escape(id)}"]`)) continue;
+    if (d.previewUrl) URL.revokeObjectURL(d.previewUrl);
+    view.decrypted.delete(id);
+  }
+}
+
+/** Fetches, decrypts and shows one file (fetched and decrypted once per view); returns whether it could be read. */
+async function fileItem(view: FilesView, f: FileNode, list: HTMLUListElement): Promise<boolean> {
+  const cred = view.cred;
   const name = h("span", { class: "name" }, "Decrypting…");
   const content = h("div", {});
   const badge = h("span", { class: `badge ${f.status}` }, f.status);
@@ -353,24 +379,31 @@ async function fileItem(cred: Credential, f: FileNode, list: HTMLUListElement): 
   const item = h("li", { class: "file", "data-file-id": f.id, "data-state": f.purgedAt ? "PURGED" : f.status }, h("div", {}, name, " ", badge), meta, content);
   list.append(item);
   if (f.purgedAt) {
+    const gone = view.decrypted.get(f.id);
+    if (gone?.previewUrl) URL.revokeObjectURL(gone.previewUrl);
+    view.decrypted.delete(f.id);
     name.textContent = "Deleted file";
     content.append(h("p", { class: "muted small" }, `Its content was deleted from the server on ${formatDate(f.purgedAt)}.`));
     return false;
   }
   const p = cred.postbox;
-  let descriptor: Descriptor;
-  let bytes: Uint8Array;
-  try {
-    // The descriptor over GraphQL; the file from the download route, which streams large files.
-    const file = (await cred.call<{ postboxFile: { descriptor: string } }>(FILE, { id: f.id })).postboxFile;
-    descriptor = JSON.parse(new TextDecoder().decode(await decryptJwe(file.descriptor, p.privateKey, p.publicJwk)));
-    bytes = await decryptJwe(await cred.download(f.id), p.privateKey, p.publicJwk);
-  } catch (e) {
-    name.textContent = "Unreadable file";
-    const msg = e instanceof ApiError || e instanceof NetworkError ? e.message : "It could not be decrypted with this device's key (it was encrypted to another key, or damaged).";
-    content.append(notice("error", msg));
-    return false;
+  let cached = view.decrypted.get(f.id);
+  if (!cached) {
+    try {
+      // The descriptor over GraphQL; the file from the download route, which streams large files.
+      const file = (await cred.call<{ postboxFile: { descriptor: string } }>(FILE, { id: f.id })).postboxFile;
+      const descriptor: Descriptor = JSON.parse(new TextDecoder().decode(await decryptJwe(file.descriptor, p.privateKey, p.publicJwk)));
+      const bytes = await decryptJwe(await cred.download(f.id), p.privateKey, p.publicJwk);
+      cached = view.decrypted.get(f.id) ?? { descriptor, bytes }; // a load running alongside may have got it first
+      view.decrypted.set(f.id, cached);
+    } catch (e) {
+      name.textContent = "Unreadable file";
+      const msg = e instanceof ApiError || e instanceof NetworkError ? e.message : "It could not be decrypted with this device's key (it was encrypted to another key, or damaged).";
+      content.append(notice("error", msg));
+      return false;
+    }
   }
+  const { descriptor, bytes } = cached;
   const fileName = safeName(descriptor.fileName);
   const mimeType = typeof descriptor.mimeType === "string" && descriptor.mimeType ? descriptor.mimeType : "application/octet-stream";
   name.textContent = fileName;
@@ -390,8 +423,8 @@ async function fileItem(cred: Credential, f: FileNode, list: HTMLUListElement): 
     }
     content.append(h("pre", { class: "content", tabindex: 0, "aria-label": `Content of ${fileName}` }, text), download);
   } else if (IMAGE_TYPES.test(base)) {
-    const url = URL.createObjectURL(blob);
-    const img = h("img", { class: "preview", src: url, alt: `Preview of ${fileName}` });
+    cached.previewUrl ??= URL.createObjectURL(blob);
+    const img = h("img", { class: "preview", src: cached.previewUrl, alt: `Preview of ${fileName}` });
     img.addEventListener("error", () => img.replaceWith(notice("warning", "This image could not be displayed; download it instead.")));
     content.append(img, download);
   } else {
