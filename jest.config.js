@@ -40,7 +40,7 @@ export default {
       testMatch: ["<rootDir>/test/integration/**/*.test.ts"],
       // Two server processes cannot share an embedded database, and it runs one transaction
       // at a time (no races to test): those tests run on PostgreSQL only.
-      testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/integration/multi-instance.test.ts", "<rootDir>/test/integration/push.race.test.ts"],
+      testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/integration/multi-instance.test.ts", "<rootDir>/test/integration/races.test.ts"],
       globalSetup: "<rootDir>/test/global-setup.ts",
       setupFiles: [...base.setupFiles, "<rootDir>/test/setup-pglite.ts"],
     },

@@ -70,9 +70,16 @@ export class WebhookRepository {
     return row;
   }
 
-  /** The contract's endpoint if it can receive deliveries (registered and not disabled). */
-  activeEndpoint(tx: Tx, contractId: string) {
-    return tx.webhookEndpoint.findFirst({ where: { contractId, disabledAt: null }, select: { id: true } });
+  /**
+   * The contract's endpoint if it can receive deliveries (registered and not disabled),
+   * share-locked until the transaction ends: an endpoint deleted or disabled meanwhile
+   * waits for it (and then takes its delivery along), where without the lock the
+   * delivery's insert failed its foreign key and the caller's whole transaction with it.
+   */
+  async activeEndpoint(tx: Tx, contractId: string): Promise<{ id: string } | null> {
+    const rows = await tx.$queryRaw<{ id: string }[]>`
+      SELECT "id" FROM "WebhookEndpoint" WHERE "contractId" = ${contractId} AND "disabledAt" IS NULL FOR SHARE`;
+    return rows[0] ?? null;
   }
 
   insertDelivery(tx: Tx, data: { id: string; endpointId: string; contractId: string; eventType: string; payload: string; nextAttemptAt: Date; createdAt: Date }) {

@@ -1,0 +1,79 @@
+// Races on PostgreSQL, made to happen: another transaction holds a change uncommitted
+// while a request runs into it, and commits once the request waits for it.
+// - A push racing its postbox's close must see the close (refused, nothing stored),
+//   never be taken by a postbox that is already CLOSED.
+// - A state change whose webhook endpoint is deleted meanwhile must still commit
+//   (without the delivery), not fail on the delivery's foreign key.
+// PostgreSQL only: the embedded database runs one transaction at a time.
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import pg from "pg";
+import { PUSH_DATA, createReadyPostboxForPush, createSession, dataInput, registerApp } from "../helpers/factories.js";
+import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
+import { CLOSE, waitUntil } from "./postbox.helpers.js";
+
+const waitingForLock = (other: pg.Client) => async () =>
+  Number((await other.query(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].n) > 0;
+
+describe("a push racing its postbox's close", () => {
+  let t: TestServer;
+  let other: pg.Client;
+  beforeAll(async () => {
+    t = await startTestServer();
+    other = new pg.Client({ connectionString: t.databaseUrl });
+    await other.connect();
+  });
+  afterAll(async () => {
+    await other?.end();
+    await t?.stop();
+  });
+
+  it("is refused when the close commits while the push waits for the audit log", async () => {
+    const app = await registerApp(t);
+    const session = await createSession(t, app);
+    const target = await createReadyPostboxForPush(t, session);
+    // Another transaction closes the postbox as closePostbox does: the status, then the
+    // audit log's head, held until it commits.
+    await other.query("BEGIN");
+    await other.query(`UPDATE "Postbox" SET "status" = 'CLOSED', "closedAt" = now() WHERE "id" = $1`, [target.postboxId]);
+    await other.query(`SELECT "hash" FROM "AuditHead" WHERE "id" = 1 FOR UPDATE`);
+    const push = t.gql(PUSH_DATA, { input: dataInput(target, Buffer.from("racing the close")) }, { token: session });
+    await waitUntil(waitingForLock(other), "the push waits for the audit log's head");
+    await other.query("COMMIT");
+    const r = await push;
+    expect(r.data?.pushData ?? null).toBeNull();
+    expect(errorCode(r)).toBe("CONFLICT");
+    expect(await t.app.db.prisma.push.count({ where: { postboxId: target.postboxId } })).toBe(0);
+  });
+});
+
+describe("a state change racing the deletion of its webhook endpoint", () => {
+  let t: TestServer;
+  let other: pg.Client;
+  beforeAll(async () => {
+    t = await startTestServer();
+    other = new pg.Client({ connectionString: t.databaseUrl });
+    await other.connect();
+  });
+  afterAll(async () => {
+    await other?.end();
+    await t?.stop();
+  });
+
+  it("commits without the delivery when the endpoint's deletion commits while it runs", async () => {
+    const app = await registerApp(t);
+    const session = await createSession(t, app);
+    const target = await createReadyPostboxForPush(t, session);
+    // Registered once the postbox is READY: no earlier delivery is in flight to wait on the deletion too.
+    const set = await t.gql(`mutation { setWebhook(url: "http://127.0.0.1:9/hook") { url } }`, {}, { token: session });
+    expect(set.errors).toBeUndefined();
+    await other.query("BEGIN");
+    await other.query(`DELETE FROM "WebhookEndpoint" WHERE "contractId" = $1`, [app.contractId]);
+    const closing = t.gql(CLOSE, { id: target.postboxId }, { token: session });
+    await waitUntil(waitingForLock(other), "the close waits for the endpoint's deletion");
+    await other.query("COMMIT");
+    const r = await closing;
+    expect(r.errors).toBeUndefined();
+    expect(r.data?.closePostbox.status).toBe("CLOSED");
+    expect(await t.app.db.prisma.webhookDelivery.count({ where: { contractId: app.contractId, eventType: "postbox.closed" } })).toBe(0);
+  });
+});
