@@ -142,6 +142,7 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
     { name: "postboxes.expire", run: (now) => postboxes.sweep(now) },
     { name: "users.revoke", run: (now) => users.sweep(now) },
     { name: "webhooks.deliver", run: () => webhooks.deliverDue() },
+    { name: "webhooks.prune", run: (now) => webhooks.prune(now) },
     { name: "push.retention", run: (now) => pushes.retention(now) },
     { name: "dataRequests.sweep", run: (now) => dataRequests.sweep(now) },
     { name: "audit.prune", run: (now) => audit.prune(now, config.AUDIT_RETENTION) },

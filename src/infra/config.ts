@@ -136,6 +136,7 @@ export const SPEC = {
   AUDIT_RETENTION: { doc: "How long push metadata and audit events are kept.", default: "400d", parse: duration },
   SWEEP_INTERVAL: { doc: "How often expiry, purge and webhook work runs.", default: "5s", parse: duration },
   WEBHOOK_TIMEOUT: { doc: "Time a webhook receiver has to answer.", default: "15s", parse: duration },
+  WEBHOOK_RETENTION: { doc: "How long a finished webhook delivery (SUCCEEDED or FAILED) and its attempts stay in `webhookDeliveries`; then they are deleted.", default: "30d", parse: duration },
   WEBHOOK_SECRET_OVERLAP: {
     doc: "After rotateWebhookSecret, how long deliveries also carry a signature with the previous secret, so receivers can switch without rejecting any.",
     default: "24h",

@@ -432,6 +432,31 @@ describe("fairness between endpoints, for retries", () => {
   });
 });
 
+describe("history", () => {
+  it("deletes finished deliveries and their attempts WEBHOOK_RETENTION after they finished, and keeps pending ones", async () => {
+    const who = await tenant();
+    await setWebhook(who);
+    const before = rx.received.length;
+    await emit(who.app.contractId, "postbox.ready", { postboxId: "pbx_old" });
+    await rx.waitFor(before + 1);
+    await waitUntil(async () => (await deliveriesOf(who.app.contractId))[0]?.status === "SUCCEEDED", "the delivery is recorded as sent");
+    const [done] = await deliveriesOf(who.app.contractId);
+    const p = t.app.db.prisma;
+    const ep = await p.webhookEndpoint.findUniqueOrThrow({ where: { contractId: who.app.contractId } });
+    await p.webhookDelivery.create({ data: { id: `msg_pending_${randomBytes(4).toString("hex")}`, endpointId: ep.id, contractId: who.app.contractId, eventType: "postbox.ready", payload: "{}", nextAttemptAt: new Date(Date.now() + 3_600_000) } });
+    expect(await p.webhookAttempt.count({ where: { deliveryId: done.id } })).toBe(1);
+
+    // Within the retention (30 days by default) nothing goes.
+    expect(await t.app.services.webhooks.prune(new Date(Date.now() + 29 * 86_400_000))).toBe(0);
+    // Past it, the finished delivery goes with its attempts; the pending one stays.
+    expect(await t.app.services.webhooks.prune(new Date(Date.now() + 31 * 86_400_000))).toBeGreaterThanOrEqual(1);
+    expect(await p.webhookDelivery.findUnique({ where: { id: done.id } })).toBeNull();
+    expect(await p.webhookAttempt.count({ where: { deliveryId: done.id } })).toBe(0);
+    expect(await p.webhookDelivery.count({ where: { contractId: who.app.contractId, status: "PENDING" } })).toBe(1);
+    await p.webhookDelivery.deleteMany({ where: { contractId: who.app.contractId } });
+  });
+});
+
 describe("private addresses without ALLOW_PRIVATE_URLS", () => {
   let strict: TestServer;
   beforeAll(async () => {

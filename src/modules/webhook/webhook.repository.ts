@@ -127,6 +127,15 @@ export class WebhookRepository {
       RETURNING d."id", d."endpointId", d."contractId", d."eventType", d."payload", d."attemptCount", d."lockedUntil", e."url", e."secret", e."previousSecret", e."previousSecretUntil"`;
   }
 
+  /** Deletes up to `limit` deliveries (their attempts with them) that finished before `before`; how many. */
+  pruneFinished(before: Date, limit: number): Promise<number> {
+    return this.prisma.$executeRaw`
+      DELETE FROM "WebhookDelivery" WHERE "id" IN (
+        SELECT "id" FROM "WebhookDelivery"
+        WHERE "status" IN ('SUCCEEDED', 'FAILED') AND "completedAt" < ${before}
+        LIMIT ${limit})`;
+  }
+
   /** Which of `ids` are visible (committed) now. */
   async existing(ids: string[]): Promise<string[]> {
     const rows = await this.prisma.webhookDelivery.findMany({ where: { id: { in: ids } }, select: { id: true } });

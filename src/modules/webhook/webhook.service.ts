@@ -40,13 +40,15 @@ export interface WebhookEndpointView {
 
 export type DeliveryStatus = "PENDING" | "SUCCEEDED" | "FAILED";
 export const MAX_URL_LENGTH = 2048;
+/** Finished deliveries deleted per statement (and at most ten statements a run). */
+const PRUNE_BATCH = 1000;
 
 export class WebhookService {
   constructor(
     private readonly repo: WebhookRepository,
     private readonly audit: AuditService,
     private readonly dispatcher: WebhookDispatcher,
-    private readonly config: Pick<Config, "ALLOW_PRIVATE_URLS" | "WEBHOOK_SECRET_OVERLAP">,
+    private readonly config: Pick<Config, "ALLOW_PRIVATE_URLS" | "WEBHOOK_SECRET_OVERLAP" | "WEBHOOK_RETENTION">,
   ) {}
 
   /**
@@ -68,6 +70,21 @@ export class WebhookService {
   /** Sends what is due now (e.g. after a transaction that enqueued several deliveries). */
   notify(): void {
     this.dispatcher.notify();
+  }
+
+  /**
+   * Deletes deliveries (and their attempts) WEBHOOK_RETENTION after they finished, in
+   * batches (the rest on the next run), so the history does not grow for ever.
+   */
+  async prune(now: Date): Promise<number> {
+    const before = new Date(now.getTime() - this.config.WEBHOOK_RETENTION);
+    let deleted = 0;
+    for (let i = 0; i < 10; i++) {
+      const n = await this.repo.pruneFinished(before, PRUNE_BATCH);
+      deleted += n;
+      if (n < PRUNE_BATCH) break;
+    }
+    return deleted;
   }
 
   /** The delivery worker: sends everything due; resolves when nothing due is left. */
