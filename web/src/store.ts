@@ -63,12 +63,27 @@ export async function savePostbox(p: StoredPostbox): Promise<void> {
   await run("readwrite", (s) => s.put(p));
 }
 
+/**
+ * Changes some fields of a stored postbox, reading and writing in one transaction: read
+ * and written in two, a token renewal saved in between (another tab) was overwritten
+ * with the used refresh token, which the server then took for a stolen one.
+ */
 export async function updatePostbox(postboxId: string, patch: Partial<Omit<StoredPostbox, "postboxId">>): Promise<StoredPostbox | undefined> {
-  const current = await getPostbox(postboxId);
-  if (!current) return undefined;
-  const next = { ...current, ...patch };
-  await savePostbox(next);
-  return next;
+  const db = await open();
+  return new Promise<StoredPostbox | undefined>((resolve, reject) => {
+    const tx = db.transaction(STORE, "readwrite");
+    const store = tx.objectStore(STORE);
+    let next: StoredPostbox | undefined;
+    const read = store.get(postboxId) as IDBRequest<StoredPostbox | undefined>;
+    read.onsuccess = () => {
+      if (!read.result) return;
+      next = { ...read.result, ...patch };
+      store.put(next);
+    };
+    tx.oncomplete = () => resolve(next);
+    tx.onerror = () => reject(tx.error ?? read.error);
+    tx.onabort = () => reject(tx.error ?? new Error("The local database transaction was aborted."));
+  });
 }
 
 export async function deletePostbox(postboxId: string): Promise<void> {
