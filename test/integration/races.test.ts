@@ -11,22 +11,23 @@ import { PUSH_DATA, createReadyPostboxForPush, createSession, dataInput, registe
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
 import { CLOSE, waitUntil } from "./postbox.helpers.js";
 
+let t: TestServer;
+/** The other transaction's connection. */
+let other: pg.Client;
+beforeAll(async () => {
+  t = await startTestServer();
+  other = new pg.Client({ connectionString: t.databaseUrl });
+  await other.connect();
+});
+afterAll(async () => {
+  await other?.end();
+  await t?.stop();
+});
+
 const waitingForLock = (other: pg.Client) => async () =>
   Number((await other.query(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].n) > 0;
 
 describe("a push racing its postbox's close", () => {
-  let t: TestServer;
-  let other: pg.Client;
-  beforeAll(async () => {
-    t = await startTestServer();
-    other = new pg.Client({ connectionString: t.databaseUrl });
-    await other.connect();
-  });
-  afterAll(async () => {
-    await other?.end();
-    await t?.stop();
-  });
-
   it("is refused when the close commits while the push waits for the audit log", async () => {
     const app = await registerApp(t);
     const session = await createSession(t, app);
@@ -47,18 +48,6 @@ describe("a push racing its postbox's close", () => {
 });
 
 describe("a state change racing the deletion of its webhook endpoint", () => {
-  let t: TestServer;
-  let other: pg.Client;
-  beforeAll(async () => {
-    t = await startTestServer();
-    other = new pg.Client({ connectionString: t.databaseUrl });
-    await other.connect();
-  });
-  afterAll(async () => {
-    await other?.end();
-    await t?.stop();
-  });
-
   it("commits without the delivery when the endpoint's deletion commits while it runs", async () => {
     const app = await registerApp(t);
     const session = await createSession(t, app);
