@@ -154,6 +154,12 @@ export const SPEC = {
 type Spec = typeof SPEC;
 type Parsed = { [K in keyof Spec]: ReturnType<Spec[K]["parse"]> };
 
+/** SERVER_SECRET, which createApp fills in (from DATA_DIR) when it is unset; throws if it is still missing. */
+export function requireServerSecret(secret: string | undefined): string {
+  if (!secret) throw new Error("SERVER_SECRET is not set (createApp generates it into DATA_DIR when unset)");
+  return secret;
+}
+
 /** Room in the HTTP body limit for everything but the file (see loadConfig). */
 export const BODY_MARGIN_BYTES = 1024 * 1024;
 

@@ -175,8 +175,11 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   );
   // Mounted after /graphql so that GraphQL requests, the hot path, skip these routers.
   for (const m of deps.mounts ?? []) app.use(m.path, m.handler);
-  // Body-parser errors (oversized or malformed JSON) in GraphQL's response shape.
-  app.use((err: { type?: string; status?: number; limit?: number }, _req: Request, res: express.Response, next: express.NextFunction) => {
+  // Whatever reaches Express's error path, in GraphQL's response shape rather than
+  // Express's HTML page with a stack trace: body-parser errors (oversized or malformed
+  // JSON; any other it marks safe to show, such as an unknown or corrupt Content-Encoding,
+  // with its status); anything else masked and logged.
+  app.use((err: Error & { type?: string; limit?: number; status?: number; statusCode?: number; expose?: boolean }, req: Request, res: express.Response, _next: express.NextFunction) => {
     if (err?.type === "entity.too.large") {
       sendError(res, 413, ErrorCode.PAYLOAD_TOO_LARGE, bodyTooLargeMessage(err.limit ?? config.BODY_LIMIT_BYTES));
       return;
@@ -185,13 +188,6 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       sendError(res, 400, "BAD_REQUEST", "The request body is not valid JSON.");
       return;
     }
-    next(err);
-  });
-  // Everything else that reached Express's error path, in the same shape rather than
-  // Express's HTML page with a stack trace: a request error the body parser marks as
-  // safe to show (an unknown or corrupt Content-Encoding, an unsupported charset) with
-  // its status; anything else masked and logged.
-  app.use((err: Error & { status?: number; statusCode?: number; expose?: boolean }, req: Request, res: express.Response, _next: express.NextFunction) => {
     const status = Number(err?.status ?? err?.statusCode);
     if (err?.expose && status >= 400 && status < 500) {
       // A corrupt compressed body comes with just the status's own name as its message.

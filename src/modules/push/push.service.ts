@@ -4,7 +4,7 @@
 // delivery (pushes, pushStatusChanged); content is deleted at expiry (retention). Every
 // attempt and purge is in the audit log. The user's side (list, fetch, acknowledge) is
 // UserFilesService (push.files.service.ts).
-import type { Config } from "../../infra/config.js";
+import { requireServerSecret, type Config } from "../../infra/config.js";
 import { clipText } from "../../infra/text.js";
 import { isUniqueViolation } from "../../infra/db/prisma-errors.js";
 import { AppError, ErrorCode, isAppError, notFound } from "../../infra/errors.js";
@@ -463,8 +463,7 @@ export class PushService {
   }
 
   private secret(): string {
-    if (!this.serverSecret) throw new Error("SERVER_SECRET is not set (createApp generates it into DATA_DIR when unset)");
-    return this.serverSecret;
+    return requireServerSecret(this.serverSecret);
   }
 
   private async replay(s: SessionPrincipal, idempotencyKey: string, requestHash: string, base: AuditInput): Promise<PushResultDto | undefined> {

@@ -5,11 +5,10 @@
 // is issued, and one presented a second time revokes its grant (a copy is in
 // other hands). Whoever proves they hold the postbox's private key, by decrypting
 // a challenge, gets a new grant. Grants are revoked when their postbox closes or expires.
-import type { Config } from "../../infra/config.js";
+import { requireServerSecret, type Config } from "../../infra/config.js";
 import { randomBytes } from "node:crypto";
-import { createHmac } from "node:crypto";
 import { addressGroup } from "../../infra/client-address.js";
-import { newSecret, safeEqual, sha256Hex } from "../../infra/crypto.js";
+import { hmacHex, newSecret, safeEqual, sha256Hex } from "../../infra/crypto.js";
 import type { Tx } from "../../infra/db/database.js";
 import { AppError, ErrorCode, notFound, unauthenticated } from "../../infra/errors.js";
 import { USER_TOKEN_PREFIX, type UserPrincipal } from "../../infra/graphql/context.js";
@@ -187,7 +186,7 @@ export class UserService {
     }
     // The address is kept as a keyed hash: it is needed only to tell askers apart, and a
     // plain hash of an IPv4 address is undone by hashing all 2^32 of them.
-    const requesterHash = createHmac("sha256", this.secret()).update(`challenge-requester:${addressGroup(requester)}`).digest("hex");
+    const requesterHash = hmacHex(requireServerSecret(this.config.SERVER_SECRET), `challenge-requester:${addressGroup(requester)}`);
     const live = await this.repo.countLiveChallenges(pb.id, requesterHash, now);
     if (live.requester >= MAX_LIVE_CHALLENGES_PER_REQUESTER) {
       throw new AppError(ErrorCode.RATE_LIMITED, `Too many open challenges for this postbox from this address; answer one or wait ${CHALLENGE_TTL_MS / 60_000} minutes.`, {
@@ -202,11 +201,6 @@ export class UserService {
     const expiresAt = new Date(now.getTime() + CHALLENGE_TTL_MS);
     await this.repo.createChallenge({ id: challengeId, postboxId: pb.id, answerHash: sha256Hex(answer), requesterHash, expiresAt });
     return { challengeId, jwe, expiresAt };
-  }
-
-  private secret(): string {
-    if (!this.config.SERVER_SECRET) throw new Error("SERVER_SECRET is not set (createApp generates it into DATA_DIR when unset)");
-    return this.config.SERVER_SECRET;
   }
 
   /** reissueUserCredential: a new grant for whoever decrypted the challenge. Each challenge takes one answer. */
