@@ -398,9 +398,8 @@ describe("fairness between endpoints", () => {
 
 describe("fairness between endpoints, for retries", () => {
   it("sends another endpoint's retry that comes due while a receiver hangs, on a free lane, without waiting for that receiver", async () => {
-    // The periodic task is skipped while its run waits for the hanging lanes: that run
-    // fills free lanes every SWEEP_INTERVAL itself. (The run is called directly, not
-    // through scheduler.tick(): see the note on claims that never answer in webhook.worker.ts.)
+    // The periodic task's calls join the run that waits for the hanging lanes, and that
+    // run fills free lanes every SWEEP_INTERVAL itself.
     const s = await startTestServer({ env: { SWEEP_INTERVAL: "200ms" } });
     const slow = await startWebhookReceiver();
     let release!: () => void;
@@ -414,7 +413,7 @@ describe("fairness between endpoints, for retries", () => {
         await s.app.db.prisma.$transaction((tx) => s.app.services.webhooks.enqueue(tx, { contractId: hanging.app.contractId, type: "push.delivered", data: { i } }));
       }
       await slow.waitFor(2);
-      const run = s.app.services.webhooks.deliverDue(); // waits for the two hanging sends
+      const run = s.app.scheduler.tick(); // waits for the two hanging sends
       // Another tenant's retry comes due (no enqueue, so nothing but a claim finds it).
       const ep = await s.app.db.prisma.webhookEndpoint.findUniqueOrThrow({ where: { contractId: other.app.contractId } });
       const id = `msg_retry_${randomBytes(6).toString("hex")}`;

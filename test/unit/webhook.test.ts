@@ -213,15 +213,19 @@ describe("WebhookSender", () => {
 });
 
 describe("WebhookDispatcher.run", () => {
-  it("waits for what another run is still claiming, not only for lanes already sending", async () => {
-    // notify() reserves the only slot and claims; run() started meanwhile claims nothing,
-    // but must not resolve before that claim's delivery has been sent and recorded.
+  it("a call while a run is under way joins it: that run claims once more, and the call resolves once what was due then is sent", async () => {
+    // notify() starts a run whose claim is still out when run() is called; the delivery
+    // that run() is for is only due by the next claim, which the run under way makes.
     let releaseClaim!: (rows: ClaimedDelivery[]) => void;
     const delivery = { id: "whd_1", endpointId: "whe_1", contractId: "con_1", eventType: "postbox.ready", payload: "{}", attemptCount: 0, lockedUntil: new Date(), url: "https://example.com/hook", secret: newWebhookSecret(), previousSecret: null, previousSecretUntil: null } as ClaimedDelivery;
     const recorded: string[] = [];
     let claims = 0;
     const repo = {
-      claimDue: () => (claims++ === 0 ? new Promise<ClaimedDelivery[]>((r) => (releaseClaim = r)) : Promise.resolve([])),
+      claimDue: () => {
+        claims++;
+        if (claims === 1) return new Promise<ClaimedDelivery[]>((r) => (releaseClaim = r));
+        return Promise.resolve(claims === 2 ? [delivery] : []);
+      },
       transaction: (fn: (tx: unknown) => Promise<unknown>) => fn({}),
       finishAttempt: async (_tx: unknown, d: ClaimedDelivery, outcome: { status: string }) => {
         recorded.push(`${d.id}:${outcome.status}`);
@@ -230,15 +234,39 @@ describe("WebhookDispatcher.run", () => {
     } as unknown as WebhookRepository;
     const sender = { send: async () => ({ statusCode: 200, durationMs: 1 }) } as unknown as WebhookSender;
     const log = { info() {}, warn() {}, error() {}, debug() {} };
-    const dispatcher = new WebhookDispatcher(repo, sender, {} as never, log as never, { concurrency: 1, perEndpoint: 1, lockMs: 60_000, refillMs: 60_000 });
+    const dispatcher = new WebhookDispatcher(repo, sender, {} as never, log as never, { concurrency: 8, perEndpoint: 2, lockMs: 60_000, refillMs: 60_000 });
 
     dispatcher.notify();
     let runDone = false;
-    const run = dispatcher.run().then(() => (runDone = true));
+    const run = dispatcher.run().then((n) => ((runDone = true), n));
     await new Promise((r) => setTimeout(r, 20));
+    expect(claims).toBe(1); // no second claim beside the first
     expect(runDone).toBe(false);
-    releaseClaim([delivery]);
-    await run;
+    releaseClaim([]);
+    expect(await run).toBe(1);
     expect(recorded).toEqual(["whd_1:SUCCEEDED"]);
+    // The joined call's claim (2), the lane's look for more (3), the run's last look (4).
+    expect(claims).toBe(4);
+  });
+
+  it("ends when nothing is due although it was called twice at once (the second call joins the first)", async () => {
+    // Two runs side by side once claimed in turn for ever, each waiting for the other's
+    // claim and then claiming again. Claims answer after a millisecond, as the database does.
+    let claims = 0;
+    const repo = {
+      claimDue: () => {
+        claims++;
+        return new Promise<ClaimedDelivery[]>((r) => setTimeout(() => r([]), 1));
+      },
+    } as unknown as WebhookRepository;
+    const log = { info() {}, warn() {}, error() {}, debug() {} };
+    const sender = { close: async () => {} } as unknown as WebhookSender;
+    const dispatcher = new WebhookDispatcher(repo, sender, {} as never, log as never, { concurrency: 2, perEndpoint: 1, lockMs: 60_000, refillMs: 60_000 });
+    const both = Promise.all([dispatcher.run(), dispatcher.run()]);
+    const outcome = await Promise.race([both.then(() => "ended"), new Promise((r) => setTimeout(() => r("still claiming"), 2000))]);
+    await dispatcher.stop();
+    expect(outcome).toBe("ended");
+    // The first run's claim, and one more for the call that joined it.
+    expect(claims).toBe(2);
   });
 });
