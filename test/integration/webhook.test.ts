@@ -413,7 +413,7 @@ describe("fairness between endpoints, for retries", () => {
         await s.app.db.prisma.$transaction((tx) => s.app.services.webhooks.enqueue(tx, { contractId: hanging.app.contractId, type: "push.delivered", data: { i } }));
       }
       await slow.waitFor(2);
-      const run = s.app.scheduler.tick(); // waits for the two hanging sends
+      const run = s.app.services.webhooks.deliverDue(); // joins the run that waits for the two hanging sends
       // Another tenant's retry comes due (no enqueue, so nothing but a claim finds it).
       const ep = await s.app.db.prisma.webhookEndpoint.findUniqueOrThrow({ where: { contractId: other.app.contractId } });
       const id = `msg_retry_${randomBytes(6).toString("hex")}`;

@@ -213,18 +213,26 @@ describe("WebhookSender", () => {
 });
 
 describe("WebhookDispatcher.run", () => {
-  it("a call while a run is under way joins it: that run claims once more, and the call resolves once what was due then is sent", async () => {
-    // notify() starts a run whose claim is still out when run() is called; the delivery
-    // that run() is for is only due by the next claim, which the run under way makes.
-    let releaseClaim!: (rows: ClaimedDelivery[]) => void;
-    const delivery = { id: "whd_1", endpointId: "whe_1", contractId: "con_1", eventType: "postbox.ready", payload: "{}", attemptCount: 0, lockedUntil: new Date(), url: "https://example.com/hook", secret: newWebhookSecret(), previousSecret: null, previousSecretUntil: null } as ClaimedDelivery;
+  const delivery = (id: string) =>
+    ({ id, endpointId: "whe_1", contractId: "con_1", eventType: "postbox.ready", payload: "{}", attemptCount: 0, lockedUntil: new Date(), url: "https://example.com/hook", secret: newWebhookSecret(), previousSecret: null, previousSecretUntil: null }) as ClaimedDelivery;
+  const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
+
+  /**
+   * A dispatcher on a scripted repository: the nth claim answers `script[n]` (rows, an
+   * error, or "hold": it waits until released), later ones []; a send to an id in `hang`
+   * waits until `releaseSends()`.
+   */
+  function harness(script: (ClaimedDelivery[] | Error | "hold")[], hang: string[] = []) {
+    const held: ((rows: ClaimedDelivery[]) => void)[] = [];
     const recorded: string[] = [];
     let claims = 0;
+    let releaseSends!: () => void;
+    const gate = new Promise<void>((r) => (releaseSends = r));
     const repo = {
       claimDue: () => {
-        claims++;
-        if (claims === 1) return new Promise<ClaimedDelivery[]>((r) => (releaseClaim = r));
-        return Promise.resolve(claims === 2 ? [delivery] : []);
+        const step = script[claims++] ?? [];
+        if (step === "hold") return new Promise<ClaimedDelivery[]>((r) => held.push(r));
+        return step instanceof Error ? Promise.reject(step) : Promise.resolve(step);
       },
       transaction: (fn: (tx: unknown) => Promise<unknown>) => fn({}),
       finishAttempt: async (_tx: unknown, d: ClaimedDelivery, outcome: { status: string }) => {
@@ -232,41 +240,79 @@ describe("WebhookDispatcher.run", () => {
         return true;
       },
     } as unknown as WebhookRepository;
-    const sender = { send: async () => ({ statusCode: 200, durationMs: 1 }) } as unknown as WebhookSender;
+    const sender = {
+      send: async (url: string, headers: Record<string, string>) => {
+        if (hang.includes(headers["webhook-id"])) await gate;
+        return { statusCode: 200, durationMs: 1 };
+      },
+      close: async () => {},
+    } as unknown as WebhookSender;
     const log = { info() {}, warn() {}, error() {}, debug() {} };
     const dispatcher = new WebhookDispatcher(repo, sender, {} as never, log as never, { concurrency: 8, perEndpoint: 2, lockMs: 60_000, refillMs: 60_000 });
+    return { dispatcher, recorded, claims: () => claims, release: (rows: ClaimedDelivery[] = []) => held.shift()!(rows), releaseSends };
+  }
 
-    dispatcher.notify();
+  it("a call while a run is under way joins it: that run claims once more, and the call resolves once what was due then is sent", async () => {
+    // notify() starts a run whose claim is still out when run() is called; the delivery
+    // that run() is for is only due by the next claim, which the run under way makes.
+    const h = harness(["hold", [delivery("whd_1")]]);
+    h.dispatcher.notify();
     let runDone = false;
-    const run = dispatcher.run().then((n) => ((runDone = true), n));
-    await new Promise((r) => setTimeout(r, 20));
-    expect(claims).toBe(1); // no second claim beside the first
+    const run = h.dispatcher.run().then((n) => ((runDone = true), n));
+    await tick();
+    expect(h.claims()).toBe(1); // no second claim beside the first
     expect(runDone).toBe(false);
-    releaseClaim([]);
+    h.release([]);
     expect(await run).toBe(1);
-    expect(recorded).toEqual(["whd_1:SUCCEEDED"]);
+    expect(h.recorded).toEqual(["whd_1:SUCCEEDED"]);
     // The joined call's claim (2), the lane's look for more (3), the run's last look (4).
-    expect(claims).toBe(4);
+    expect(h.claims()).toBe(4);
   });
 
-  it("ends when nothing is due although it was called twice at once (the second call joins the first)", async () => {
-    // Two runs side by side once claimed in turn for ever, each waiting for the other's
-    // claim and then claiming again. Claims answer after a millisecond, as the database does.
-    let claims = 0;
-    const repo = {
-      claimDue: () => {
-        claims++;
-        return new Promise<ClaimedDelivery[]>((r) => setTimeout(() => r([]), 1));
-      },
-    } as unknown as WebhookRepository;
-    const log = { info() {}, warn() {}, error() {}, debug() {} };
-    const sender = { close: async () => {} } as unknown as WebhookSender;
-    const dispatcher = new WebhookDispatcher(repo, sender, {} as never, log as never, { concurrency: 2, perEndpoint: 1, lockMs: 60_000, refillMs: 60_000 });
-    const both = Promise.all([dispatcher.run(), dispatcher.run()]);
-    const outcome = await Promise.race([both.then(() => "ended"), new Promise((r) => setTimeout(() => r("still claiming"), 2000))]);
-    await dispatcher.stop();
+  it("claims at once for a call made while its claim was out and a lane hangs, not only at the next refill", async () => {
+    const h = harness([[delivery("whd_slow")], "hold", [delivery("whd_new")]], ["whd_slow"]);
+    const run = h.dispatcher.run();
+    await tick();
+    void h.dispatcher.run(); // wakes the run, which claims (2, held)
+    await tick();
+    expect(h.claims()).toBe(2);
+    void h.dispatcher.run(); // while claim 2 is out
+    h.release([]);
+    await tick();
+    // Claim 3 went out at once (refillMs is a minute) and its delivery was sent.
+    expect(h.recorded).toEqual(["whd_new:SUCCEEDED"]);
+    h.releaseSends();
+    expect(await run).toBe(2);
+    expect(h.recorded).toEqual(["whd_new:SUCCEEDED", "whd_slow:SUCCEEDED"]);
+  });
+
+  it("ends when nothing is due although it was called twice at once, with one claim for each call", async () => {
+    const h = harness([]);
+    const both = Promise.all([h.dispatcher.run(), h.dispatcher.run()]);
+    const outcome = await Promise.race([both.then(() => "ended"), tick(2000).then(() => "still claiming")]);
+    await h.dispatcher.stop();
     expect(outcome).toBe("ended");
-    // The first run's claim, and one more for the call that joined it.
-    expect(claims).toBe(2);
+    expect(h.claims()).toBe(2);
+  });
+
+  it("a failed claim fails the run under way, and the next call starts a new one", async () => {
+    const h = harness([new Error("database gone")]);
+    await expect(h.dispatcher.run()).rejects.toThrow("database gone");
+    expect(await h.dispatcher.run()).toBe(0);
+    expect(h.claims()).toBe(2);
+  });
+
+  it("stop() waits for the run's claim still out, and sends nothing it claimed", async () => {
+    const h = harness(["hold"]);
+    const run = h.dispatcher.run();
+    await tick();
+    let stopped = false;
+    const stop = h.dispatcher.stop().then(() => (stopped = true));
+    await tick();
+    expect(stopped).toBe(false);
+    h.release([delivery("whd_late")]);
+    await stop;
+    expect(await run).toBe(0);
+    expect(h.recorded).toEqual([]);
   });
 });

@@ -77,11 +77,9 @@ export class WebhookDispatcher {
         this.again = false;
         started.push(...(await this.fill()));
         if (this.stopped) break;
-        if (!this.lanes.size) {
-          // Called again while this fill claimed: claim for that call too.
-          if (this.again) continue;
-          break;
-        }
+        // Called again while this fill claimed: claim for that call too, at once.
+        if (this.again) continue;
+        if (!this.lanes.size) break;
         // Wait for the lanes (each claims whatever else is due before it ends).
         // Meanwhile the scheduler's call joins this run, so while a lane hangs on a
         // slow receiver the free ones are filled every refillMs, and at once on a new call:
@@ -263,7 +261,8 @@ export class WebhookDispatcher {
     if (this.watchTimer) clearTimeout(this.watchTimer);
     this.watched.clear();
     this.abort.abort();
-    await Promise.allSettled([...this.lanes, this.watching]);
+    // The run too: a claim of it still out must not meet a closed database.
+    await Promise.allSettled([this.current, ...this.lanes, this.watching]);
     await this.sender.close().catch(() => {});
   }
 }
