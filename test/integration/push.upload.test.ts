@@ -220,21 +220,33 @@ describe("downloads", () => {
 
 describe("downloads cut short", () => {
   it("lets go of a download whose client left halfway", async () => {
-    const id = (await upload(rsa, "file", randomBytes(3 * MiB))).data!.pushData.id;
-    const { hostname, port } = new URL(t.url);
-    await new Promise<void>((resolve, reject) => {
-      const req = http.get({ hostname, port, path: `/files/${id}`, headers: { authorization: `Bearer ${rsa.accessToken}` } }, (res) => {
-        expect(res.statusCode).toBe(200);
-        res.pause(); // reads nothing more, then leaves: the server's writes back up, then fail
-        setTimeout(() => {
-          req.destroy();
-          resolve();
-        }, 200);
+    // Larger than what the socket buffers between server and client take (the server's
+    // send buffer grows to 4 MiB here): a file that fits in them is sent whole, however
+    // soon the client leaves, and the handler ends as a completed download.
+    const big = await startTestServer({ env: { MAX_PUSH_BYTES: "12MiB" } });
+    try {
+      const s = await createSession(big, await registerApp(big));
+      const target = await createReadyPostboxForPush(big, s, "RSA");
+      const up = await multipartGql(big.url, PUSH_DATA, { input: input(target, { file: null }) }, "variables.input.file", randomBytes(12 * MiB), { token: s });
+      expect(up.errors).toBeUndefined();
+      const id = up.data!.pushData.id;
+      const { hostname, port } = new URL(big.url);
+      await new Promise<void>((resolve, reject) => {
+        const req = http.get({ hostname, port, path: `/files/${id}`, headers: { authorization: `Bearer ${target.accessToken}` } }, (res) => {
+          expect(res.statusCode).toBe(200);
+          res.pause(); // reads nothing more, then leaves: the server's writes back up, then fail
+          setTimeout(() => {
+            req.destroy();
+            resolve();
+          }, 200);
+        });
+        req.on("error", () => {});
+        req.on("timeout", reject);
       });
-      req.on("error", () => {});
-      req.on("timeout", reject);
-    });
-    await waitUntil(() => t.logs.some((l) => l.includes(id) && l.includes("file download ended by the client")), "the download's handler ended");
+      await waitUntil(() => big.logs.some((l) => l.includes(id) && l.includes("file download ended by the client")), "the download's handler ended");
+    } finally {
+      await big.stop();
+    }
   });
 
   it("refuses a file whose slices were purged while it was read, rather than sending it short", async () => {
