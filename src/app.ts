@@ -99,9 +99,9 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   // Services, in dependency order. Repositories are the only Prisma users.
   const audit = new AuditService(new AuditRepository(prisma));
   // Ends open subscriptions with their session (expiry, endSession, application disabled), across instances.
-  const sessionEnds = new SessionEnds(pubSub, log);
-  const appRepo = new ApplicationRepository(prisma);
   const sessionRepo = new SessionRepository(prisma);
+  const sessionEnds = new SessionEnds(pubSub, log, (id) => sessionRepo.isLive(id));
+  const appRepo = new ApplicationRepository(prisma);
   const applications = new ApplicationService(appRepo, audit, config, sessionEnds, sessionRepo);
   const sessions = new SessionService(sessionRepo, appRepo, audit, config, sessionEnds);
   const webhookRepo = new WebhookRepository(prisma);

@@ -30,30 +30,31 @@ export class SessionEnds {
   /** Told of every end, local or from the bus (the session cache forgets the session). */
   private readonly listeners: ((p: SessionEndedPayload) => void)[] = [];
 
+  /**
+   * `isLive` reads whether a session is still valid in the database (not ended, not
+   * expired, its application and contract enabled); watch() asks it once the watcher is
+   * registered, for an end that came before (see there).
+   */
   constructor(
     private readonly pubSub: AppPubSub,
     private readonly log: Logger,
+    private readonly isLive: (sessionId: string) => Promise<boolean>,
   ) {
     // At once, not with the first stream: with Redis, SUBSCRIBE takes a round trip, and
     // an end announced during it would be missed.
     this.listen();
   }
 
-  /** Calls `end` once, when the session expires, is ended or loses its application or key; returns the cancel function. */
+  /**
+   * Calls `end` once, when the session expires, is ended or loses its application or key;
+   * returns the cancel function. A stream authenticates, then reads (its postbox, its
+   * prelude…) before it gets here: an end announced in between found no watcher, so once
+   * this one is registered the session is read again, and ended streams end at once.
+   */
   watch(s: Pick<SessionPrincipal, "sessionId" | "contractId" | "applicationId" | "expiresAt">, end: () => void): () => void {
     const keys = [keyOf({ sessionId: s.sessionId }), keyOf({ contractId: s.contractId }), keyOf({ applicationId: s.applicationId })] as string[];
     let done = false;
-    const fire = () => {
-      if (done) return;
-      cancel();
-      end();
-    };
-    const cancelExpiry = endAtExpiry(s.expiresAt, fire);
-    for (const k of keys) {
-      const set = this.watchers.get(k) ?? new Set();
-      set.add(fire);
-      this.watchers.set(k, set);
-    }
+    let cancelExpiry = () => {};
     const cancel = () => {
       done = true;
       cancelExpiry();
@@ -63,6 +64,25 @@ export class SessionEnds {
         if (set?.size === 0) this.watchers.delete(k);
       }
     };
+    const fire = () => {
+      if (done) return;
+      cancel();
+      end();
+    };
+    for (const k of keys) {
+      const set = this.watchers.get(k) ?? new Set();
+      set.add(fire);
+      this.watchers.set(k, set);
+    }
+    // Last: a session already expired ends here, at once, through fire (which needs cancel).
+    cancelExpiry = endAtExpiry(s.expiresAt, fire);
+    if (!done) {
+      this.isLive(s.sessionId).then(
+        (live) => live || fire(),
+        // Unknown: it still ends at its expiry, or with the next end announced.
+        (err) => this.log.warn({ err, sessionId: s.sessionId }, "could not re-read a session for its stream"),
+      );
+    }
     return cancel;
   }
 

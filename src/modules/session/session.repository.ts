@@ -36,6 +36,15 @@ export class SessionRepository {
     };
   }
 
+  /** The session is still valid: not ended, not expired, its contract and application enabled. */
+  async isLive(id: string): Promise<boolean> {
+    const rows = await this.prisma.$queryRaw<{ live: boolean }[]>`
+      SELECT (s."revokedAt" IS NULL AND s."expiresAt" > ${new Date()} AND c."disabledAt" IS NULL AND a."disabledAt" IS NULL) AS live
+      FROM "Session" s JOIN "Contract" c ON c.id = s."contractId" JOIN "Application" a ON a.id = c."applicationId"
+      WHERE s.id = ${id}`;
+    return rows[0]?.live === true;
+  }
+
   revoke(tx: Tx, id: string) {
     return tx.session.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: new Date() } });
   }

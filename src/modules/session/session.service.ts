@@ -181,8 +181,14 @@ export class SessionService {
     const keyHash = sha256Hex(key);
     const known = this.verified.get(keyHash);
     if (known) return known;
-    const mark = this.verified.mark();
-    const s = await this.repo.findByKeyHash(keyHash);
+    let mark = this.verified.mark();
+    let s = await this.repo.findByKeyHash(keyHash);
+    // An end announced while it read may have committed after the read: read again. (Requests
+    // sent after endSession returned can share this lookup, see infra/coalesce.ts.)
+    for (let i = 0; i < 3 && mark !== this.verified.mark(); i++) {
+      mark = this.verified.mark();
+      s = await this.repo.findByKeyHash(keyHash);
+    }
     if (!s) throw unauthenticated("Unknown session key. Establish a session with createSession.");
     // Disabled first: disabling also ends the sessions, and this says why.
     if (s.contract.application.disabledAt || s.contract.disabledAt) throw new AppError(ErrorCode.FORBIDDEN, "The application or contract of this session is disabled.");
