@@ -6,7 +6,10 @@ import { Repeater } from "@graphql-yoga/subscription";
 const MAX_TIMER_MS = 2_147_483_647;
 
 export interface SessionStreamOptions<S, T> {
-  /** Events of the topic (e.g. `pubSub.subscribe(topic)`); returned when the stream ends. */
+  /**
+   * Events of the topic (`pubSub.subscribe(topic)`); returned when the stream ends, which
+   * must end a next() still waiting (a Repeater's does).
+   */
   source: AsyncIterable<S>;
   /**
    * Resolves once the source hears every event published from now on, on any instance
@@ -66,8 +69,10 @@ export function sessionStream<S, T>({ source, ready, until, prelude, select, onO
       }
     }
     for (;;) {
-      // Racing stop ends the loop at expiry or client close even while no event comes.
-      const r = await Promise.race([pending, stop.then(() => ({ done: true as const, value: undefined }))]);
+      // At expiry or client close the source is returned, which ends this wait even while
+      // no event comes. (Not a race with stop: every race left a reaction on stop, which
+      // held its event until the stream ended, for each event of the topic.)
+      const r = await pending;
       if (r.done) break;
       pending = it.next();
       const out = select(r.value, () => void stop());
