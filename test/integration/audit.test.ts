@@ -290,6 +290,23 @@ describe("retention", () => {
     expect((await t.admin("GET", "/audit/verify")).body.ok).toBe(true);
   });
 
+  it("prunes a backlog in batches, each its own transaction with its audit.prune event, and the chain still verifies", async () => {
+    const p = t.app.db.prisma;
+    for (let i = 0; i < 8; i++) await t.gql(PUSH_DATA, { input: dataInput(target, Buffer.from(`backlog ${i}`)) }, { token: session });
+    // Everything so far is old; the audit.prune events written now are not.
+    const cutoff = new Date();
+    const old = await p.auditEvent.count({ where: { at: { lt: cutoff } } });
+    expect(old).toBeGreaterThan(6);
+    const r = await t.app.services.audit.prune(new Date(cutoff.getTime() + HOUR), HOUR, 3);
+    expect(r.deleted).toBe(old);
+    const prunes = await p.auditEvent.findMany({ where: { action: "audit.prune", at: { gte: cutoff } }, orderBy: { seq: "asc" } });
+    expect(prunes.map((e) => (e.detail as { deleted: number }).deleted)).toEqual([...Array(Math.floor(old / 3)).fill(3), ...(old % 3 ? [old % 3] : [])]);
+    const kept = await p.auditEvent.findMany({ orderBy: { seq: "asc" } });
+    expect(kept.map((e) => e.id)).toEqual(prunes.map((e) => e.id));
+    const verified = await t.admin("GET", "/audit/verify");
+    expect(verified.body).toMatchObject({ ok: true, anchor: { id: prunes[0].id } });
+  });
+
   it("is safe when two runs overlap (as with several instances)", async () => {
     const p = t.app.db.prisma;
     const ids: string[] = [];

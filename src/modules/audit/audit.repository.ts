@@ -76,16 +76,15 @@ export class AuditRepository {
   /**
    * Deletes the oldest events, as a prefix of the chain: everything before the
    * first event at or after `cutoff` (so a clock that stepped back cannot leave a
-   * hole in the middle). Returns what was removed, or null if nothing was.
+   * hole in the middle), at most `limit` of them. Returns what was removed, or null if nothing was.
    * Must run inside the transaction that holds the chain lock.
    */
-  async deletePrefixBefore(tx: Tx, cutoff: Date): Promise<{ count: number; lastSeq: bigint; lastHash: string } | null> {
+  async deletePrefixBefore(tx: Tx, cutoff: Date, limit: number): Promise<{ count: number; lastSeq: bigint; lastHash: string } | null> {
     const firstKept = await tx.auditEvent.findFirst({ where: { at: { gte: cutoff } }, orderBy: { seq: "asc" }, select: { seq: true } });
-    const last = await tx.auditEvent.findFirst({
-      where: firstKept ? { seq: { lt: firstKept.seq } } : {},
-      orderBy: { seq: "desc" },
-      select: { seq: true, hash: true },
-    });
+    const before = firstKept ? { seq: { lt: firstKept.seq } } : {};
+    // The limit-th oldest, or the newest of fewer.
+    const [nth] = await tx.auditEvent.findMany({ where: before, orderBy: { seq: "asc" }, skip: limit - 1, take: 1, select: { seq: true, hash: true } });
+    const last = nth ?? (await tx.auditEvent.findFirst({ where: before, orderBy: { seq: "desc" }, select: { seq: true, hash: true } }));
     if (!last) return null;
     const { count } = await tx.auditEvent.deleteMany({ where: { seq: { lte: last.seq } } });
     return { count, lastSeq: last.seq, lastHash: last.hash };

@@ -113,6 +113,13 @@ export function parseCheckpoint(text: string): Checkpoint {
   return { seq: BigInt(m[1]), hash: m[2], ...(at ? { at } : {}) };
 }
 
+/**
+ * Events prune() deletes per transaction. Measured on 50,000 old events: a batch of 5,000
+ * held the chain lock 24 ms on PostgreSQL and 86 ms on the embedded database; 1,000 cost
+ * about 25 ms a batch whatever its size (5 times the total); all 50,000 at once, 150–160 ms.
+ */
+export const PRUNE_BATCH = 5000;
+
 export interface PruneResult {
   deleted: number;
   throughSeq?: string;
@@ -194,20 +201,33 @@ export class AuditService {
    * can tell this pruning from someone deleting the start of the log. Runs under
    * the chain lock: safe with several instances (the second finds nothing).
    */
-  async prune(now: Date, retentionMs: number): Promise<PruneResult> {
+  async prune(now: Date, retentionMs: number, batch = PRUNE_BATCH): Promise<PruneResult> {
     const cutoff = new Date(now.getTime() - retentionMs);
-    return this.repo.transaction(async (tx) => {
-      const prevHash = await this.repo.lockChainAndGetHead(tx);
-      const removed = await this.repo.deletePrefixBefore(tx, cutoff);
-      if (!removed) return { deleted: 0 };
-      await this.append(tx, prevHash, {
-        actorType: "SYSTEM",
-        action: "audit.prune",
-        outcome: "SUCCESS",
-        detail: { deleted: removed.count, throughSeq: removed.lastSeq.toString(), lastHash: removed.lastHash, before: cutoff.toISOString() },
+    let deleted = 0;
+    let throughSeq: string | undefined;
+    // A batch per transaction, each with its audit.prune event: the chain lock (which every
+    // audited write waits for) is held for one batch at a time, and a long backlog (the
+    // first run of retention on a busy server) gets through, where one transaction for it
+    // all could outlast the transaction timeout, roll back, and do so again every run.
+    for (;;) {
+      const removed = await this.repo.transaction(async (tx) => {
+        const prevHash = await this.repo.lockChainAndGetHead(tx);
+        const removed = await this.repo.deletePrefixBefore(tx, cutoff, batch);
+        if (!removed) return null;
+        await this.append(tx, prevHash, {
+          actorType: "SYSTEM",
+          action: "audit.prune",
+          outcome: "SUCCESS",
+          detail: { deleted: removed.count, throughSeq: removed.lastSeq.toString(), lastHash: removed.lastHash, before: cutoff.toISOString() },
+        });
+        return removed;
       });
-      return { deleted: removed.count, throughSeq: removed.lastSeq.toString() };
-    });
+      if (!removed) break;
+      deleted += removed.count;
+      throughSeq = removed.lastSeq.toString();
+      if (removed.count < batch) break;
+    }
+    return throughSeq ? { deleted, throughSeq } : { deleted: 0 };
   }
 
   /**
