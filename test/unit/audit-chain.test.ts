@@ -134,6 +134,32 @@ describe("verify() on a real database", () => {
     expect(await audit.verify()).toMatchObject({ ok: false, firstBroken: { seq: null, id: null, problem: expect.stringMatching(/no event is left/) } });
   });
 
+  it("starts again when pruning removes events ahead of the walk (retention on a busy server), and passes", async () => {
+    await resetWith(3);
+    await new Promise((r) => setTimeout(r, 5));
+    for (let i = 3; i < 6; i++) await audit.record({ actorType: "ADMIN", action: "application.create", outcome: "SUCCESS", applicationId: `app_${i}`, detail: { i } });
+    const events = await rows();
+    const cutoff = events[3].at; // the first three are older
+    expect(events[2].at.getTime()).toBeLessThan(cutoff.getTime());
+    // Pages of two; retention runs right after the first page was read.
+    const repo = new AuditRepository(db.prisma);
+    let pages = 0;
+    const walking = Object.assign(Object.create(repo) as AuditRepository, {
+      page: async (after: bigint | null) => {
+        const page = await repo.page(after, 2);
+        if (pages++ === 0) expect((await audit.prune(new Date(cutoff.getTime() + 1000), 1000)).deleted).toBe(3);
+        return page;
+      },
+    });
+    const r = await new AuditService(walking).verify();
+    expect(r).toMatchObject({ ok: true, anchor: { id: events[3].id } });
+    // But a gap that no pruning explains is still one, however often the walk starts again.
+    const now = await rows();
+    await db.prisma.auditEvent.delete({ where: { id: now[1].id } });
+    const broken = await new AuditService(walking).verify();
+    expect(broken).toMatchObject({ ok: false, firstBroken: { id: now[2].id } });
+  });
+
   it("reports the newest event as a checkpoint, which a later run checks", async () => {
     const events = await resetWith(3);
     const first = await audit.verify();

@@ -95,6 +95,11 @@ export class AuditRepository {
     return this.prisma.auditEvent.findMany({ where: { action: "audit.prune" }, orderBy: { seq: "asc" } });
   }
 
+  /** The event is still in the log. */
+  async exists(id: string): Promise<boolean> {
+    return (await this.prisma.auditEvent.findUnique({ where: { id }, select: { seq: true } })) !== null;
+  }
+
   /** The hash the head row records (no lock: verification only reads). */
   async headHash(): Promise<string | null> {
     const row = await this.prisma.auditHead.findUnique({ where: { id: 1 }, select: { hash: true } });

@@ -236,7 +236,7 @@ export class AuditService {
    * began (else its newest events were deleted), and each checkpoint must still be
    * there with its hash (else the log was cut or rewritten back to before it).
    */
-  async verify(checkpoints: Checkpoint[] = [], retention?: { now: Date; retentionMs: number }): Promise<VerifyResult> {
+  async verify(checkpoints: Checkpoint[] = [], retention?: { now: Date; retentionMs: number }, restarts = 3): Promise<VerifyResult> {
     // Read first: events appended during the walk come after it, so the walk must meet it.
     const headHash = (await this.repo.headHash()) ?? GENESIS_HASH;
     const pending = new Map(checkpoints.map((c) => [c.seq, c]));
@@ -287,6 +287,10 @@ export class AuditService {
         }
         const expectedPrev = prev ?? row.prevHash;
         if (row.prevHash !== expectedPrev) {
+          // Pruning (retention, every SWEEP_INTERVAL) removed events ahead of the walk, and with
+          // them every one before, the walk's last included: not a break. Start again from the
+          // new start; the walk outruns pruning from there (it prunes a few seconds' events a run).
+          if (restarts > 0 && last && !(await this.repo.exists(last.id))) return this.verify(checkpoints, retention, restarts - 1);
           return { ok: false, checked, firstBroken: { seq: row.seq.toString(), id: row.id, problem: "prevHash does not match the previous event's hash (an event before it was deleted or altered)" } };
         }
         const recomputed = chainHash(row.prevHash, {
