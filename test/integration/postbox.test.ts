@@ -349,6 +349,23 @@ describe("user credentials", () => {
     expect(await t.app.db.prisma.usedRefreshToken.count({ where: { grantId: grant.id } })).toBe(0);
   });
 
+  it("two refreshes with one token at the same time are a reuse too: one may answer, and the credential ends either way", async () => {
+    const pb = await createPostbox(t, session);
+    const a = await accept(t, pb.consentUrl, (await makeUserKeyPair("RSA")).publicJwk);
+    const both = await Promise.all([1, 2].map(() => t.gql(REFRESH, { refreshToken: a.credential.refreshToken })));
+    const won = both.filter((r) => !r.errors);
+    expect(won.length).toBeLessThanOrEqual(1);
+    // The other is told to get a new credential by proof of the key, whichever order the two ran in.
+    const lost = both.filter((r) => r.errors);
+    expect(lost.length).toBeGreaterThanOrEqual(1);
+    for (const r of lost) {
+      expect(errorCode(r)).toBe("UNAUTHENTICATED");
+      expect(r.errors![0].extensions).toMatchObject({ reissue: true });
+    }
+    for (const r of won) expect(errorCode(await t.gql(MY_POSTBOX, {}, { token: r.data!.refreshUserToken.accessToken }))).toBe("UNAUTHENTICATED");
+    expect((await t.app.db.prisma.userGrant.findFirstOrThrow({ where: { postboxId: pb.id } })).revokedAt).toBeInstanceOf(Date);
+  });
+
   describe("a new credential by proof of the postbox key", () => {
     const CHALLENGE = `mutation($postboxId: ID!) { userKeyChallenge(postboxId: $postboxId) { challengeId jwe expiresAt } }`;
     const REISSUE = `mutation($challengeId: ID!, $answer: String!) { reissueUserCredential(challengeId: $challengeId, answer: $answer) { postboxId accessToken refreshToken refreshTokenExpiresAt } }`;

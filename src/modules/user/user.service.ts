@@ -136,7 +136,7 @@ export class UserService {
     }
   }
 
-  private async rotate(refreshToken: string): Promise<IssuedCredential> {
+  private async rotate(refreshToken: string, again = true): Promise<IssuedCredential> {
     if (typeof refreshToken !== "string" || !refreshToken.startsWith(`${REFRESH_TOKEN_PREFIX}_`) || refreshToken.length > 200) {
       throw new Refusal(unauthenticated("That is not a refresh token (they start with pbr_)."), "malformed");
     }
@@ -158,19 +158,27 @@ export class UserService {
     if (g.postbox.status !== "READY") throw new Refusal(unauthenticated(`The postbox is ${g.postbox.status}; its credentials no longer work.`), "postbox_inactive", g);
 
     const tokens = this.newTokens(g.postbox.expiresAt, now);
-    await this.repo.transaction(async (tx) => {
+    const rotated = await this.repo.transaction(async (tx) => {
       const n = await this.repo.rotate(tx, g.id, oldHash, {
         accessTokenHash: sha256Hex(tokens.accessToken),
         accessExpiresAt: tokens.accessTokenExpiresAt,
         refreshTokenHash: sha256Hex(tokens.refreshToken),
       });
-      if (n !== 1) throw new Refusal(unauthenticated("This refresh token was just used by another request; each refresh token works once."), "concurrent_use", g);
+      if (n !== 1) return false;
       await this.repo.recordUsedRefresh(tx, g.id, oldHash);
       await this.audit.record(
         { actorType: "USER", actorId: g.id, action: "user.token_refresh", outcome: "SUCCESS", applicationId: g.postbox.contract.applicationId, contractId: g.postbox.contractId, postboxId: g.postboxId, targetId: g.id },
         tx,
       );
+      return true;
     });
+    if (!rotated) {
+      // Between the read and the update another request rotated the grant with this same
+      // token (or revoked it). Two uses of one token, however close, are a reuse: read it
+      // again, and the reuse path above revokes the grant (a revocation gives its reason).
+      if (again) return this.rotate(refreshToken, false);
+      throw new Refusal(unauthenticated("This refresh token was just used by another request; each refresh token works once."), "concurrent_use", g);
+    }
     return { postboxId: g.postboxId, ...tokens, refreshTokenExpiresAt: g.refreshExpiresAt };
   }
 
