@@ -234,6 +234,42 @@ describe("the user declines", () => {
   });
 });
 
+describe("a change between the user's request and its commit", () => {
+  /** Runs `between` once, after the service's checks and before its transaction (as another request or the clock would). */
+  function before(between: () => Promise<unknown>) {
+    const repo = (t.app.services.dataRequests as unknown as { repo: { transaction: (fn: unknown) => Promise<unknown> } }).repo;
+    const original = repo.transaction;
+    repo.transaction = async (fn) => {
+      repo.transaction = original;
+      await between();
+      return original.call(repo, fn);
+    };
+  }
+
+  it("refuses an answer once the postbox was closed, and a refusal once the deadline passed, leaving the request to the sweeper", async () => {
+    const user = await createReadyPostboxForPush(t, session, "P-256");
+    const answered = await askOk({}, user.postboxId);
+    const key = await recipientKeyOf(answered.id, user.accessToken);
+    const input = { ciphertext: await encryptTo(key, new Uint8Array([1])), descriptor: await encryptTo(key, new Uint8Array([2])) };
+    const declined = await askOk({}, user.postboxId);
+
+    before(() => t.app.db.prisma.dataRequest.update({ where: { id: declined.id }, data: { expiresAt: new Date(Date.now() - 1000) } }));
+    const late = await t.gql(DECLINE, { id: declined.id }, { token: user.accessToken });
+    expect(errorCode(late)).toBe("CONFLICT");
+
+    before(() => t.app.db.prisma.postbox.update({ where: { id: user.postboxId }, data: { status: "CLOSED", closedAt: new Date() } }));
+    const closed = await t.gql(RESPOND, { id: answered.id, input }, { token: user.accessToken });
+    expect(errorCode(closed)).toBe("CONFLICT");
+
+    const rows = await t.app.db.prisma.dataRequest.findMany({ where: { id: { in: [answered.id, declined.id] } } });
+    expect(rows.map((r) => r.status)).toEqual(["PENDING", "PENDING"]);
+    expect(await t.app.db.prisma.dataResponse.count({ where: { requestId: answered.id } })).toBe(0);
+    await t.app.services.dataRequests.sweep();
+    const swept = await t.app.db.prisma.dataRequest.findMany({ where: { id: { in: [answered.id, declined.id] } } });
+    expect(swept.map((r) => r.status)).toEqual(["EXPIRED", "EXPIRED"]);
+  });
+});
+
 describe("requestData refusals write nothing but an audit event", () => {
   let noReadApp: TestApp;
   let noReadSession: string;

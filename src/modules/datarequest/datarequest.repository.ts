@@ -81,6 +81,15 @@ export class DataRequestRepository {
     return count;
   }
 
+  /**
+   * The user's answer or refusal: a transition that also needs, when it commits and not
+   * only when it was checked, the deadline not passed and the postbox still READY (closed
+   * or expired meanwhile, the sweeper expires the request instead).
+   */
+  settle(tx: Tx, id: string, postboxId: string, now: Date, data: Prisma.DataRequestUncheckedUpdateManyInput): Promise<number> {
+    return this.transition(tx, id, { postboxId, expiresAt: { gt: now }, postbox: { is: { status: "READY" } } }, data);
+  }
+
   createResponse(tx: Tx, data: Prisma.DataResponseUncheckedCreateInput) {
     return tx.dataResponse.create({ data });
   }

@@ -300,7 +300,7 @@ export class DataRequestService {
       const now = new Date();
       const stored = { size: answer.ciphertext.length, sha256: sha256Hex(answer.ciphertext) };
       return this.repo.transaction(async (tx) => {
-        const n = await this.repo.transition(tx, row.id, { postboxId: u.postboxId, expiresAt: { gt: now } }, { status: "FULFILLED", respondedAt: now, readKeyId: key.kid });
+        const n = await this.repo.settle(tx, row.id, u.postboxId, now, { status: "FULFILLED", respondedAt: now, readKeyId: key.kid });
         if (n !== 1) throw refuse(ErrorCode.CONFLICT, "changed_meanwhile", "This request was answered, declined or expired a moment ago; reload to see it.");
         await this.repo.createResponse(tx, { id: newId("drs"), requestId: row.id, size: stored.size, sha256: stored.sha256, ciphertext: answer.ciphertext, descriptor: answer.descriptor, createdAt: now });
         await this.audit.record({ ...base, detail: { size: stored.size, contentBytes: size, kid: key.kid } }, tx);
@@ -314,7 +314,7 @@ export class DataRequestService {
     return this.userAction(u, id, "data_request.decline", async (row, base) => {
       const now = new Date();
       return this.repo.transaction(async (tx) => {
-        const n = await this.repo.transition(tx, row.id, { postboxId: u.postboxId }, { status: "DECLINED", respondedAt: now });
+        const n = await this.repo.settle(tx, row.id, u.postboxId, now, { status: "DECLINED", respondedAt: now });
         if (n !== 1) throw refuse(ErrorCode.CONFLICT, "changed_meanwhile", "This request was answered, declined or expired a moment ago; reload to see it.");
         await this.audit.record(base, tx);
         await this.enqueueWebhooks(tx, row, "data_request.declined", "DECLINED", now);
