@@ -289,6 +289,18 @@ describe("closing", () => {
     expect(again.errors![0].message).toMatch(/is CLOSED; only a READY postbox can be closed/);
   });
 
+  it("a READY postbox past its expiry, not yet swept, is not closed: POSTBOX_EXPIRED, and the sweep expires it", async () => {
+    const pb = await createPostbox(t, session);
+    await accept(t, pb.consentUrl, (await makeUserKeyPair("X25519")).publicJwk);
+    await t.app.db.prisma.postbox.update({ where: { id: pb.id }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    const r = await t.gql(CLOSE, { id: pb.id }, { token: session });
+    expect(errorCode(r)).toBe("POSTBOX_EXPIRED");
+    expect(r.errors![0].message).toMatch(/expired at .*nothing left to close/);
+    expect((await t.app.db.prisma.postbox.findUniqueOrThrow({ where: { id: pb.id } })).status).toBe("READY");
+    await t.app.services.postboxes.sweep();
+    expect((await t.app.db.prisma.postbox.findUniqueOrThrow({ where: { id: pb.id } })).status).toBe("EXPIRED");
+  });
+
   it("a PENDING postbox cannot be closed (CONFLICT naming its status)", async () => {
     const pb = await createPostbox(t, session);
     const r = await t.gql(CLOSE, { id: pb.id }, { token: session });

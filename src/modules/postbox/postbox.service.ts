@@ -524,10 +524,14 @@ export class PostboxService {
       throw new Refusal(conflict(`Postbox ${row.id} is ${row.status}; only a READY postbox can be closed.`), "illegal_transition", owner);
     }
     const now = new Date();
+    // Past its expiry (the sweeper has not got to it yet) it is over already, and its end is the expiry's.
+    const over = () => new Refusal(expired(`Postbox ${row.id} expired at ${row.expiresAt.toISOString()}; there is nothing left to close.`), "expired", owner);
+    if (row.expiresAt <= now) throw over();
     const done = await this.transition(owner, {
       from: "READY",
       to: "CLOSED",
       now,
+      where: { expiresAt: { gt: now } },
       data: { closedAt: now },
       actor,
       action: "postbox.close",
@@ -535,6 +539,7 @@ export class PostboxService {
       webhookData: { reason },
     });
     const fresh = await this.d.repo.findForContract(row.id, row.contractId);
+    if (!done && fresh?.status === "READY" && fresh.expiresAt <= now) throw over();
     if (!done) {
       throw new Refusal(conflict(`Postbox ${row.id} is ${fresh?.status ?? "gone"}; only a READY postbox can be closed.`), "illegal_transition", owner);
     }
