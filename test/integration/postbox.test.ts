@@ -361,6 +361,17 @@ describe("user credentials", () => {
     expect(await t.app.db.prisma.usedRefreshToken.count({ where: { grantId: grant.id } })).toBe(0);
   });
 
+  it("a used refresh token presented after the postbox closed says the postbox is over, not to get a new credential", async () => {
+    const pb = await createPostbox(t, session);
+    const a = await accept(t, pb.consentUrl, (await makeUserKeyPair("RSA")).publicJwk);
+    expect((await t.gql(REFRESH, { refreshToken: a.credential.refreshToken })).errors).toBeUndefined();
+    expect((await t.gql(CLOSE, { id: pb.id }, { token: session })).errors).toBeUndefined();
+    const r = await t.gql(REFRESH, { refreshToken: a.credential.refreshToken });
+    expect(errorCode(r)).toBe("UNAUTHENTICATED");
+    expect(r.errors![0].message).toMatch(/The postbox is CLOSED/);
+    expect(r.errors![0].extensions?.reissue).toBeUndefined();
+  });
+
   it("two refreshes with one token at the same time are a reuse too: one may answer, and the credential ends either way", async () => {
     const pb = await createPostbox(t, session);
     const a = await accept(t, pb.consentUrl, (await makeUserKeyPair("RSA")).publicJwk);

@@ -58,6 +58,8 @@ export interface KeyChallenge {
  * key (userKeyChallenge → reissueUserCredential) gets a new one.
  */
 const reissuable = (message: string) => new AppError(ErrorCode.UNAUTHENTICATED, message, { reissue: true });
+/** Why a grant of a READY postbox is revoked: a reuse, or newer credentials replaced it (beyond the newest MAX_LIVE_GRANTS). */
+const REVOKED_WHY = "This credential was revoked (a refresh token of it was used twice, or newer credentials for this postbox replaced it).";
 const REISSUE_HINT = "Get a new one by proving you hold the postbox key: userKeyChallenge, then reissueUserCredential (the Postbox app does this by itself).";
 
 class Refusal extends Error {
@@ -98,7 +100,7 @@ export class UserService {
   async authenticate(token: string): Promise<UserPrincipal> {
     const g = await this.repo.findByAccessHash(sha256Hex(token));
     if (!g) throw unauthenticated("Unknown access token. Use the token from acceptPostbox or refreshUserToken.");
-    if (g.revokedAt && g.postbox.status === "READY") throw reissuable(`This credential was revoked (its refresh token was used twice). ${REISSUE_HINT}`);
+    if (g.revokedAt && g.postbox.status === "READY") throw reissuable(`${REVOKED_WHY} ${REISSUE_HINT}`);
     if (g.revokedAt) throw unauthenticated(`This access token was revoked: the postbox is ${g.postbox.status}.`);
     const now = Date.now();
     if (g.postbox.expiresAt.getTime() <= now) throw unauthenticated("The postbox of this access token has expired.");
@@ -149,10 +151,14 @@ export class UserService {
       // we cannot tell which holder is the user's device. Stop both.
       await this.repo.transaction((tx) => this.repo.revokeGrant(tx, reused.id, new Date()));
       publishUserEvent(this.pubSub, this.log, { kind: "access", postboxId: reused.postboxId }); // its live streams end
+      // A postbox that is over takes no new credential either: say so, rather than send the device to reissue.
+      if (reused.postbox.status !== "READY" || reused.postbox.expiresAt <= new Date()) {
+        throw new Refusal(unauthenticated(`The postbox is ${reused.postbox.status === "READY" ? "EXPIRED" : reused.postbox.status}; its credentials no longer work.`), "postbox_inactive", reused);
+      }
       throw new Refusal(reissuable(`This refresh token was already used once, so a copy of it exists elsewhere; its credential has been revoked. ${REISSUE_HINT}`), "reused", reused);
     }
     const now = new Date();
-    if (g.revokedAt && g.postbox.status === "READY") throw new Refusal(reissuable(`This credential was revoked (its refresh token was used twice). ${REISSUE_HINT}`), "revoked", g);
+    if (g.revokedAt && g.postbox.status === "READY") throw new Refusal(reissuable(`${REVOKED_WHY} ${REISSUE_HINT}`), "revoked", g);
     if (g.revokedAt) throw new Refusal(unauthenticated(`This credential was revoked: the postbox is ${g.postbox.status}.`), "revoked", g);
     if (g.refreshExpiresAt <= now || g.postbox.expiresAt <= now) throw new Refusal(unauthenticated("This refresh token has expired with its postbox."), "expired", g);
     if (g.postbox.status !== "READY") throw new Refusal(unauthenticated(`The postbox is ${g.postbox.status}; its credentials no longer work.`), "postbox_inactive", g);
