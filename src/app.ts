@@ -100,7 +100,8 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   const audit = new AuditService(new AuditRepository(prisma));
   // Ends open subscriptions with their session (expiry, endSession, application disabled), across instances.
   const sessionRepo = new SessionRepository(prisma);
-  const sessionEnds = new SessionEnds(pubSub, log, (id) => sessionRepo.isLive(id));
+  // `sessions` is declared below; SessionEnds asks it only once streams open.
+  const sessionEnds: SessionEnds = new SessionEnds(pubSub, log, (id): Promise<boolean> => sessions.isLive(id));
   const appRepo = new ApplicationRepository(prisma);
   const applications = new ApplicationService(appRepo, audit, config, sessionEnds, sessionRepo);
   const sessions = new SessionService(sessionRepo, appRepo, audit, config, sessionEnds);

@@ -36,13 +36,12 @@ export class SessionRepository {
     };
   }
 
-  /** The session is still valid: not ended, not expired, its contract and application enabled. */
-  async isLive(id: string): Promise<boolean> {
-    const rows = await this.prisma.$queryRaw<{ live: boolean }[]>`
-      SELECT (s."revokedAt" IS NULL AND s."expiresAt" > ${new Date()} AND c."disabledAt" IS NULL AND a."disabledAt" IS NULL) AS live
-      FROM "Session" s JOIN "Contract" c ON c.id = s."contractId" JOIN "Application" a ON a.id = c."applicationId"
-      WHERE s.id = ${id}`;
-    return rows[0]?.live === true;
+  /** The session by id, in findByKeyHash's shape (for a stream's re-check: not a hot path). */
+  async findById(id: string): Promise<SessionWithContract | null> {
+    return this.prisma.session.findUnique({
+      where: { id },
+      select: { id: true, expiresAt: true, revokedAt: true, contract: { select: { id: true, kind: true, disabledAt: true, applicationId: true, application: { select: { disabledAt: true } } } } },
+    });
   }
 
   revoke(tx: Tx, id: string) {

@@ -13,7 +13,7 @@ import { SESSION_KEY_PREFIX, type SessionPrincipal } from "../../infra/graphql/c
 import { newId } from "../../infra/ids.js";
 import type { ApplicationRepository, ContractWithKeys } from "../application/application.repository.js";
 import type { AuditService } from "../audit/audit.service.js";
-import type { SessionRepository } from "./session.repository.js";
+import type { SessionRepository, SessionWithContract } from "./session.repository.js";
 import { VerifiedSessions } from "./session.cache.js";
 import type { SessionEnds } from "./session.events.js";
 
@@ -46,6 +46,15 @@ class Refusal extends Error {
   ) {
     super(error.message);
   }
+}
+
+/** Why a session found by its key no longer authenticates; undefined when it does. */
+function whyNotValid(s: SessionWithContract): AppError | undefined {
+  // Disabled first: disabling also ends the sessions, and this says why.
+  if (s.contract.application.disabledAt || s.contract.disabledAt) return new AppError(ErrorCode.FORBIDDEN, "The application or contract of this session is disabled.");
+  if (s.revokedAt) return unauthenticated("This session was ended (endSession, or the operator disabled the application or rotated the contract's key). Establish a new one with createSession.");
+  if (s.expiresAt.getTime() <= Date.now()) return unauthenticated("This session has expired. Establish a new one with createSession.");
+  return undefined;
 }
 
 export class SessionService {
@@ -181,22 +190,27 @@ export class SessionService {
     const keyHash = sha256Hex(key);
     const known = this.verified.get(keyHash);
     if (known) return known;
-    let mark = this.verified.mark();
-    let s = await this.repo.findByKeyHash(keyHash);
+    let mark: number;
+    let s: SessionWithContract | null;
+    let reads = 0;
     // An end announced while it read may have committed after the read: read again. (Requests
     // sent after endSession returned can share this lookup, see infra/coalesce.ts.)
-    for (let i = 0; i < 3 && mark !== this.verified.mark(); i++) {
+    do {
       mark = this.verified.mark();
       s = await this.repo.findByKeyHash(keyHash);
-    }
+    } while (mark !== this.verified.mark() && ++reads < 4);
     if (!s) throw unauthenticated("Unknown session key. Establish a session with createSession.");
-    // Disabled first: disabling also ends the sessions, and this says why.
-    if (s.contract.application.disabledAt || s.contract.disabledAt) throw new AppError(ErrorCode.FORBIDDEN, "The application or contract of this session is disabled.");
-    if (s.revokedAt) throw unauthenticated("This session was ended (endSession, or the operator disabled the application or rotated the contract's key). Establish a new one with createSession.");
-    if (s.expiresAt.getTime() <= Date.now()) throw unauthenticated("This session has expired. Establish a new one with createSession.");
+    const refused = whyNotValid(s);
+    if (refused) throw refused;
     const principal: SessionPrincipal = { sessionId: s.id, applicationId: s.contract.applicationId, contractId: s.contract.id, contractKind: s.contract.kind, expiresAt: s.expiresAt };
     this.verified.put(keyHash, principal, mark);
     return principal;
+  }
+
+  /** The session is still valid (for SessionEnds: a stream re-reads its session once it watches it). */
+  async isLive(sessionId: string): Promise<boolean> {
+    const s = await this.repo.findById(sessionId);
+    return !!s && !whyNotValid(s);
   }
 
   async endSession(principal: SessionPrincipal): Promise<boolean> {

@@ -60,6 +60,11 @@ export interface KeyChallenge {
 const reissuable = (message: string) => new AppError(ErrorCode.UNAUTHENTICATED, message, { reissue: true });
 /** Why a grant of a READY postbox is revoked: a reuse, or newer credentials replaced it (beyond the newest MAX_LIVE_GRANTS). */
 const REVOKED_WHY = "This credential was revoked (a refresh token of it was used twice, or newer credentials for this postbox replaced it).";
+/** Refuses a postbox that is over (closed, declined, past its expiry): its credentials no longer work. */
+function postboxOver(p: { status: string; expiresAt: Date }, now: Date) {
+  if (p.status === "READY" && p.expiresAt > now) return undefined;
+  return unauthenticated(`The postbox is ${p.status === "READY" ? "EXPIRED" : p.status}; its credentials no longer work.`);
+}
 const REISSUE_HINT = "Get a new one by proving you hold the postbox key: userKeyChallenge, then reissueUserCredential (the Postbox app does this by itself).";
 
 class Refusal extends Error {
@@ -152,16 +157,16 @@ export class UserService {
       await this.repo.transaction((tx) => this.repo.revokeGrant(tx, reused.id, new Date()));
       publishUserEvent(this.pubSub, this.log, { kind: "access", postboxId: reused.postboxId }); // its live streams end
       // A postbox that is over takes no new credential either: say so, rather than send the device to reissue.
-      if (reused.postbox.status !== "READY" || reused.postbox.expiresAt <= new Date()) {
-        throw new Refusal(unauthenticated(`The postbox is ${reused.postbox.status === "READY" ? "EXPIRED" : reused.postbox.status}; its credentials no longer work.`), "postbox_inactive", reused);
-      }
+      const over = postboxOver(reused.postbox, new Date());
+      if (over) throw new Refusal(over, "postbox_inactive", reused);
       throw new Refusal(reissuable(`This refresh token was already used once, so a copy of it exists elsewhere; its credential has been revoked. ${REISSUE_HINT}`), "reused", reused);
     }
     const now = new Date();
     if (g.revokedAt && g.postbox.status === "READY") throw new Refusal(reissuable(`${REVOKED_WHY} ${REISSUE_HINT}`), "revoked", g);
     if (g.revokedAt) throw new Refusal(unauthenticated(`This credential was revoked: the postbox is ${g.postbox.status}.`), "revoked", g);
     if (g.refreshExpiresAt <= now || g.postbox.expiresAt <= now) throw new Refusal(unauthenticated("This refresh token has expired with its postbox."), "expired", g);
-    if (g.postbox.status !== "READY") throw new Refusal(unauthenticated(`The postbox is ${g.postbox.status}; its credentials no longer work.`), "postbox_inactive", g);
+    const over = postboxOver(g.postbox, now);
+    if (over) throw new Refusal(over, "postbox_inactive", g);
 
     const tokens = this.newTokens(g.postbox.expiresAt, now);
     const rotated = await this.repo.transaction(async (tx) => {
