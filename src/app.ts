@@ -111,7 +111,7 @@ export function wire(config: Config, db: Database, pubsub: PubSubHandle, log: Lo
   const webhooks = new WebhookService(webhookRepo, audit, webhookDispatcher, config);
   const users = new UserService(new UserRepository(prisma), audit, config, pubSub, log);
   const postboxes = new PostboxService({ repo: new PostboxRepository(prisma), audit, users, webhooks, pubSub, config, log, sessionEnds });
-  // SERVER_SECRET keys the idempotency fingerprints (createApp fills it in when unset).
+  // SERVER_SECRET keys the idempotency fingerprints and seals key challenges (createApp fills it in when unset).
   const pushRepo = new PushRepository(prisma, db.sql);
   const pushes = new PushService(pushRepo, audit, webhooks, pubSub, config, config.SERVER_SECRET, log, sessionEnds);
   const files = new UserFilesService(pushRepo, audit, webhooks, pubSub, config, log);

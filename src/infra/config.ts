@@ -108,7 +108,7 @@ export const SPEC = {
   DATABASE_POOL_SIZE: { doc: "PostgreSQL connections per instance.", default: "10", parse: int(1, 200) },
   REDIS_URL: { doc: "Unset: subscriptions are delivered in-process. A `redis://` URL: events cross instances through Redis, and so do rate-limit counts.", default: "", parse: url("redis:", "rediss:") },
   ADMIN_TOKEN: { doc: "Bearer token of the admin API the CLI uses (32+ characters). Unset: generated on first start into `<DATA_DIR>/admin-token` (mode 0600).", default: "", parse: secret(32) },
-  SERVER_SECRET: { doc: "Key for the server's keyed hashes (idempotency fingerprints), 32+ characters. Unset: generated into `<DATA_DIR>/server-secret`. Several instances must share one.", default: "", parse: secret(32) },
+  SERVER_SECRET: { doc: "Key for the server's keyed hashes (idempotency fingerprints) and sealed key challenges, 32+ characters. Unset: generated into `<DATA_DIR>/server-secret`. Several instances must share one.", default: "", parse: secret(32) },
   LOG_LEVEL: { doc: "`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.", default: "info", parse: oneOf("fatal", "error", "warn", "info", "debug", "trace", "silent") },
   INTROSPECTION: { doc: "Allow schema introspection. Default: on, except when `NODE_ENV=production`.", default: "", parse: (raw, name) => (raw === "" ? undefined : bool(raw, name)) },
   TRUST_PROXY: { doc: "Trust `X-Forwarded-*` headers (behind a reverse proxy).", default: "false", parse: bool },

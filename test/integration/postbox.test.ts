@@ -14,6 +14,7 @@ import { CompactEncrypt, compactDecrypt, importJWK, type JWK } from "jose";
 import { createSession, makeUserKeyPair, registerApp, startWebhookReceiver, verifyWebhookSignature, type TestApp, type WebhookReceiver } from "../helpers/factories.js";
 import { errorCode, startTestServer, type GqlResult, type TestServer } from "../helpers/server.js";
 import { collect, wsClient } from "../helpers/ws.js";
+import { sealChallenge } from "../../src/modules/user/user.challenge.js";
 import {
   CLOSE,
   CLOSE_MINE,
@@ -435,58 +436,57 @@ describe("user credentials", () => {
       expect(await t.app.db.prisma.userGrant.count({ where: { postboxId: pb.id } })).toBe(1);
     });
 
-    it("caps open challenges per asking address, so no one can lock a user out of reissue; expired challenges are refused and swept", async () => {
-      // Behind a proxy, so that the test can ask from two addresses.
-      const p = await startTestServer({ env: { TRUST_PROXY: "true" } });
-      try {
-        const from = (address: string) => ({ headers: { "x-forwarded-for": address } });
-        const pb = await createPostbox(p, await createSession(p, await registerApp(p)));
-        const keys = await makeUserKeyPair("X25519");
-        await accept(p, pb.consentUrl, keys.publicJwk);
-        const challenges = [];
-        for (let i = 0; i < 3; i++) challenges.push((await p.gql(CHALLENGE, { postboxId: pb.id }, from("198.51.100.7"))).data!.userKeyChallenge);
-        expect(errorCode(await p.gql(CHALLENGE, { postboxId: pb.id }, from("198.51.100.7")))).toBe("RATE_LIMITED");
-        // Someone else, who used up their own share, does not keep the user from asking.
-        const user = await p.gql(CHALLENGE, { postboxId: pb.id }, from("203.0.113.20"));
-        expect(user.data?.userKeyChallenge.challengeId).toMatch(/^uch_/);
-        const stored = await p.app.db.prisma.userKeyChallenge.findMany({ where: { postboxId: pb.id }, select: { requesterHash: true } });
-        expect(new Set(stored.map((c) => c.requesterHash)).size).toBe(2);
-        expect(JSON.stringify(stored)).not.toContain("198.51.100.7");
-        // Nor its plain hash, which hashing every IPv4 address would undo: a keyed one.
-        expect(stored.map((c) => c.requesterHash)).not.toContain(createHash("sha256").update("198.51.100.7").digest("hex"));
+    it("asking writes nothing, so no number of askers crowds out the user's challenge; altered, forged and expired ones are refused", async () => {
+      const pb = await createPostbox(t, session);
+      const keys = await makeUserKeyPair("X25519");
+      await accept(t, pb.consentUrl, keys.publicJwk);
+      const used = () => t.app.db.prisma.usedKeyChallenge.count();
+      const usedBefore = await used();
+      const mine = (await t.gql(CHALLENGE, { postboxId: pb.id })).data!.userKeyChallenge;
+      expect(mine.challengeId).toMatch(/^uch_/);
+      // A stored, bounded set of open challenges let 1,000 asks from other addresses push the user's out.
+      const others = await Promise.all(Array.from({ length: 1200 }, () => t.app.services.users.keyChallenge(pb.id)));
+      expect(new Set(others.map((c) => c.challengeId)).size).toBe(1200);
+      expect(await used()).toBe(usedBefore);
 
-        // IPv6 askers count by /64, what one subscriber usually holds: new addresses in it are no new askers.
-        for (let i = 1; i <= 3; i++) expect((await p.gql(CHALLENGE, { postboxId: pb.id }, from(`2001:db8:0:1::${i}`))).data?.userKeyChallenge).toBeTruthy();
-        expect(errorCode(await p.gql(CHALLENGE, { postboxId: pb.id }, from("2001:db8:0:1:ffff::9")))).toBe("RATE_LIMITED");
-        expect((await p.gql(CHALLENGE, { postboxId: pb.id }, from("2001:db8:0:2::1"))).data?.userKeyChallenge).toBeTruthy();
+      // One character changed, or a challenge sealed with another key: no such challenge; neither uses up the real one.
+      const i = 40;
+      const altered = mine.challengeId.slice(0, i) + (mine.challengeId[i] === "A" ? "B" : "A") + mine.challengeId.slice(i + 1);
+      const refusedAltered = await t.gql(REISSUE, { challengeId: altered, answer: await answer(mine.jwe, keys.privateKey) });
+      expect(refusedAltered.errors![0].message).toMatch(/Unknown, used or expired challenge/);
+      const forgedAnswer = Buffer.alloc(32, 7).toString("base64url");
+      const forged = sealChallenge("another server's secret, 32 characters or more", {
+        nonce: Buffer.alloc(16, 1).toString("base64url"),
+        postboxId: pb.id,
+        answerHash: createHash("sha256").update(forgedAnswer).digest(),
+        expiresAt: new Date(Date.now() + 60_000),
+      });
+      expect(errorCode(await t.gql(REISSUE, { challengeId: forged, answer: forgedAnswer }))).toBe("UNAUTHENTICATED");
+      expect(errorCode(await t.gql(REISSUE, { challengeId: "uch_" + "A".repeat(5000), answer: forgedAnswer }))).toBe("UNAUTHENTICATED");
 
-        // Past the postbox-wide bound (1,000 open), a new asker's challenge takes the oldest one's place.
-        const filler = Array.from({ length: 1000 }, (_, i) => ({
-          id: `uch_filler${i}`,
-          postboxId: pb.id,
-          answerHash: "0".repeat(64),
-          requesterHash: `filler-${i}`,
-          expiresAt: new Date(Date.now() + 60_000 + i),
-        }));
-        await p.app.db.prisma.userKeyChallenge.createMany({ data: filler });
-        const total = () => p.app.db.prisma.userKeyChallenge.count({ where: { postboxId: pb.id, expiresAt: { gt: new Date() } } });
-        const before = await total();
-        const newcomer = await p.gql(CHALLENGE, { postboxId: pb.id }, from("192.0.2.55"));
-        expect(newcomer.data?.userKeyChallenge.challengeId).toMatch(/^uch_/);
-        expect(await total()).toBe(1000);
-        expect(before).toBeGreaterThan(1000);
-        expect(await p.app.db.prisma.userKeyChallenge.findUnique({ where: { id: newcomer.data!.userKeyChallenge.challengeId } })).not.toBeNull();
-        await p.app.db.prisma.userKeyChallenge.deleteMany({ where: { id: { startsWith: "uch_filler" } } });
+      // A challenge past its time (made as if asked six minutes ago).
+      const old = await t.app.services.users.keyChallenge(pb.id, new Date(Date.now() - 6 * 60_000));
+      const late = await t.gql(REISSUE, { challengeId: old.challengeId, answer: await answer(old.jwe, keys.privateKey) });
+      expect(late.errors![0].message).toMatch(/expired/);
 
-        await p.app.db.prisma.userKeyChallenge.updateMany({ where: { postboxId: pb.id }, data: { expiresAt: new Date(Date.now() - 1000) } });
-        const late = await p.gql(REISSUE, { challengeId: challenges[0].challengeId, answer: await answer(challenges[0].jwe, keys.privateKey) });
-        expect(late.errors![0].message).toMatch(/expired/);
-        await p.app.services.users.sweep();
-        expect(await p.app.db.prisma.userKeyChallenge.count({ where: { postboxId: pb.id } })).toBe(0);
-        expect((await p.gql(CHALLENGE, { postboxId: pb.id }, from("198.51.100.7"))).data!.userKeyChallenge.challengeId).toMatch(/^uch_/);
-      } finally {
-        await p.stop();
-      }
+      const ok = await t.gql(REISSUE, { challengeId: mine.challengeId, answer: await answer(mine.jwe, keys.privateKey) });
+      expect(ok.errors).toBeUndefined();
+      expect(ok.data!.reissueUserCredential.postboxId).toBe(pb.id);
+      // Only the answered challenge is on record, until it expires.
+      expect(await used()).toBe(usedBefore + 1);
+      await t.app.services.users.sweep(new Date(Date.now() + 6 * 60_000));
+      expect(await used()).toBe(0);
+    });
+
+    it("two answers to one challenge at the same time: one gets a credential", async () => {
+      const pb = await createPostbox(t, session);
+      const keys = await makeUserKeyPair("RSA");
+      await accept(t, pb.consentUrl, keys.publicJwk);
+      const ch = (await t.gql(CHALLENGE, { postboxId: pb.id })).data!.userKeyChallenge;
+      const a = await answer(ch.jwe, keys.privateKey);
+      const both = await Promise.all([t.gql(REISSUE, { challengeId: ch.challengeId, answer: a }), t.gql(REISSUE, { challengeId: ch.challengeId, answer: a })]);
+      expect(both.filter((r) => r.data?.reissueUserCredential).length).toBe(1);
+      expect(both.filter((r) => errorCode(r) === "UNAUTHENTICATED").length).toBe(1);
     });
   });
 

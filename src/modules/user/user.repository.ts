@@ -64,29 +64,11 @@ export class UserRepository {
     });
   }
 
-  async createChallenge(data: { id: string; postboxId: string; answerHash: string; requesterHash: string; expiresAt: Date }): Promise<void> {
-    await this.prisma.userKeyChallenge.create({ data });
-  }
-
-  /** Open challenges of a postbox: all of them, and those one address asked for. */
-  async countLiveChallenges(postboxId: string, requesterHash: string, now: Date): Promise<{ all: number; requester: number }> {
-    const live = { postboxId, expiresAt: { gt: now } };
-    const [all, requester] = await Promise.all([this.prisma.userKeyChallenge.count({ where: live }), this.prisma.userKeyChallenge.count({ where: { ...live, requesterHash } })]);
-    return { all, requester };
-  }
-
-  /** Deletes a postbox's `n` oldest challenges (to make room: see MAX_LIVE_CHALLENGES). */
-  async dropOldestChallenges(postboxId: string, n: number): Promise<void> {
-    await this.prisma.$executeRaw`
-      DELETE FROM "UserKeyChallenge" WHERE id IN (
-        SELECT id FROM "UserKeyChallenge" WHERE "postboxId" = ${postboxId} ORDER BY "expiresAt" LIMIT ${n})`;
-  }
-
-  /** Takes a challenge out (single use, whatever the answer): the row, or null if there was none. */
-  async takeChallenge(id: string): Promise<{ postboxId: string; answerHash: string; expiresAt: Date } | null> {
-    const rows = await this.prisma.$queryRaw<{ postboxId: string; answerHash: string; expiresAt: Date }[]>`
-      DELETE FROM "UserKeyChallenge" WHERE id = ${id} RETURNING "postboxId", "answerHash", "expiresAt"`;
-    return rows[0] ?? null;
+  /** Records a key challenge as answered: false if it already was (each takes one answer). */
+  async useChallenge(nonce: string, expiresAt: Date): Promise<boolean> {
+    const n = await this.prisma.$executeRaw`
+      INSERT INTO "UsedKeyChallenge" (id, "expiresAt") VALUES (${nonce}, ${expiresAt}) ON CONFLICT (id) DO NOTHING`;
+    return n === 1;
   }
 
   /** Reuse detection matters only while a grant can still refresh. */
@@ -95,8 +77,9 @@ export class UserRepository {
     return count;
   }
 
+  /** An expired challenge is refused anyway: its record is no longer needed. */
   async deleteExpiredChallenges(now: Date): Promise<number> {
-    const { count } = await this.prisma.userKeyChallenge.deleteMany({ where: { expiresAt: { lte: now } } });
+    const { count } = await this.prisma.usedKeyChallenge.deleteMany({ where: { expiresAt: { lte: now } } });
     return count;
   }
 

@@ -27,7 +27,7 @@ export class UserResolver {
   })
   async userKeyChallenge(@Arg("postboxId", () => ID) postboxId: string, @Ctx() ctx: GraphQLContext): Promise<UserKeyChallenge> {
     await this.limiter.check(`user:${addressGroup(ctx.ip)}`);
-    return this.users.keyChallenge(postboxId, ctx.ip);
+    return this.users.keyChallenge(postboxId);
   }
 
   @Mutation(() => UserCredential, {

@@ -6,9 +6,8 @@
 // other hands). Whoever proves they hold the postbox's private key, by decrypting
 // a challenge, gets a new grant. Grants are revoked when their postbox closes or expires.
 import { requireServerSecret, type Config } from "../../infra/config.js";
-import { randomBytes } from "node:crypto";
-import { addressGroup } from "../../infra/client-address.js";
-import { hmacHex, newSecret, safeEqual, sha256Hex } from "../../infra/crypto.js";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { newSecret, sha256Hex } from "../../infra/crypto.js";
 import type { Tx } from "../../infra/db/database.js";
 import { AppError, ErrorCode, notFound, unauthenticated } from "../../infra/errors.js";
 import { USER_TOKEN_PREFIX, type UserPrincipal } from "../../infra/graphql/context.js";
@@ -17,6 +16,7 @@ import type { Logger } from "../../infra/logger.js";
 import type { AppPubSub } from "../../infra/pubsub.js";
 import type { AuditService } from "../audit/audit.service.js";
 import { encryptBytes } from "../push/push.crypto.js";
+import { openChallenge, sealChallenge } from "./user.challenge.js";
 import { publishUserEvent } from "./user.events.js";
 import type { GrantWithPostbox, UserRepository } from "./user.repository.js";
 
@@ -33,15 +33,6 @@ export interface IssuedCredential {
 
 /** A challenge lives this long: enough to decrypt it on a slow device. */
 const CHALLENGE_TTL_MS = 5 * 60 * 1000;
-/**
- * Open challenges per postbox and asking address (its addressGroup: an IPv6 /64), and
- * per postbox in all. Counted per address so that someone who knows a postbox id cannot
- * use up its challenges and lock its user out of reissue. The total only bounds the
- * table: a new challenge past it takes the oldest one's place rather than being refused,
- * so even someone with many addresses can at most race the user's answer, not stop it.
- */
-const MAX_LIVE_CHALLENGES_PER_REQUESTER = 3;
-const MAX_LIVE_CHALLENGES = 1000;
 /** Live grants per postbox (devices); a reissue beyond it revokes the oldest. */
 const MAX_LIVE_GRANTS = 10;
 
@@ -198,27 +189,16 @@ export class UserService {
    * of the user's private key can answer it. Anyone may ask (no credential: that is
    * the point); it costs them a rate-limited request and reveals nothing.
    */
-  async keyChallenge(postboxId: string, requester: string, now = new Date()): Promise<KeyChallenge> {
+  async keyChallenge(postboxId: string, now = new Date()): Promise<KeyChallenge> {
     const pb = typeof postboxId === "string" && postboxId.length <= 64 ? await this.repo.findPostboxKey(postboxId) : null;
     if (!pb || pb.status !== "READY" || pb.expiresAt <= now || !pb.publicJwk || !pb.publicKeyThumbprint) {
       throw notFound("A READY postbox with that id");
     }
-    // The address is kept as a keyed hash: it is needed only to tell askers apart, and a
-    // plain hash of an IPv4 address is undone by hashing all 2^32 of them.
-    const requesterHash = hmacHex(requireServerSecret(this.config.SERVER_SECRET), `challenge-requester:${addressGroup(requester)}`);
-    const live = await this.repo.countLiveChallenges(pb.id, requesterHash, now);
-    if (live.requester >= MAX_LIVE_CHALLENGES_PER_REQUESTER) {
-      throw new AppError(ErrorCode.RATE_LIMITED, `Too many open challenges for this postbox from this address; answer one or wait ${CHALLENGE_TTL_MS / 60_000} minutes.`, {
-        retryAfterSeconds: CHALLENGE_TTL_MS / 1000,
-      });
-    }
-    if (live.all >= MAX_LIVE_CHALLENGES) await this.repo.dropOldestChallenges(pb.id, live.all - MAX_LIVE_CHALLENGES + 1);
     const code = randomBytes(32);
-    const answer = code.toString("base64url");
     const { jwe } = await encryptBytes({ jwk: pb.publicJwk as Record<string, unknown>, kid: pb.publicKeyThumbprint }, code);
-    const challengeId = newId("uch");
     const expiresAt = new Date(now.getTime() + CHALLENGE_TTL_MS);
-    await this.repo.createChallenge({ id: challengeId, postboxId: pb.id, answerHash: sha256Hex(answer), requesterHash, expiresAt });
+    const answerHash = createHash("sha256").update(code.toString("base64url")).digest();
+    const challengeId = sealChallenge(this.secret(), { nonce: randomBytes(16).toString("base64url"), postboxId: pb.id, answerHash, expiresAt });
     return { challengeId, jwe, expiresAt };
   }
 
@@ -226,11 +206,14 @@ export class UserService {
   async reissue(challengeId: string, answer: string): Promise<IssuedCredential> {
     let postboxId: string | null = null;
     try {
-      const c = typeof challengeId === "string" && challengeId.length <= 64 ? await this.repo.takeChallenge(challengeId) : null;
+      const c = openChallenge(this.secret(), challengeId);
       const now = new Date();
-      if (!c || c.expiresAt <= now) throw new Refusal(unauthenticated("Unknown or expired challenge: ask for a new one with userKeyChallenge."), "unknown_challenge");
+      // Marked used before the answer is looked at: a wrong answer uses the challenge up too.
+      if (!c || c.expiresAt <= now || !(await this.repo.useChallenge(c.nonce, c.expiresAt))) {
+        throw new Refusal(unauthenticated("Unknown, used or expired challenge: ask for a new one with userKeyChallenge."), "unknown_challenge");
+      }
       postboxId = c.postboxId;
-      if (typeof answer !== "string" || !safeEqual(sha256Hex(answer), c.answerHash)) {
+      if (typeof answer !== "string" || !timingSafeEqual(createHash("sha256").update(answer).digest(), c.answerHash)) {
         throw new Refusal(unauthenticated("Wrong answer: it must be the challenge JWE's plaintext, base64url, decrypted with the postbox's private key. Ask for a new challenge."), "wrong_answer");
       }
       const pb = await this.repo.findPostboxKey(c.postboxId);
@@ -263,12 +246,17 @@ export class UserService {
     }
   }
 
-  /** Safety net: no live grant may outlive its postbox's READY state. Also drops expired challenges and dead grants' used tokens. */
+  /** Safety net: no live grant may outlive its postbox's READY state. Also drops the record of expired challenges and dead grants' used tokens. */
   async sweep(now = new Date()): Promise<number> {
     const revoked = await this.repo.revokeOnInactivePostboxes(now);
     await this.repo.deleteExpiredChallenges(now);
     await this.repo.deleteUsedRefreshOfDeadGrants(now);
     return revoked;
+  }
+
+  /** The key challenge ids are sealed with. */
+  private secret(): string {
+    return requireServerSecret(this.config.SERVER_SECRET);
   }
 
   private newTokens(postboxExpiresAt: Date, now: Date) {
