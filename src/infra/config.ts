@@ -135,6 +135,11 @@ export const SPEC = {
   DATA_RESPONSE_RETENTION: { doc: "How long the encrypted answer to a data request is kept for the application to fetch (`dataResponse`); its size and hash stay.", default: "30d", parse: duration },
   AUDIT_RETENTION: { doc: "How long push metadata and audit events are kept.", default: "400d", parse: duration },
   SWEEP_INTERVAL: { doc: "How often expiry, purge and webhook work runs.", default: "5s", parse: duration },
+  SHUTDOWN_GRACE: {
+    doc: "On SIGTERM, how long the server waits for requests, uploads and downloads in flight before it closes their connections and the database. Keep it below your supervisor's kill timeout (Docker's is 10 s, Kubernetes' 30 s). A push cut off by it fails whole; the app retries it with the same `idempotencyKey`.",
+    default: "9s",
+    parse: duration,
+  },
   WEBHOOK_TIMEOUT: { doc: "Time a webhook receiver has to answer.", default: "15s", parse: duration },
   WEBHOOK_RETENTION: { doc: "How long a finished webhook delivery (SUCCEEDED or FAILED) and its attempts stay in `webhookDeliveries`; then they are deleted.", default: "30d", parse: duration },
   WEBHOOK_SECRET_OVERLAP: {

@@ -441,50 +441,80 @@ describe("database outage and in-process shutdown", () => {
 });
 
 describe("stop() with operations in flight", () => {
+  /** Holds createPostbox inside the service until released; records how each call ended. */
+  function holdCreatePostbox(t: TestServer) {
+    const postboxes = t.app.services.postboxes;
+    const create = postboxes.create.bind(postboxes);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const started = new Promise<void>((r) => (entered = r));
+    const outcomes: string[] = [];
+    postboxes.create = async (...args: Parameters<typeof create>) => {
+      entered();
+      await gate;
+      try {
+        const pb = await create(...args);
+        outcomes.push(`created ${pb.id}`);
+        return pb;
+      } catch (e) {
+        outcomes.push(`failed: ${(e as Error).message}`);
+        throw e;
+      }
+    };
+    return { started, release, outcomes };
+  }
+  const CREATE = `mutation { createPostbox { id } }`;
+
   it.each(["WebSocket", "HTTP"])("waits for a mutation still running over %s, so that it completes against an open database", async (transport) => {
     const t = await startTestServer();
     try {
-      const app = await registerApp(t);
-      const session = await createSession(t, app);
-      // Hold createPostbox inside the service until released; record how the call ended.
-      const postboxes = t.app.services.postboxes;
-      const create = postboxes.create.bind(postboxes);
-      let release!: () => void;
-      const gate = new Promise<void>((r) => (release = r));
-      let entered!: () => void;
-      const started = new Promise<void>((r) => (entered = r));
-      const outcomes: string[] = [];
-      postboxes.create = async (...args: Parameters<typeof create>) => {
-        entered();
-        await gate;
-        try {
-          const pb = await create(...args);
-          outcomes.push(`created ${pb.id}`);
-          return pb;
-        } catch (e) {
-          outcomes.push(`failed: ${(e as Error).message}`);
-          throw e;
-        }
-      };
-      const CREATE = `mutation { createPostbox { id } }`;
+      const session = await createSession(t, await registerApp(t));
+      const held = holdCreatePostbox(t);
       const client = wsClient(t.wsUrl, `Bearer ${session}`);
       const answer =
         transport === "HTTP"
           ? t.gql(CREATE, {}, { token: session }).then((r) => r.data?.createPostbox.id)
           : new Promise((resolve) => client.subscribe({ query: CREATE }, { next: resolve, error: () => resolve("socket closed"), complete: () => resolve("complete") }));
-      await started;
+      await held.started;
 
       let stopped = false;
       const stopping = t.app.stop().then(() => (stopped = true));
       await new Promise((r) => setTimeout(r, 300));
       expect(stopped).toBe(false); // still waiting for it
-      release();
+      held.release();
       await stopping;
-      expect(outcomes).toEqual([expect.stringMatching(/^created pbx_/)]);
+      expect(held.outcomes).toEqual([expect.stringMatching(/^created pbx_/)]);
       // An HTTP client still gets its answer; a WebSocket was closed (1001) before the result.
       if (transport === "HTTP") expect(await answer).toMatch(/^pbx_/);
       else await answer;
       await client.dispose();
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it("waits no longer than SHUTDOWN_GRACE for one that does not finish, and closes its connection", async () => {
+    const t = await startTestServer({ env: { SHUTDOWN_GRACE: "1s" } });
+    try {
+      const session = await createSession(t, await registerApp(t));
+      const held = holdCreatePostbox(t);
+      const answer = t.gql(CREATE, {}, { token: session }).then(
+        (r) => (r.errors ? `error ${r.errors[0].message}` : "answered"),
+        (e: Error) => `connection lost: ${e.message}`,
+      );
+      await held.started;
+      let stopped = false;
+      const began = Date.now();
+      const stopping = t.app.stop().then(() => (stopped = true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(stopped).toBe(false); // within the grace, it waits
+      await stopping; // the held mutation never returns: stop() ends anyway
+      // 1 s of grace and at most half a second more for the operations (the default was 5 s + 10 s).
+      expect(Date.now() - began).toBeLessThan(4500);
+      expect(held.outcomes).toEqual([]);
+      expect(await answer).toMatch(/^connection lost/);
+      held.release();
     } finally {
       await t.stop();
     }

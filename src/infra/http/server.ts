@@ -112,7 +112,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     parseOptions: { maxTokens: deps.limits.maxTokens },
     logger: { debug: (m) => log.debug(m), info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
     plugins: [
-      ApolloServerPluginDrainHttpServer({ httpServer: server, stopGracePeriodMillis: 5000 }),
+      ApolloServerPluginDrainHttpServer({ httpServer: server, stopGracePeriodMillis: config.SHUTDOWN_GRACE }),
       // Installed by default, unused here: no answer may be cached (the /graphql route
       // sets no-store itself), and this is no federated subgraph. Cache control alone
       // hooks every field resolution of every operation.
@@ -212,8 +212,11 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
     url: `http://${host}:${port}`,
     operationsInFlight: () => inflight.running,
     async stop() {
+      // One deadline for both: connections drain for up to SHUTDOWN_GRACE (then they are
+      // closed), and operations still running (their clients may be gone) get what is left.
+      const deadline = Date.now() + config.SHUTDOWN_GRACE;
       await apollo.stop(); // drains HTTP and disposes the WebSocket server
-      await inflight.settled(10_000);
+      await inflight.settled(Math.max(500, deadline - Date.now()));
     },
   };
 }
