@@ -416,6 +416,22 @@ describe("the sweeper", () => {
     await client.dispose();
   });
 
+  it("a request past its deadline reads as EXPIRED before the sweeper marks it, without its recipient key", async () => {
+    const created = await askOk({ expiresInSeconds: 60 });
+    await t.app.db.prisma.dataRequest.update({ where: { id: created.id }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    expect((await t.app.db.prisma.dataRequest.findUniqueOrThrow({ where: { id: created.id } })).status).toBe("PENDING"); // not swept
+    const mine = async (status: string | null) =>
+      (await t.gql(MY_REQUESTS, { status }, { token: target.accessToken })).data!.myDataRequests.filter((r: { id: string }) => r.id === created.id);
+    expect(await mine("PENDING")).toEqual([]);
+    expect(await mine(null)).toEqual([expect.objectContaining({ status: "EXPIRED", recipientKey: null })]);
+    expect(await mine("EXPIRED")).toEqual([expect.objectContaining({ status: "EXPIRED", recipientKey: null })]);
+    const listed = async (status: string) =>
+      (await t.gql(DATA_REQUESTS, { postboxId: target.postboxId, status, first: 50 }, { token: session })).data!.dataRequests.edges.filter((e: { node: { id: string } }) => e.node.id === created.id);
+    expect(await listed("PENDING")).toEqual([]);
+    expect(await listed("EXPIRED")).toEqual([expect.objectContaining({ node: { id: created.id, status: "EXPIRED" } })]);
+    expect((await t.gql(DATA_REQUEST, { id: created.id }, { token: session })).data!.dataRequest.status).toBe("EXPIRED");
+  });
+
   it("expires pending requests of a postbox that was closed", async () => {
     const p = await createReadyPostboxForPush(t, session, "P-256");
     const created = await askOk({}, p.postboxId);

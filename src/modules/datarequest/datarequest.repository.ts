@@ -11,6 +11,16 @@ export type PostboxForRequest = Prisma.PostboxGetPayload<{
   select: { id: true; contractId: true; status: true; expiresAt: true; contract: { select: { applicationId: true; application: { select: { name: true } } } } };
 }>;
 
+/**
+ * A status as readers see it: a PENDING request past its deadline is EXPIRED already,
+ * though the sweeper has yet to mark it (see effectiveStatus in the service).
+ */
+function statusIs(status: DataRequestStatus, now: Date): Prisma.DataRequestWhereInput {
+  if (status === "PENDING") return { status, expiresAt: { gt: now } };
+  if (status === "EXPIRED") return { OR: [{ status }, { status: "PENDING", expiresAt: { lte: now } }] };
+  return { status };
+}
+
 /** Who may read a request: the WRITE contract that asked, or the READ contract the answer is encrypted for. */
 const visibleTo = (contractId: string): Prisma.DataRequestWhereInput => ({ OR: [{ contractId }, { readContractId: contractId }] });
 
@@ -42,15 +52,15 @@ export class DataRequestRepository {
   }
 
   /** Newest first by (createdAt, id), after the keyset position when given. */
-  list(postboxId: string, contractId: string, status: DataRequestStatus | undefined, take: number, after?: Keyset): Promise<DataRequestRow[]> {
+  list(postboxId: string, contractId: string, status: DataRequestStatus | undefined, now: Date, take: number, after?: Keyset): Promise<DataRequestRow[]> {
     return this.prisma.dataRequest.findMany({
       where: {
         postboxId,
         AND: [
           visibleTo(contractId),
           ...(after ? [{ OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] }] : []),
+          ...(status ? [statusIs(status, now)] : []),
         ],
-        ...(status ? { status } : {}),
       },
       include: responseMeta,
       orderBy: [{ createdAt: "desc" }, { id: "desc" }],
@@ -61,7 +71,7 @@ export class DataRequestRepository {
   /** The user's side: the postbox's requests, newest first; PENDING ones only while still answerable. */
   listForUser(postboxId: string, status: DataRequestStatus | undefined, now: Date, take: number): Promise<DataRequestRow[]> {
     return this.prisma.dataRequest.findMany({
-      where: { postboxId, ...(status ? { status } : {}), ...(status === "PENDING" ? { expiresAt: { gt: now } } : {}) },
+      where: { postboxId, ...(status ? statusIs(status, now) : {}) },
       include: responseMeta,
       orderBy: [{ createdAt: "desc" }, { id: "desc" }],
       take,

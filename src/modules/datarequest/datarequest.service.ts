@@ -37,7 +37,16 @@ const USER_LIST_LIMIT = 100;
 const refuse = (code: ErrorCode, reason: string, message: string, field?: string) => new ResponseRefusal(new AppError(code, message, field ? { field } : {}), reason);
 const clip = (s: unknown) => clipText(String(s ?? ""), 64);
 
-export function toDataRequest(r: DataRequestRow): DataRequest {
+/**
+ * A PENDING request past its deadline reads as EXPIRED before the sweeper marks it (at
+ * most SWEEP_INTERVAL later): it can no longer be answered, and its recipient key is
+ * no longer handed out.
+ */
+export function effectiveStatus(r: Pick<DataRequestRow, "status" | "expiresAt">, now: Date): DataRequestStatus {
+  return r.status === "PENDING" && r.expiresAt <= now ? "EXPIRED" : r.status;
+}
+
+export function toDataRequest(r: DataRequestRow, now = new Date()): DataRequest {
   return {
     id: r.id,
     postboxId: r.postboxId,
@@ -47,7 +56,7 @@ export function toDataRequest(r: DataRequestRow): DataRequest {
     title: r.title,
     description: r.description,
     acceptedMimeTypes: r.acceptedMimeTypes,
-    status: r.status,
+    status: effectiveStatus(r, now),
     createdAt: r.createdAt,
     expiresAt: r.expiresAt,
     respondedAt: r.respondedAt,
@@ -202,8 +211,9 @@ export class DataRequestService {
   async list(s: SessionPrincipal, postboxId: string, status: DataRequestStatus | undefined, first: number | null | undefined, after: string | null | undefined): Promise<Connection<DataRequest>> {
     const page = pageRequest(first, after);
     await this.visiblePostbox(s, postboxId);
-    const rows = await this.repo.list(postboxId, s.contractId, status, page.take, page.after);
-    return toConnection(rows, page, toDataRequest);
+    const now = new Date();
+    const rows = await this.repo.list(postboxId, s.contractId, status, now, page.take, page.after);
+    return toConnection(rows, page, (r) => toDataRequest(r, now));
   }
 
   async get(s: SessionPrincipal, id: string): Promise<DataRequest> {
@@ -258,16 +268,18 @@ export class DataRequestService {
   // User side (access token scoped to one postbox)
 
   async listForUser(u: UserPrincipal, status: DataRequestStatus | undefined): Promise<UserDataRequest[]> {
-    const [postbox, rows] = await Promise.all([this.repo.findPostbox(u.postboxId), this.repo.listForUser(u.postboxId, status, new Date(), USER_LIST_LIMIT)]);
+    const now = new Date();
+    const [postbox, rows] = await Promise.all([this.repo.findPostbox(u.postboxId), this.repo.listForUser(u.postboxId, status, now, USER_LIST_LIMIT)]);
     const applicationName = postbox?.contract.application.name ?? "";
     const keys = new Map<string, RecipientKey | undefined>();
+    const open = (r: DataRequestRow) => effectiveStatus(r, now) === "PENDING";
     for (const r of rows) {
-      if (r.status === "PENDING" && !keys.has(r.readContractId)) keys.set(r.readContractId, await this.readKey(r.readContractId));
+      if (open(r) && !keys.has(r.readContractId)) keys.set(r.readContractId, await this.readKey(r.readContractId));
     }
-    return rows.map((r) => this.toUserRequest(r, applicationName, r.status === "PENDING" ? keys.get(r.readContractId) : undefined));
+    return rows.map((r) => this.toUserRequest(r, applicationName, open(r) ? keys.get(r.readContractId) : undefined, now));
   }
 
-  private toUserRequest(r: DataRequestRow, applicationName: string, key: RecipientKey | undefined): UserDataRequest {
+  private toUserRequest(r: DataRequestRow, applicationName: string, key: RecipientKey | undefined, now = new Date()): UserDataRequest {
     return {
       id: r.id,
       postboxId: r.postboxId,
@@ -275,7 +287,7 @@ export class DataRequestService {
       title: r.title,
       description: r.description,
       acceptedMimeTypes: r.acceptedMimeTypes,
-      status: r.status,
+      status: effectiveStatus(r, now),
       createdAt: r.createdAt,
       expiresAt: r.expiresAt,
       respondedAt: r.respondedAt,
