@@ -644,15 +644,25 @@ describe("restart", () => {
         // Interrupted by our own shutdown, not the receiver's fault: due again at once, no backoff.
         expect(pending.nextAttemptAt.getTime()).toBeLessThanOrEqual(Date.now());
 
+        // The receiver fails the next send: the backoff is the first step's (5 s), as for a
+        // first failure; the interrupted send is not counted against the delivery.
+        rx.respondWith(500);
+        const failedAt = Date.now();
+        await second.app.scheduler.tick();
+        const [failed] = await deliveriesOf(who.app.contractId, second);
+        expect(failed.attempts.map((a) => [a.number, a.statusCode])).toEqual([[1, null], [2, 500]]);
+        expect(failed.nextAttemptAt.getTime() - failedAt).toBeLessThan(5_000 * 1.2 + 1_000);
+        await second.app.db.prisma.webhookDelivery.update({ where: { id: failed.id }, data: { nextAttemptAt: new Date() } });
+
         await second.app.scheduler.tick();
         const [d] = await deliveriesOf(who.app.contractId, second);
         expect(d.id).toBe(pending.id);
         expect(d.status).toBe("SUCCEEDED");
-        expect(d.attempts.map((a) => [a.number, a.statusCode])).toEqual([[1, null], [2, 204]]);
+        expect(d.attempts.map((a) => [a.number, a.statusCode])).toEqual([[1, null], [2, 500], [3, 204]]);
         const msgs = receivedFor(d.id);
-        expect(msgs).toHaveLength(2);
-        expect(msgs[1].body).toBe(msgs[0].body);
-        expect(verifyWebhookSignature(secret, msgs[1])).toBe(true);
+        expect(msgs).toHaveLength(3);
+        expect(msgs[2].body).toBe(msgs[0].body);
+        expect(verifyWebhookSignature(secret, msgs[2])).toBe(true);
       } finally {
         await second.stop();
       }

@@ -167,6 +167,11 @@ export class WebhookRepository {
     return true;
   }
 
+  /** A delivery's attempts that ended with `error` (e.g. sends interrupted by a shutdown). */
+  countAttempts(deliveryId: string, error: string): Promise<number> {
+    return this.prisma.webhookAttempt.count({ where: { deliveryId, error } });
+  }
+
   /** Disables an endpoint (once) and fails its other pending deliveries; true if this call disabled it. */
   async disableEndpoint(tx: Tx, endpointId: string, reason: string, at: Date): Promise<boolean> {
     const { count } = await tx.webhookEndpoint.updateMany({ where: { id: endpointId, disabledAt: null }, data: { disabledAt: at, disabledReason: reason } });

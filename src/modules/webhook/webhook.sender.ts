@@ -107,11 +107,14 @@ export class WebhookSender {
   }
 }
 
+/** The attempt record of a send this server aborted to shut down: not the receiver's failure. */
+export const INTERRUPTED = "aborted: server shutting down";
+
 /** A short, stable reason for the attempt record (never the response body). */
 function describeError(e: unknown, timeoutMs: number): string {
   const err = e as { name?: string; code?: string; message?: string; cause?: unknown };
   if (err?.name === "TimeoutError" || err?.code === "UND_ERR_HEADERS_TIMEOUT" || err?.code === "UND_ERR_BODY_TIMEOUT" || err?.code === "UND_ERR_CONNECT_TIMEOUT") return `timeout: no answer within ${timeoutMs} ms`;
-  if (err?.name === "AbortError") return "aborted: server shutting down";
+  if (err?.name === "AbortError") return INTERRUPTED;
   if (err instanceof PrivateAddressError || (err?.cause as Error | undefined) instanceof PrivateAddressError) return `refused: ${(err instanceof PrivateAddressError ? err : (err.cause as Error)).message}`;
   if (err?.code === "BAD_USER_INPUT" || (e as { extensions?: { code?: string } })?.extensions?.code === "BAD_USER_INPUT") return `refused: ${err.message}`;
   const msg = `${err?.code ? err.code + ": " : ""}${err?.message ?? String(e)}`;

@@ -6,7 +6,7 @@ import { newId } from "../../infra/ids.js";
 import type { Logger } from "../../infra/logger.js";
 import type { AuditService } from "../audit/audit.service.js";
 import type { ClaimedDelivery, WebhookRepository } from "./webhook.repository.js";
-import type { SendResult, WebhookSender } from "./webhook.sender.js";
+import { INTERRUPTED, type SendResult, type WebhookSender } from "./webhook.sender.js";
 import { MAX_ATTEMPTS, retryDelayMs, signWebhook } from "./webhook.signature.js";
 
 export interface DispatcherOptions {
@@ -241,9 +241,11 @@ export class WebhookDispatcher {
       this.log.warn({ ...log, endpointId: d.endpointId }, "webhook endpoint answered 410 Gone; disabled");
       return;
     }
-    // Shutting down is not the receiver's fault: try again as soon as an instance is up, without a backoff step.
-    const interrupted = this.stopped && result.error?.startsWith("aborted");
-    const delay = interrupted ? 0 : retryDelayMs(number);
+    // Shutting down is not the receiver's fault: try again as soon as an instance is up,
+    // and count neither this send nor earlier interrupted ones towards the backoff and
+    // MAX_ATTEMPTS (the record keeps them, numbered, for the history).
+    const interrupted = this.stopped && result.error === INTERRUPTED;
+    const delay = interrupted ? 0 : retryDelayMs(number - (d.attemptCount > 0 ? await this.repo.countAttempts(d.id, INTERRUPTED) : 0));
     if (delay === null) {
       await this.repo.transaction((tx) => this.repo.finishAttempt(tx, d, { status: "FAILED", attemptCount: number, completedAt: at }, attempt));
       this.log.warn({ ...log, error: result.error }, `webhook delivery failed after ${MAX_ATTEMPTS} attempts`);
