@@ -362,6 +362,26 @@ describe("user credentials", () => {
     expect(await t.app.db.prisma.usedRefreshToken.count({ where: { grantId: grant.id } })).toBe(0);
   });
 
+  it("remembers a grant's 100 newest exchanged refresh tokens, not every one", async () => {
+    const pb = await createPostbox(t, session);
+    const a = await accept(t, pb.consentUrl, (await makeUserKeyPair("RSA")).publicJwk);
+    const grant = await t.app.db.prisma.userGrant.findFirstOrThrow({ where: { postboxId: pb.id } });
+    // As if the device had refreshed 120 times already, an hour apart.
+    const old = Array.from({ length: 120 }, (_, i) => ({ hash: createHash("sha256").update(`old ${pb.id} ${i}`).digest("hex"), grantId: grant.id, usedAt: new Date(Date.now() - (120 - i) * 3_600_000) }));
+    await t.app.db.prisma.usedRefreshToken.createMany({ data: old });
+    const r = await t.gql(REFRESH, { refreshToken: a.credential.refreshToken });
+    expect(r.errors).toBeUndefined();
+    const kept = await t.app.db.prisma.usedRefreshToken.findMany({ where: { grantId: grant.id }, select: { hash: true } });
+    expect(kept).toHaveLength(100);
+    const hashes = new Set(kept.map((k) => k.hash));
+    expect(hashes.has(createHash("sha256").update(a.credential.refreshToken).digest("hex"))).toBe(true); // the newest
+    expect(hashes.has(old[119].hash)).toBe(true);
+    expect(hashes.has(old[20].hash)).toBe(false); // the oldest 21 went
+    expect(hashes.has(old[21].hash)).toBe(true);
+    // The token just exchanged is still caught when it comes back.
+    expect((await t.gql(REFRESH, { refreshToken: a.credential.refreshToken })).errors![0].message).toMatch(/already used once/);
+  });
+
   it("a used refresh token presented after the postbox closed says the postbox is over, not to get a new credential", async () => {
     const pb = await createPostbox(t, session);
     const a = await accept(t, pb.consentUrl, (await makeUserKeyPair("RSA")).publicJwk);

@@ -38,8 +38,12 @@ export class UserRepository {
     return this.prisma.userGrant.findFirst({ where: { usedRefreshTokens: { some: { hash } } }, include: withPostbox });
   }
 
-  async recordUsedRefresh(tx: Tx, grantId: string, hash: string): Promise<void> {
+  /** Records an exchanged refresh token and keeps only the grant's `keep` newest. */
+  async recordUsedRefresh(tx: Tx, grantId: string, hash: string, keep: number): Promise<void> {
     await tx.usedRefreshToken.create({ data: { hash, grantId } });
+    await tx.$executeRaw`
+      DELETE FROM "UsedRefreshToken" WHERE "grantId" = ${grantId} AND hash IN (
+        SELECT hash FROM "UsedRefreshToken" WHERE "grantId" = ${grantId} ORDER BY "usedAt" DESC, hash OFFSET ${keep})`;
   }
 
   /** Revokes one grant; 0 when it already was. */

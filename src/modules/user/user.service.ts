@@ -33,6 +33,12 @@ export interface IssuedCredential {
 
 /** A challenge lives this long: enough to decrypt it on a slow device. */
 const CHALLENGE_TTL_MS = 5 * 60 * 1000;
+/**
+ * Exchanged refresh tokens remembered per grant, to catch a reuse. A device refreshing
+ * hourly on a year-long postbox would otherwise leave 8,760 rows; a token older than
+ * this many rotations is refused as unknown (with the reissue hint) instead.
+ */
+const USED_REFRESH_KEPT = 100;
 /** Live grants per postbox (devices); a reissue beyond it revokes the oldest. */
 const MAX_LIVE_GRANTS = 10;
 
@@ -167,7 +173,7 @@ export class UserService {
         refreshTokenHash: sha256Hex(tokens.refreshToken),
       });
       if (n !== 1) return false;
-      await this.repo.recordUsedRefresh(tx, g.id, oldHash);
+      await this.repo.recordUsedRefresh(tx, g.id, oldHash, USED_REFRESH_KEPT);
       await this.audit.record(
         { actorType: "USER", actorId: g.id, action: "user.token_refresh", outcome: "SUCCESS", applicationId: g.postbox.contract.applicationId, contractId: g.postbox.contractId, postboxId: g.postboxId, targetId: g.id },
         tx,
