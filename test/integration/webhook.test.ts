@@ -327,6 +327,41 @@ describe("delivery", () => {
     expect((await deliveriesOf(who.app.contractId)).map((d) => d.status)).toEqual(["FAILED", "FAILED", "SUCCEEDED"]);
   });
 
+  it("a 410 from a URL the app replaced while the send was out leaves the new registration alone; the delivery goes there", async () => {
+    const who = await tenant();
+    const moved = await startWebhookReceiver();
+    let release!: () => void;
+    try {
+      await setWebhook(who);
+      rx.hold(new Promise<void>((r) => (release = r)));
+      rx.respondWith(410);
+      const before = rx.received.length;
+      await emit(who.app.contractId);
+      await rx.waitFor(before + 1); // the old host has it and sits on its answer
+      const secret = await setWebhook(who, moved.url);
+      release();
+      await waitUntil(async () => (await deliveriesOf(who.app.contractId))[0]?.attempts.length === 1, "the 410 is recorded");
+      const hook = (await t.gql(GET, {}, { token: who.key })).data!.webhook;
+      expect(hook).toMatchObject({ url: moved.url, disabledAt: null });
+      const [d] = await deliveriesOf(who.app.contractId);
+      expect(d.status).toBe("PENDING");
+      expect(d.attempts[0]).toMatchObject({ number: 1, statusCode: 410 });
+      expect(await t.app.db.prisma.auditEvent.count({ where: { action: "webhook.disable", contractId: who.app.contractId } })).toBe(0);
+
+      await t.app.db.prisma.webhookDelivery.update({ where: { id: d.id }, data: { nextAttemptAt: new Date() } });
+      await t.app.scheduler.tick();
+      const [done] = await deliveriesOf(who.app.contractId);
+      expect(done.status).toBe("SUCCEEDED");
+      const got = moved.received.filter((m) => m.id === d.id);
+      expect(got).toHaveLength(1);
+      expect(verifyWebhookSignature(secret, got[0])).toBe(true);
+    } finally {
+      release?.();
+      rx.hold(Promise.resolve());
+      await moved.close();
+    }
+  });
+
   it("leaves a claimed delivery alone until its claim expires (a crashed instance's claim)", async () => {
     const who = await tenant();
     await setWebhook(who);

@@ -15,6 +15,8 @@ export interface ClaimedDelivery {
   /** The claim's expiry; also its fencing token: only the holder of this claim may record the outcome. */
   lockedUntil: Date;
   url: string;
+  /** When the endpoint was registered (setWebhook): tells this registration from a later one. */
+  registeredAt: Date;
   secret: string;
   /** Also signs until previousSecretUntil (after a rotation). */
   previousSecret: string | null;
@@ -124,7 +126,7 @@ export class WebhookRepository {
         ORDER BY d3."nextAttemptAt"
         LIMIT ${limit}
         FOR UPDATE OF d3 SKIP LOCKED)
-      RETURNING d."id", d."endpointId", d."contractId", d."eventType", d."payload", d."attemptCount", d."lockedUntil", e."url", e."secret", e."previousSecret", e."previousSecretUntil"`;
+      RETURNING d."id", d."endpointId", d."contractId", d."eventType", d."payload", d."attemptCount", d."lockedUntil", e."url", e."createdAt" AS "registeredAt", e."secret", e."previousSecret", e."previousSecretUntil"`;
   }
 
   /** Deletes up to `limit` deliveries (their attempts with them) that finished before `before`; how many. */
@@ -170,6 +172,16 @@ export class WebhookRepository {
   /** A delivery's attempts that ended with `error` (e.g. sends interrupted by a shutdown). */
   countAttempts(deliveryId: string, error: string): Promise<number> {
     return this.prisma.webhookAttempt.count({ where: { deliveryId, error } });
+  }
+
+  /**
+   * True if the endpoint is still the registration made at `registeredAt`, and then locks
+   * it until the transaction ends, so that setWebhook cannot replace it meanwhile.
+   */
+  async lockRegistration(tx: Tx, endpointId: string, registeredAt: Date): Promise<boolean> {
+    const rows = await tx.$queryRaw<unknown[]>`
+      SELECT 1 FROM "WebhookEndpoint" WHERE "id" = ${endpointId} AND "createdAt" = ${registeredAt} FOR UPDATE`;
+    return rows.length === 1;
   }
 
   /** Disables an endpoint (once) and fails its other pending deliveries; true if this call disabled it. */

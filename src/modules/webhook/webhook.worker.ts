@@ -228,18 +228,25 @@ export class WebhookDispatcher {
     }
     if (result.statusCode === 410) {
       // Standard Webhooks: 410 Gone means "stop sending"; the endpoint is disabled until registered again.
+      // Only the registration that answered: if the app registered another URL while this
+      // send was out, the old host's 410 says nothing about the new one, and the delivery
+      // is retried there like any other failure.
       const reason = "The endpoint answered 410 Gone.";
-      await this.repo.transaction(async (tx) => {
-        if (!(await this.repo.finishAttempt(tx, d, { status: "FAILED", attemptCount: number, completedAt: at }, attempt))) return;
+      const gone = await this.repo.transaction(async (tx) => {
+        if (!(await this.repo.lockRegistration(tx, d.endpointId, d.registeredAt))) return false;
+        if (!(await this.repo.finishAttempt(tx, d, { status: "FAILED", attemptCount: number, completedAt: at }, attempt))) return true;
         if (await this.repo.disableEndpoint(tx, d.endpointId, reason, at)) {
           await this.audit.record(
             { actorType: "SYSTEM", action: "webhook.disable", outcome: "SUCCESS", reason: "HTTP_410", contractId: d.contractId, targetId: d.endpointId, detail: { deliveryId: d.id } },
             tx,
           );
         }
+        return true;
       });
-      this.log.warn({ ...log, endpointId: d.endpointId }, "webhook endpoint answered 410 Gone; disabled");
-      return;
+      if (gone) {
+        this.log.warn({ ...log, endpointId: d.endpointId }, "webhook endpoint answered 410 Gone; disabled");
+        return;
+      }
     }
     // Shutting down is not the receiver's fault: try again as soon as an instance is up,
     // and count neither this send nor earlier interrupted ones towards the backoff and
