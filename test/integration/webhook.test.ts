@@ -153,7 +153,7 @@ describe("registration over GraphQL", () => {
     expect(verifyWebhookSignature(`whsec_${randomBytes(32).toString("base64")}`, msg)).toBe(false);
 
     // Once the overlap is over, the old secret no longer signs.
-    await t.app.db.prisma.webhookEndpoint.update({ where: { contractId: who.app.contractId }, data: { previousSecretUntil: new Date(Date.now() - 1000) } });
+    await t.app.db.prisma.webhookEndpoint.update({ where: { contractId: who.app.contractId }, data: { retiredSecrets: [{ secret: old, until: new Date(Date.now() - 1000).toISOString() }] } });
     await emit(who.app.contractId);
     await t.app.scheduler.tick();
     const later = (await deliveriesOf(who.app.contractId)).find((x) => x.id !== d.id)!;
@@ -162,6 +162,37 @@ describe("registration over GraphQL", () => {
     expect(verifyWebhookSignature(fresh, msg2)).toBe(true);
     expect(verifyWebhookSignature(old, msg2)).toBe(false);
     expect(await t.app.db.prisma.auditEvent.count({ where: { action: "webhook.rotate_secret", contractId: who.app.contractId } })).toBe(1);
+  });
+
+  it("a second rotation within the overlap drops no secret: each replaced one signs until its own overlap ends", async () => {
+    const who = await tenant();
+    const a = await setWebhook(who);
+    const rotate = async () => {
+      const r = await t.gql(ROTATE, {}, { token: who.key });
+      expect(r.errors).toBeUndefined();
+      secrets.push(r.data!.rotateWebhookSecret.secret);
+      return r.data!.rotateWebhookSecret.secret as string;
+    };
+    // Say the answer showing b was lost and the app called again: its receiver is still on a.
+    const b = await rotate();
+    const c = await rotate();
+    await emit(who.app.contractId);
+    await t.app.scheduler.tick();
+    const [d] = await deliveriesOf(who.app.contractId);
+    const [msg] = receivedFor(d.id);
+    expect(msg.signature.split(" ")).toHaveLength(3);
+    for (const s of [a, b, c]) expect(verifyWebhookSignature(s, msg)).toBe(true);
+
+    // Up to five replaced secrets sign at once; a sixth rotation is refused until the oldest's overlap ends.
+    for (let i = 0; i < 3; i++) await rotate();
+    const refused = await t.gql(ROTATE, {}, { token: who.key });
+    expect(errorCode(refused)).toBe("CONFLICT");
+    expect(refused.errors![0].message).toMatch(/5 secrets replaced.*setWebhook/);
+    expect(await t.app.db.prisma.auditEvent.count({ where: { action: "webhook.rotate_secret", contractId: who.app.contractId, outcome: "REFUSED", reason: "CONFLICT:too_many_secrets" } })).toBe(1);
+    // Registering again starts over with one secret.
+    const fresh = await setWebhook(who);
+    expect((await t.app.db.prisma.webhookEndpoint.findUniqueOrThrow({ where: { contractId: who.app.contractId } })).retiredSecrets).toEqual([]);
+    expect(await rotate()).not.toBe(fresh);
   });
 
   it("deletes the endpoint; then nothing is enqueued and a second delete is NOT_FOUND", async () => {

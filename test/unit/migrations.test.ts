@@ -110,3 +110,31 @@ describe("migrations", () => {
     await expect(migrate(db)).rejects.toThrow(/29991231000002_half started but did not finish/);
   });
 });
+
+describe("data carried by migrations", () => {
+  it("webhook_retired_secrets moves a secret still in its overlap into the list, and leaves others with an empty one", async () => {
+    const t = await PgliteThread.start("memory://");
+    try {
+      const run = t.runner();
+      const all = await readMigrations();
+      const at = all.findIndex((m) => m.name.endsWith("_webhook_retired_secrets"));
+      expect(at).toBeGreaterThan(0);
+      await migrate(run, all.slice(0, at));
+      await run.query(`INSERT INTO "Application" (id, name) VALUES ('app_1', 'a')`);
+      await run.query(`INSERT INTO "Contract" (id, "applicationId", "postboxTtlSeconds") VALUES ('con_1', 'app_1', 60), ('con_2', 'app_1', 60)`);
+      await run.query(
+        `INSERT INTO "WebhookEndpoint" (id, "contractId", url, secret, "previousSecret", "previousSecretUntil") VALUES
+           ('whe_1', 'con_1', 'https://a.example/', 'whsec_new', 'whsec_old', '2026-12-03 10:11:12.345'),
+           ('whe_2', 'con_2', 'https://b.example/', 'whsec_only', NULL, NULL)`,
+      );
+      await migrate(run, all);
+      const rows = await run.query<{ id: string; retiredSecrets: unknown }>(`SELECT id, "retiredSecrets" FROM "WebhookEndpoint" ORDER BY id`);
+      expect(rows).toEqual([
+        { id: "whe_1", retiredSecrets: [{ secret: "whsec_old", until: "2026-12-03T10:11:12.345Z" }] },
+        { id: "whe_2", retiredSecrets: [] },
+      ]);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -214,7 +214,7 @@ describe("WebhookSender", () => {
 
 describe("WebhookDispatcher.run", () => {
   const delivery = (id: string) =>
-    ({ id, endpointId: "whe_1", contractId: "con_1", eventType: "postbox.ready", payload: "{}", attemptCount: 0, lockedUntil: new Date(), url: "https://example.com/hook", secret: newWebhookSecret(), previousSecret: null, previousSecretUntil: null }) as ClaimedDelivery;
+    ({ id, endpointId: "whe_1", contractId: "con_1", eventType: "postbox.ready", payload: "{}", attemptCount: 0, lockedUntil: new Date(), url: "https://example.com/hook", secret: newWebhookSecret(), registeredAt: new Date(), retiredSecrets: [] }) as ClaimedDelivery;
   const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 
   /**

@@ -1,5 +1,6 @@
 import type { Prisma, WebhookDeliveryStatus } from "../../generated/prisma/client.js";
 import type { PrismaClient, Tx } from "../../infra/db/database.js";
+import type { RetiredSecret } from "./webhook.signature.js";
 
 export type EndpointRow = Prisma.WebhookEndpointGetPayload<object>;
 export type DeliveryWithAttempts = Prisma.WebhookDeliveryGetPayload<{ include: { attempts: true } }>;
@@ -18,9 +19,8 @@ export interface ClaimedDelivery {
   /** When the endpoint was registered (setWebhook): tells this registration from a later one. */
   registeredAt: Date;
   secret: string;
-  /** Also signs until previousSecretUntil (after a rotation). */
-  previousSecret: string | null;
-  previousSecretUntil: Date | null;
+  /** Secrets replaced by rotations, as stored (see liveRetiredSecrets): they sign too until their overlap ends. */
+  retiredSecrets: unknown;
 }
 
 export interface AttemptRow {
@@ -52,17 +52,18 @@ export class WebhookRepository {
     return tx.webhookEndpoint.upsert({
       where: { contractId: data.contractId },
       create: { id: data.id, contractId: data.contractId, url: data.url, secret: data.secret, createdAt: data.at },
-      update: { url: data.url, secret: data.secret, previousSecret: null, previousSecretUntil: null, createdAt: data.at, disabledAt: null, disabledReason: null },
+      update: { url: data.url, secret: data.secret, retiredSecrets: [], createdAt: data.at, disabledAt: null, disabledReason: null },
     });
   }
 
-  /** Replaces the secret; the one it replaces keeps signing until `previousUntil`. */
-  async setSecret(tx: Tx, contractId: string, secret: string, previousUntil: Date): Promise<EndpointRow | null> {
-    // SET's right-hand sides read the row as it was, so the old secret moves over in the same statement.
-    const count = await tx.$executeRaw`
-      UPDATE "WebhookEndpoint" SET "previousSecret" = "secret", "previousSecretUntil" = ${previousUntil}, "secret" = ${secret}
-      WHERE "contractId" = ${contractId}`;
-    return count ? tx.webhookEndpoint.findUnique({ where: { contractId } }) : null;
+  /** The contract's endpoint, locked until the transaction ends (a rotation reads and rewrites its secrets). */
+  async lockEndpoint(tx: Tx, contractId: string): Promise<EndpointRow | null> {
+    const rows = await tx.$queryRaw<{ id: string }[]>`SELECT "id" FROM "WebhookEndpoint" WHERE "contractId" = ${contractId} FOR UPDATE`;
+    return rows.length ? tx.webhookEndpoint.findUnique({ where: { id: rows[0].id } }) : null;
+  }
+
+  setSecrets(tx: Tx, id: string, secret: string, retired: RetiredSecret[]): Promise<EndpointRow> {
+    return tx.webhookEndpoint.update({ where: { id }, data: { secret, retiredSecrets: retired as unknown as Prisma.InputJsonValue } });
   }
 
   /** Deletes the endpoint and (by cascade) its deliveries and attempts. */
@@ -126,7 +127,7 @@ export class WebhookRepository {
         ORDER BY d3."nextAttemptAt"
         LIMIT ${limit}
         FOR UPDATE OF d3 SKIP LOCKED)
-      RETURNING d."id", d."endpointId", d."contractId", d."eventType", d."payload", d."attemptCount", d."lockedUntil", e."url", e."createdAt" AS "registeredAt", e."secret", e."previousSecret", e."previousSecretUntil"`;
+      RETURNING d."id", d."endpointId", d."contractId", d."eventType", d."payload", d."attemptCount", d."lockedUntil", e."url", e."createdAt" AS "registeredAt", e."secret", e."retiredSecrets"`;
   }
 
   /** Deletes up to `limit` deliveries (their attempts with them) that finished before `before`; how many. */

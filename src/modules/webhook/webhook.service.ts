@@ -2,14 +2,14 @@
 // that WebhookDispatcher sends. Signed per Standard Webhooks (webhook.signature.ts).
 import type { Config } from "../../infra/config.js";
 import type { Tx } from "../../infra/db/database.js";
-import { AppError, ErrorCode, notFound } from "../../infra/errors.js";
+import { AppError, conflict, ErrorCode, notFound } from "../../infra/errors.js";
 import { pageRequest, toConnection, type Connection } from "../../infra/graphql/pagination.js";
 import { newId } from "../../infra/ids.js";
 import { checkOutboundUrl } from "../../infra/url-policy.js";
 import type { ActorType, AuditService } from "../audit/audit.service.js";
 import type { WebhookEvent } from "./webhook.events.js";
 import type { DeliveryWithAttempts, EndpointRow, WebhookRepository } from "./webhook.repository.js";
-import { newWebhookSecret } from "./webhook.signature.js";
+import { liveRetiredSecrets, newWebhookSecret } from "./webhook.signature.js";
 import type { WebhookDispatcher } from "./webhook.worker.js";
 
 export type { WebhookEvent, WebhookEventType } from "./webhook.events.js";
@@ -42,6 +42,8 @@ export type DeliveryStatus = "PENDING" | "SUCCEEDED" | "FAILED";
 export const MAX_URL_LENGTH = 2048;
 /** Finished deliveries deleted per statement (and at most ten statements a run). */
 const PRUNE_BATCH = 1000;
+/** Replaced secrets that may sign at once (each for WEBHOOK_SECRET_OVERLAP); one more rotation waits or starts over. */
+const MAX_RETIRED_SECRETS = 5;
 
 export class WebhookService {
   constructor(
@@ -134,18 +136,28 @@ export class WebhookService {
    */
   async rotateSecret(actor: WebhookActor): Promise<WebhookRegistration> {
     const secret = newWebhookSecret();
-    const previousUntil = new Date(Date.now() + this.config.WEBHOOK_SECRET_OVERLAP);
-    const row = await this.repo.transaction(async (tx) => {
-      const r = await this.repo.setSecret(tx, actor.contractId, secret, previousUntil);
-      if (r) await this.audit.record({ ...this.auditBase(actor, "webhook.rotate_secret"), targetId: r.id }, tx);
+    const now = new Date();
+    const until = new Date(now.getTime() + this.config.WEBHOOK_SECRET_OVERLAP);
+    const out = await this.repo.transaction(async (tx) => {
+      const row = await this.repo.lockEndpoint(tx, actor.contractId);
+      if (!row) return noEndpoint();
+      // Every secret still in its overlap keeps signing: the receiver may be on any of them
+      // (say the response that showed the last one was lost, and the call was repeated).
+      const live = liveRetiredSecrets(row.retiredSecrets, now);
+      if (live.length >= MAX_RETIRED_SECRETS) {
+        return conflict(
+          `${MAX_RETIRED_SECRETS} secrets replaced within WEBHOOK_SECRET_OVERLAP still sign every delivery; the oldest stops on ${live[0].until}. Rotate after that, or call setWebhook to start over with one new secret.`,
+        );
+      }
+      const r = await this.repo.setSecrets(tx, row.id, secret, [...live, { secret: row.secret, until: until.toISOString() }]);
+      await this.audit.record({ ...this.auditBase(actor, "webhook.rotate_secret"), targetId: r.id }, tx);
       return r;
     });
-    if (!row) {
-      const e = noEndpoint();
-      await this.refused(actor, "webhook.rotate_secret", e);
-      throw e;
+    if (out instanceof AppError) {
+      await this.refused(actor, "webhook.rotate_secret", out);
+      throw out;
     }
-    return { url: row.url, secret, createdAt: row.createdAt, previousSecretValidUntil: row.previousSecretUntil };
+    return { url: out.url, secret, createdAt: out.createdAt, previousSecretValidUntil: until };
   }
 
   /** Removes the endpoint together with its delivery history. */
@@ -174,9 +186,11 @@ export class WebhookService {
   }
 
   private refused(actor: WebhookActor, action: string, e: AppError) {
-    return this.audit.record({ ...this.auditBase(actor, action), outcome: "REFUSED", reason: `${e.code}:${e.code === ErrorCode.NOT_FOUND ? "no_endpoint" : "invalid_url"}` });
+    return this.audit.record({ ...this.auditBase(actor, action), outcome: "REFUSED", reason: `${e.code}:${REFUSAL_REASONS[e.code] ?? "invalid_url"}` });
   }
 }
+
+const REFUSAL_REASONS: Partial<Record<string, string>> = { [ErrorCode.NOT_FOUND]: "no_endpoint", [ErrorCode.CONFLICT]: "too_many_secrets" };
 
 function noEndpoint() {
   return new AppError(ErrorCode.NOT_FOUND, "No webhook is registered for this contract; register one with setWebhook(url).");

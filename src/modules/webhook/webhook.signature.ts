@@ -23,6 +23,25 @@ export function signWebhook(secret: string, msgId: string, timestampSeconds: num
   return `v1,${mac}`;
 }
 
+/** A secret replaced by a rotation, still signing until `until` (ISO time). */
+export interface RetiredSecret {
+  secret: string;
+  until: string;
+}
+
+/** Retired secrets (as stored: a JSON list) whose overlap has not ended at `now`, oldest first. */
+export function liveRetiredSecrets(stored: unknown, now: Date): RetiredSecret[] {
+  if (!Array.isArray(stored)) return [];
+  return stored.filter(
+    (r): r is RetiredSecret => typeof r?.secret === "string" && r.secret.startsWith(SECRET_PREFIX) && typeof r.until === "string" && Date.parse(r.until) > now.getTime(),
+  );
+}
+
+/** The `webhook-signature` header of an attempt: the current secret's signature, then each live retired one's. */
+export function signatureHeader(secret: string, retired: unknown, msgId: string, timestampSeconds: number, body: string, now = new Date()): string {
+  return [secret, ...liveRetiredSecrets(retired, now).map((r) => r.secret)].map((k) => signWebhook(k, msgId, timestampSeconds, body)).join(" ");
+}
+
 /**
  * Delay before each attempt (Svix's schedule): the first at once, then 5 s, 5 min,
  * 30 min, 2 h, 5 h, 10 h and 10 h. After the eighth failure the delivery is FAILED.

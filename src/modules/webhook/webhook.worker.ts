@@ -7,7 +7,7 @@ import type { Logger } from "../../infra/logger.js";
 import type { AuditService } from "../audit/audit.service.js";
 import type { ClaimedDelivery, WebhookRepository } from "./webhook.repository.js";
 import { INTERRUPTED, type SendResult, type WebhookSender } from "./webhook.sender.js";
-import { MAX_ATTEMPTS, retryDelayMs, signWebhook } from "./webhook.signature.js";
+import { MAX_ATTEMPTS, retryDelayMs, signatureHeader } from "./webhook.signature.js";
 
 export interface DispatcherOptions {
   /** Parallel sends per instance. */
@@ -201,9 +201,7 @@ export class WebhookDispatcher {
           "webhook-id": d.id,
           "webhook-timestamp": String(timestamp),
           // Space-separated signatures (Standard Webhooks): the receiver accepts any one it can verify.
-          "webhook-signature": [d.secret, ...(d.previousSecret && d.previousSecretUntil && d.previousSecretUntil.getTime() > Date.now() ? [d.previousSecret] : [])]
-            .map((secret) => signWebhook(secret, d.id, timestamp, d.payload))
-            .join(" "),
+          "webhook-signature": signatureHeader(d.secret, d.retiredSecrets, d.id, timestamp, d.payload),
         },
         d.payload,
         this.abort.signal,
