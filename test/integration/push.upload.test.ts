@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
+import net from "node:net";
 import { compactDecrypt } from "jose";
 import { DESCRIPTOR, PUSH_DATA, createReadyPostboxForPush, createSession, encryptForPostbox, registerApp, type PushTarget } from "../helpers/factories.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
@@ -298,6 +299,47 @@ describe("refused uploads leave nothing behind", () => {
     expect(errorCode(r)).toBe("POSTBOX_NOT_READY");
     expect((await t.gql(`{ __typename }`)).status).toBe(200);
     expect(await counts()).toEqual(before);
+  });
+
+  it("reads and discards a file part that arrives after the push was refused, so the client can finish sending", async () => {
+    // Its own server: the 16 MiB body must fit the body limit, and be larger than the
+    // loopback socket buffers (4 MiB here), which would otherwise swallow it unread.
+    const big = await startTestServer({ env: { MAX_PUSH_BYTES: "20MiB" } });
+    const socket = net.connect(Number(new URL(big.url).port), "127.0.0.1");
+    try {
+      const key = await createSession(big, await registerApp(big));
+      const boundary = "----postbox-test-boundary";
+      const ops = JSON.stringify({ query: PUSH_DATA, variables: { input: { postboxId: "pbx_nosuchthing", fileName: "a.bin", fileDescriptor: DESCRIPTOR, file: null } } });
+      const head = `--${boundary}\r\nContent-Disposition: form-data; name="operations"\r\n\r\n${ops}\r\n--${boundary}\r\nContent-Disposition: form-data; name="map"\r\n\r\n{"0":["variables.input.file"]}\r\n--${boundary}\r\n`;
+      const fileHead = `Content-Disposition: form-data; name="0"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`;
+      const tail = `\r\n--${boundary}--\r\n`;
+      const FILE = 16 * MiB;
+      const length = Buffer.byteLength(head) + Buffer.byteLength(fileHead) + FILE + Buffer.byteLength(tail);
+      let answer = "";
+      socket.on("data", (d: Buffer) => (answer += d.toString()));
+      socket.on("error", () => {});
+      socket.write(
+        `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nApollo-Require-Preflight: true\r\nAuthorization: Bearer ${key}\r\nContent-Length: ${length}\r\n\r\n${head}`,
+      );
+      // The refusal is answered before the file part has even begun.
+      await waitUntil(() => answer.includes("NOT_FOUND"), "the refusal");
+      socket.write(fileHead);
+      const chunk = Buffer.alloc(256 * 1024, 0x41);
+      let written = 0;
+      while (written < FILE) {
+        written += chunk.length;
+        if (!socket.write(chunk)) {
+          const drained = await Promise.race([new Promise((r) => socket.once("drain", () => r(true))), new Promise((r) => setTimeout(() => r(false), 10_000))]);
+          // Before, the unread file part stopped the body after about 4 MiB, for Node's 300 s request timeout.
+          expect({ written, drained }).toEqual({ written, drained: true });
+        }
+      }
+      socket.write(tail);
+      expect(written).toBe(FILE);
+    } finally {
+      socket.destroy();
+      await big.stop();
+    }
   });
 
   it("deletes the slices already written when the client goes away mid-upload", async () => {

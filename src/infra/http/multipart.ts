@@ -153,6 +153,12 @@ export function graphqlMultipart({ maxBodyBytes }: MultipartOptions): RequestHan
         if (!handedOn) fail(bad(`The file part "${name}" arrived before map, or map does not name it.`));
         return;
       }
+      // Answered already (refused before its file arrived): nobody will read it, so discard
+      // it here; left paused, it would stop the body and hold the connection open.
+      if (res.writableFinished) {
+        stream.resume();
+        return;
+      }
       stream.once("limit", () => stream.destroy(new MultipartError(413, ErrorCode.PAYLOAD_TOO_LARGE, bodyTooLargeMessage(maxBodyBytes))));
       upload.resolve({ filename: info.filename ?? "", mimeType: info.mimeType, stream });
     });
