@@ -152,6 +152,20 @@ describe("refused pushes write nothing but their audit event", () => {
     expect(await counts()).toEqual(before);
   });
 
+  it("audits pushData selected through an inline or a named fragment like any other", async () => {
+    const audited = () => t.app.db.prisma.auditEvent.count({ where: { action: "push.create", outcome: "REFUSED", contractId: app.contractId } });
+    for (const [query, variables] of [
+      [`mutation { ... on Mutation { pushData(input: { postboxId: "x", bogus: 1 }) { id } } }`, {}],
+      [`mutation M { ...F } fragment F on Mutation { pushData(input: { postboxId: "x", bogus: 1 }) { id } }`, {}],
+      [`mutation($i: PushDataInput!) { ... on Mutation { pushData(input: $i) { id } } }`, { i: { fileName: "x", data: "QUJD" } }],
+    ] as const) {
+      const before = await audited();
+      const r = await t.gql(query, variables, { token: session });
+      expect(r.errors).toBeDefined();
+      expect([query, await audited()]).toEqual([query, before + 1]);
+    }
+  });
+
   it("audits the same refusals over WebSocket", async () => {
     const client = wsClient(t.wsUrl, `Bearer ${session}`);
     const audited = () => t.app.db.prisma.auditEvent.findMany({ where: { action: "push.create", contractId: app.contractId, reason: { endsWith: ":invalid_request" } }, orderBy: { seq: "asc" } });
