@@ -230,6 +230,12 @@ describe("retention", () => {
     const p = t.app.db.prisma;
     // Move this push's expiry into the past (the postbox's is untouched), then run the background tasks once.
     await p.push.update({ where: { id }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    // Past its expiry, the content is refused before the sweeper has deleted it too.
+    const early = await t.gql(FILE, { id }, { token: target.accessToken });
+    expect(errorCode(early)).toBe("NOT_FOUND");
+    expect(early.errors![0].message).toMatch(/expired at/);
+    expect(await p.pushContent.findUnique({ where: { pushId: id } })).not.toBeNull();
+    expect(await p.auditEvent.count({ where: { action: "push.fetch", targetId: id, outcome: "REFUSED", reason: "NOT_FOUND:expired" } })).toBe(1);
     await t.app.scheduler.tick();
 
     expect(await p.pushContent.findUnique({ where: { pushId: id } })).toBeNull();

@@ -164,6 +164,11 @@ export class UserFilesService {
       await this.audit.record({ ...base, outcome: "REFUSED", reason: "NOT_FOUND:purged", targetId: row.id, detail: { via } });
       throw new AppError(ErrorCode.NOT_FOUND, `File ${id} was deleted at ${row.purgedAt?.toISOString() ?? "its expiry"} (retention); its content is gone.`);
     }
+    // Past its expiry the content is as good as gone, though the sweeper may not have deleted it yet.
+    if (row.expiresAt <= new Date()) {
+      await this.audit.record({ ...base, outcome: "REFUSED", reason: "NOT_FOUND:expired", targetId: row.id, detail: { via } });
+      throw new AppError(ErrorCode.NOT_FOUND, `File ${id} expired at ${row.expiresAt.toISOString()} (retention); its content is being deleted.`);
+    }
     await this.audit.record({ ...base, targetId: row.id, detail: { size: row.size, via } });
     return { ...row, descriptor: row.descriptor };
   }
