@@ -207,6 +207,16 @@ describe("postbox states", () => {
     expect(await counts()).toEqual({ ...before, audit: before.audit + 1 });
   });
 
+  it("refuses a PENDING postbox past its consent deadline or its expiry with POSTBOX_EXPIRED, before the sweeper marks it", async () => {
+    for (const past of ["consentExpiresAt", "expiresAt"] as const) {
+      const id = (await t.gql(`mutation { createPostbox { id } }`, {}, { token: session })).data!.createPostbox.id;
+      await t.app.db.prisma.postbox.update({ where: { id }, data: { [past]: new Date(Date.now() - 1000) } });
+      const r = await t.gql(PUSH_DATA, { input: dataInput({ postboxId: id }, Buffer.from("x")) }, { token: session });
+      expect([past, errorCode(r)]).toEqual([past, "POSTBOX_EXPIRED"]);
+      expect(r.errors![0].message).toMatch(/was not accepted by .* and has expired/);
+    }
+  });
+
   it("refuses an EXPIRED postbox with POSTBOX_EXPIRED", async () => {
     expect(errorCode(await refusedFor("EXPIRED"))).toBe("POSTBOX_EXPIRED");
   });

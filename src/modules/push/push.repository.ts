@@ -17,7 +17,7 @@ const pushFields = {
 export type PushRow = Prisma.PushGetPayload<{ select: typeof pushFields }>;
 
 export type PostboxForPush = Prisma.PostboxGetPayload<{
-  select: { id: true; contractId: true; status: true; expiresAt: true; publicJwk: true; publicKeyThumbprint: true };
+  select: { id: true; contractId: true; status: true; expiresAt: true; consentExpiresAt: true; publicJwk: true; publicKeyThumbprint: true };
 }>;
 
 /** insertWithAudit's statement, prepared once per connection; its parameters' types in order. */
@@ -69,7 +69,7 @@ export class PushRepository {
   findPostbox(id: string, contractId: string): Promise<PostboxForPush | null> {
     return this.prisma.postbox.findFirst({
       where: { id, contractId },
-      select: { id: true, contractId: true, status: true, expiresAt: true, publicJwk: true, publicKeyThumbprint: true },
+      select: { id: true, contractId: true, status: true, expiresAt: true, consentExpiresAt: true, publicJwk: true, publicKeyThumbprint: true },
     });
   }
 

@@ -604,8 +604,14 @@ function checkAccepting(p: PostboxForPush, now: Date): void {
         throw input(ErrorCode.POSTBOX_EXPIRED, "postbox_expired", `Postbox ${p.id} expired at ${p.expiresAt.toISOString()}; create a new one.`);
       }
       return;
-    case "PENDING":
+    case "PENDING": {
+      // Past either deadline it can never become READY; the sweeper is about to mark it EXPIRED.
+      const deadline = Math.min(p.expiresAt.getTime(), p.consentExpiresAt.getTime());
+      if (deadline <= now.getTime()) {
+        throw input(ErrorCode.POSTBOX_EXPIRED, "postbox_expired", `Postbox ${p.id} was not accepted by ${new Date(deadline).toISOString()} and has expired; create a new one.`);
+      }
       throw input(ErrorCode.POSTBOX_NOT_READY, "postbox_not_ready", `Postbox ${p.id} is still waiting for the user's consent; push once it is READY (see postboxStatusChanged).`);
+    }
     case "EXPIRED":
       throw input(ErrorCode.POSTBOX_EXPIRED, "postbox_expired", `Postbox ${p.id} has expired; create a new one.`);
     default:
