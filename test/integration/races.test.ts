@@ -4,10 +4,11 @@
 //   never be taken by a postbox that is already CLOSED.
 // - A state change whose webhook endpoint is deleted meanwhile must still commit
 //   (without the delivery), not fail on the delivery's foreign key.
+// - A session signed with a key that is rotated meanwhile must not outlive the rotation.
 // PostgreSQL only: the embedded database runs one transaction at a time.
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import pg from "pg";
-import { PUSH_DATA, createReadyPostboxForPush, createSession, dataInput, registerApp } from "../helpers/factories.js";
+import { CREATE_SESSION, PUSH_DATA, makeKeyPair, createReadyPostboxForPush, createSession, dataInput, registerApp, signAssertion } from "../helpers/factories.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
 import { CLOSE, waitUntil } from "./postbox.helpers.js";
 
@@ -64,5 +65,38 @@ describe("a state change racing the deletion of its webhook endpoint", () => {
     expect(r.errors).toBeUndefined();
     expect(r.data?.closePostbox.status).toBe("CLOSED");
     expect(await t.app.db.prisma.webhookDelivery.count({ where: { contractId: app.contractId, eventType: "postbox.closed" } })).toBe(0);
+  });
+});
+
+describe("a session created while its contract's key is rotated", () => {
+  const CURRENT = `{ currentSession { contractId } }`;
+
+  it("is refused when the rotation commits while the session waits for its key", async () => {
+    const app = await registerApp(t);
+    // Signed and checked against the key before the rotation commits.
+    const assertion = await signAssertion(app);
+    await other.query("BEGIN");
+    await other.query(`UPDATE "ContractKey" SET "revokedAt" = now() WHERE "contractId" = $1`, [app.contractId]);
+    const creating = t.gql(CREATE_SESSION, { input: { appId: app.appId, contractId: app.contractId, assertion } });
+    await waitUntil(waitingForLock(other), "createSession waits for the key");
+    await other.query("COMMIT");
+    const r = await creating;
+    expect(errorCode(r)).toBe("UNAUTHENTICATED");
+    expect(r.errors![0].message).toMatch(/rotated/);
+    expect(await t.app.db.prisma.session.count({ where: { contractId: app.contractId } })).toBe(0);
+  });
+
+  it("is ended by a rotation that runs into it: of 40 sessions created around a rotation, none signed with the old key stays valid", async () => {
+    const app = await registerApp(t);
+    const fresh = await makeKeyPair(app.alg);
+    const attempts = Array.from({ length: 40 }, async () => {
+      const r = await t.gql(CREATE_SESSION, { input: { appId: app.appId, contractId: app.contractId, assertion: await signAssertion(app) } });
+      return r.data?.createSession?.key as string | undefined;
+    });
+    await new Promise((r) => setTimeout(r, 5));
+    const rotated = await t.admin("POST", `/contracts/${app.contractId}/keys`, { publicKey: fresh.publicJwk, alg: app.alg });
+    expect(rotated.status).toBeLessThan(300);
+    const keys = (await Promise.all(attempts)).filter((k): k is string => !!k);
+    for (const key of keys) expect(errorCode(await t.gql(CURRENT, {}, { token: key }))).toBe("UNAUTHENTICATED");
   });
 });

@@ -8,6 +8,21 @@ export class SessionRepository {
     return this.prisma.$transaction(fn);
   }
 
+  /**
+   * Locks (FOR SHARE) a signing key with its contract and application until the
+   * transaction ends, if the key is still active and neither is disabled; false otherwise.
+   * Rotating the key or disabling either updates one of these rows, so it waits for the lock.
+   */
+  async lockSigningKey(tx: Tx, keyId: string): Promise<boolean> {
+    const rows = await tx.$queryRaw<unknown[]>`
+      SELECT 1 FROM "ContractKey" AS k
+      JOIN "Contract" AS c ON c."id" = k."contractId"
+      JOIN "Application" AS a ON a."id" = c."applicationId"
+      WHERE k."id" = ${keyId} AND k."revokedAt" IS NULL AND c."disabledAt" IS NULL AND a."disabledAt" IS NULL
+      FOR SHARE OF k, c, a`;
+    return rows.length === 1;
+  }
+
   insertNonce(tx: Tx, contractId: string, nonce: string, expiresAt: Date) {
     return tx.usedNonce.create({ data: { contractId, nonce, expiresAt } });
   }

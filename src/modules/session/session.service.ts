@@ -123,7 +123,7 @@ export class SessionService {
     }
     if (header.typ !== "JWT") throw refuse(unauthenticated('The assertion header must have typ "JWT".'), "bad_typ");
 
-    const payload = await this.verifySignature(assertion, header, contract);
+    const { payload, keyId } = await this.verifySignature(assertion, header, contract);
 
     const clientId = `${appId}_${contractId}`;
     if (payload.client_id !== clientId) {
@@ -149,6 +149,13 @@ export class SessionService {
     const sessionId = newId("ses");
     try {
       await this.repo.transaction(async (tx) => {
+        // The key, contract and application were read before this transaction. A rotation or
+        // a disable that commits meanwhile must not leave a session signed with an old key:
+        // the lock makes it either commit first (and this session is refused) or wait for
+        // this one (and end it with the contract's other sessions).
+        if (!(await this.repo.lockSigningKey(tx, keyId))) {
+          throw refuse(unauthenticated("The contract's key was rotated (or the contract or application disabled) while this session was being created. Sign a new assertion with the current key."), "key_revoked");
+        }
         // The nonce is remembered until its timestamp can no longer pass the window.
         await this.repo.insertNonce(tx, contractId, payload.nonce as string, new Date(payload.timestamp as number + skew + 60_000));
         await this.repo.create(tx, { id: sessionId, keyHash: sha256Hex(key), contractId, expiresAt });
@@ -175,7 +182,7 @@ export class SessionService {
           algorithms: [k.alg],
           typ: "JWT",
         });
-        return payload as Record<string, unknown>;
+        return { payload: payload as Record<string, unknown>, keyId: k.id };
       } catch (e) {
         if (e instanceof joseErrors.JWTExpired) throw new Refusal(unauthenticated("The assertion has expired (exp)."), "expired_assertion");
         if (e instanceof joseErrors.JWTClaimValidationFailed) throw new Refusal(unauthenticated(`The assertion's ${e.claim} claim is not valid: ${e.message}`), "bad_claim");
