@@ -2,6 +2,7 @@
 // declared in SPEC with its documentation (the README table is generated from it
 // by `npm run docs:config`); a bad value stops the server with a message naming it.
 import path from "node:path";
+import proxyaddr from "proxy-addr";
 
 export class ConfigError extends Error {
   constructor(readonly variable: string, message: string) {
@@ -58,6 +59,29 @@ const bool: Parser<boolean> = (raw, name) => {
   if (/^(0|false|no|off)$/i.test(raw)) return false;
   throw new ConfigError(name, `must be true or false (got "${raw}")`);
 };
+/**
+ * Which proxies may name the client (X-Forwarded-For): none, the nearest N, or those at
+ * the listed addresses and ranges. Never "any": each proxy appends to the header what the
+ * client sent, so trusting every hop lets a client pick its own address.
+ */
+export type TrustProxy = false | number | string[];
+const trustProxy: Parser<TrustProxy> = (raw, name) => {
+  if (/^(0|false|no|off)$/i.test(raw.trim())) return false;
+  if (/^(true|yes|on)$/i.test(raw.trim())) return 1;
+  if (/^\d+$/.test(raw.trim())) {
+    const n = Number(raw);
+    if (n > 10) throw new ConfigError(name, `must count at most 10 proxies (got "${raw}")`);
+    return n;
+  }
+  const list = raw.split(",").map((s) => s.trim()).filter(Boolean);
+  try {
+    if (list.length === 0) throw new Error("the list is empty");
+    proxyaddr.compile(list);
+  } catch (e) {
+    throw new ConfigError(name, `must be false, true (one proxy), how many proxies are in front (a number), or a comma-separated list of proxy addresses or CIDR ranges (loopback, linklocal and uniquelocal name those ranges); ${(e as Error).message} (got "${raw}")`);
+  }
+  return list;
+};
 const int =
   (min: number, max: number): Parser<number> =>
   (raw, name) => {
@@ -111,7 +135,11 @@ export const SPEC = {
   SERVER_SECRET: { doc: "Key for the server's keyed hashes (idempotency fingerprints) and sealed key challenges, 32+ characters. Unset: generated into `<DATA_DIR>/server-secret`. Several instances must share one.", default: "", parse: secret(32) },
   LOG_LEVEL: { doc: "`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.", default: "info", parse: oneOf("fatal", "error", "warn", "info", "debug", "trace", "silent") },
   INTROSPECTION: { doc: "Allow schema introspection. Default: on, except when `NODE_ENV=production`.", default: "", parse: (raw, name) => (raw === "" ? undefined : bool(raw, name)) },
-  TRUST_PROXY: { doc: "Trust `X-Forwarded-*` headers (behind a reverse proxy).", default: "false", parse: bool },
+  TRUST_PROXY: {
+    doc: "Behind a reverse proxy, which proxies may name the client in `X-Forwarded-For` (its address counts for rate limits and logs): `false` (none; the peer's address counts), `true` or `1` (the nearest proxy), a number of proxies in a chain, or a comma-separated list of proxy addresses and CIDR ranges (`loopback`, `linklocal`, `uniquelocal` name those ranges). Never every hop: a client could then choose its own address.",
+    default: "false",
+    parse: trustProxy,
+  },
   SESSION_TTL: { doc: "Lifetime of a session key.", default: "30m", parse: duration },
   SESSION_RECHECK: {
     doc: "How long an instance answers from a session key it has verified before reading the session from the database again. `endSession`, disabling an application and rotating a contract's key take effect at once on every instance (through Redis with several); this only bounds the delay if that message is lost. `0`: read on every request.",

@@ -12,13 +12,13 @@ import { gzipSync } from "node:zlib";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import type { Client } from "graphql-ws";
+import { createClient, type Client } from "graphql-ws";
 import { request } from "undici";
 import WebSocket from "ws";
 import { operation } from "../documents/index.js";
 import type { CreateSessionMutation } from "../generated/graphql.js";
 import { createSession, registerApp, signAssertion } from "../helpers/factories.js";
-import { createTestDatabase, startTestServer, type TestServer } from "../helpers/server.js";
+import { createTestDatabase, errorCode, startTestServer, type TestServer } from "../helpers/server.js";
 import { collect, wsClient } from "../helpers/ws.js";
 import { waitUntil } from "./postbox.helpers.js";
 
@@ -362,6 +362,52 @@ describe("operations per WebSocket connection", () => {
     } finally {
       await a.dispose();
       await b.dispose();
+    }
+  });
+});
+
+describe("the client's address behind a reverse proxy (TRUST_PROXY)", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer({ env: { TRUST_PROXY: "true", RATE_LIMIT_PER_MINUTE: "3" } });
+  });
+  afterAll(async () => t?.stop());
+  const ASK = `query($code: String!) { consentRequest(code: $code) { status } }`;
+  // Windows are whole minutes: start early in one so that a test's requests share it.
+  const earlyInMinute = async () => {
+    const into = Date.now() % 60_000;
+    if (into > 50_000) await new Promise((r) => setTimeout(r, 60_000 - into + 100));
+  };
+
+  it("is the one the nearest proxy appended, not whatever the client put in front of it", async () => {
+    await earlyInMinute();
+    // The proxy appends the address it sees to what the client sent: "<anything>, <client>".
+    const from = (i: number) => ({ headers: { "x-forwarded-for": `198.51.100.${i}, 203.0.113.9` } });
+    for (let i = 1; i <= 3; i++) expect(errorCode(await t.gql(ASK, { code: "pbc_unknown" }, from(i)))).toBe("NOT_FOUND");
+    expect(errorCode(await t.gql(ASK, { code: "pbc_unknown" }, from(4)))).toBe("RATE_LIMITED");
+  });
+
+  it("counts for WebSocket requests too", async () => {
+    await earlyInMinute();
+    const address = "203.0.113.50";
+    class ThroughProxy extends WebSocket {
+      constructor(url: string, protocols?: string | string[]) {
+        super(url, protocols, { headers: { "x-forwarded-for": address } });
+      }
+    }
+    const client = createClient({ url: t.wsUrl, webSocketImpl: ThroughProxy, retryAttempts: 0, lazy: true });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await new Promise<{ errors?: readonly { extensions?: Record<string, unknown> }[] }>((resolve) => {
+          let result = {};
+          client.subscribe({ query: ASK, variables: { code: "pbc_unknown" } }, { next: (v) => (result = v), error: (e) => resolve({ errors: e as never }), complete: () => resolve(result) });
+        });
+        expect(r.errors?.[0].extensions?.code).toBe("NOT_FOUND");
+      }
+      // The same address over HTTP shares the count.
+      expect(errorCode(await t.gql(ASK, { code: "pbc_unknown" }, { headers: { "x-forwarded-for": address } }))).toBe("RATE_LIMITED");
+    } finally {
+      await client.dispose();
     }
   });
 });

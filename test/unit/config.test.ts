@@ -132,7 +132,19 @@ describe("loadConfig", () => {
     ["No", false],
     ["off", false],
   ])("reads the boolean %j", (raw, value) => {
-    expect(loadConfig({ TRUST_PROXY: raw }).TRUST_PROXY).toBe(value);
+    expect(loadConfig({ ALLOW_PRIVATE_URLS: raw }).ALLOW_PRIVATE_URLS).toBe(value);
+  });
+
+  it.each([
+    ["false", false],
+    ["0", false],
+    ["true", 1],
+    ["1", 1],
+    ["2", 2],
+    ["10.0.0.0/8, loopback", ["10.0.0.0/8", "loopback"]],
+    ["192.0.2.10,2001:db8::/32", ["192.0.2.10", "2001:db8::/32"]],
+  ])("reads TRUST_PROXY %j: never every hop", (raw, value) => {
+    expect(loadConfig({ TRUST_PROXY: raw }).TRUST_PROXY).toEqual(value);
   });
 
   it("accepts the documented URL schemes", () => {
@@ -153,7 +165,9 @@ describe("loadConfig", () => {
     ["PORT", "80.5", /whole number/],
     ["NODE_ENV", "staging", /one of development, production, test/],
     ["LOG_LEVEL", "verbose", /one of/],
-    ["TRUST_PROXY", "maybe", /true or false/],
+    ["TRUST_PROXY", "maybe", /comma-separated list of proxy addresses/],
+    ["TRUST_PROXY", "11", /at most 10 proxies/],
+    ["TRUST_PROXY", "10.0.0.0/33", /comma-separated list/],
     ["INTROSPECTION", "sometimes", /true or false/],
     ["PUBLIC_URL", "ftp://example.com", /must start with http: or https:/],
     ["PUBLIC_URL", "not a url", /must be a URL/],

@@ -9,7 +9,8 @@ import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHt
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginInlineTraceDisabled } from "@apollo/server/plugin/disabled";
 import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from "@apollo/server/plugin/landingPage/default";
 import type { GraphQLSchema } from "graphql";
-import type { Config } from "../config.js";
+import proxyaddr from "proxy-addr";
+import type { Config, TrustProxy } from "../config.js";
 import { ErrorCode } from "../errors.js";
 import type { Limits } from "../graphql/armor.js";
 import { createContext, type Authenticators, type GraphQLContext } from "../graphql/context.js";
@@ -74,10 +75,12 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
   // no-store POST replies that no cache revalidates. Static assets get theirs from
   // express.static, and file downloads carry their sha256 (push.download.ts).
   app.disable("etag");
-  app.set("trust proxy", config.TRUST_PROXY);
+  // One rule for HTTP and WebSocket upgrades (which Express never sees): see TRUST_PROXY.
+  const trust = trustedProxies(config.TRUST_PROXY);
+  app.set("trust proxy", trust);
   const server = http.createServer(expressObjectClasses(app), app);
   const formatError = makeFormatError(log);
-  const clientIp = (req: http.IncomingMessage) => (config.TRUST_PROXY ? ((req as Request).ip ?? req.socket.remoteAddress) : req.socket.remoteAddress) ?? "unknown";
+  const clientIp = (req: http.IncomingMessage) => (req.socket ? proxyaddr(req, trust) : undefined) ?? "unknown";
 
   // Queries and mutations still running when the server stops, on either transport
   // (their clients may have gone already): stop() waits for them, so that none meets a closed database.
@@ -219,4 +222,11 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
       await inflight.settled(Math.max(500, deadline - Date.now()));
     },
   };
+}
+
+/** TRUST_PROXY as a proxy-addr rule: whether the hop at `addr`, `i` hops from this server, may name the one before it. */
+function trustedProxies(t: TrustProxy): (addr: string, i: number) => boolean {
+  if (t === false) return () => false;
+  if (typeof t === "number") return (_addr, i) => i < t;
+  return proxyaddr.compile(t);
 }
