@@ -342,6 +342,24 @@ describe("refused uploads leave nothing behind", () => {
     }
   });
 
+  it("refuses an upload that ends after its postbox's expiry with POSTBOX_EXPIRED, keeping nothing", async () => {
+    const target = await createReadyPostboxForPush(t, session, "RSA");
+    const expiresAt = new Date(Date.now() + 1500);
+    await prisma().postbox.update({ where: { id: target.postboxId }, data: { expiresAt } });
+    const before = await counts();
+    async function* slow() {
+      for (let i = 0; i < 6; i++) {
+        yield randomBytes(1024);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    const r = await upload(target, "file", Buffer.alloc(0), {}, { body: slow() });
+    expect(Date.now()).toBeGreaterThan(expiresAt.getTime());
+    expect(errorCode(r)).toBe("POSTBOX_EXPIRED");
+    expect(r.errors![0].message).toMatch(/before the upload ended/);
+    expect(await counts()).toEqual(before);
+  });
+
   it("deletes the slices already written when the client goes away mid-upload", async () => {
     const before = await counts();
     async function* cutOff() {

@@ -344,6 +344,12 @@ export class PushService {
         file = await sealed.file!;
       }
       const descriptorJwe = (await sealed.descriptor).jwe;
+      // A push is received once its content is in: an upload that ends after its postbox's
+      // expiry is too late (the insert checks expiresAt against this time, with the status).
+      const receivedAt = upload || inline ? new Date() : now;
+      if (expiresAt.getTime() <= receivedAt.getTime()) {
+        throw input(ErrorCode.POSTBOX_EXPIRED, "postbox_expired", `Postbox ${req.postboxId} expired at ${expiresAt.toISOString()}, before the upload ended; create a new one.`);
+      }
 
       const postboxId = req.postboxId;
       try {
@@ -357,7 +363,7 @@ export class PushService {
             sha256: file.sha256,
             idempotencyKey,
             requestHash,
-            receivedAt: now,
+            receivedAt,
             expiresAt,
             ciphertext: file.jwe,
             descriptor: descriptorJwe,
@@ -373,7 +379,7 @@ export class PushService {
           throw input(ErrorCode.CONFLICT, "postbox_changed", `Postbox ${postboxId} changed while the push was in flight; retry it.`);
         }
         stored = true;
-        publishUserEvent(this.pubSub, this.log, { kind: "file", postboxId, fileId: id, change: "ADDED", at: now.toISOString() });
+        publishUserEvent(this.pubSub, this.log, { kind: "file", postboxId, fileId: id, change: "ADDED", at: receivedAt.toISOString() });
         return Object.assign(view(row), { duplicate: false });
       } catch (e) {
         // Two concurrent requests with one idempotency key: the loser answers from the winner.
