@@ -174,11 +174,13 @@ describe("refused pushes write nothing but their audit event", () => {
       const variables = collect(client, PUSH_DATA, { input: { fileName: "x" } });
       await expect(variables.next(1, 5000)).rejects.toBeTruthy();
       const unparsable = collect(client, `mutation { pushData(input: { postboxId: "x" } `);
-      await expect(unparsable.next(1, 5000)).rejects.toBeTruthy();
+      // The client sees the code the audit event records (and HTTP answers).
+      await expect(unparsable.next(1, 5000)).rejects.toEqual([expect.objectContaining({ extensions: { code: "GRAPHQL_PARSE_FAILED" } })]);
       const invalid = collect(client, `mutation { pushData(input: { postboxId: "x", bogus: 1 }) { id } }`);
       await expect(invalid.next(1, 5000)).rejects.toBeTruthy();
       const events = (await audited()).slice(before);
       expect(events.map((e) => (e.detail as { stage: string }).stage)).toEqual(["variables", "parse", "validation"]);
+      expect(events.map((e) => e.reason)).toEqual(["BAD_USER_INPUT:invalid_request", "GRAPHQL_PARSE_FAILED:invalid_request", "GRAPHQL_VALIDATION_FAILED:invalid_request"]);
       expect(events.every((e) => e.actorId === app.appId && e.outcome === "REFUSED")).toBe(true);
     } finally {
       await client.dispose();

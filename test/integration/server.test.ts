@@ -221,6 +221,22 @@ describe("a development server", () => {
       expect(t.app.operationsInFlight()).toBe(0);
     });
 
+    it.each([
+      ["an unclosed selection", `{ __typename`],
+      ["an unterminated string", `{ a(x: "b) }`],
+      ["too many tokens", TOKENS],
+    ])("answers a document with %s GRAPHQL_PARSE_FAILED over WebSocket too, as over HTTP", async (_n, query) => {
+      const client = wsClient(t.wsUrl);
+      try {
+        const r = await wsExecute(client, query);
+        expect(r.errors?.[0].extensions?.code).toBe("GRAPHQL_PARSE_FAILED");
+        expect(r.errors?.[0].message).toMatch(/^Syntax Error: /);
+        expect((await t.gql(query)).errors?.[0].extensions?.code).toBe("GRAPHQL_PARSE_FAILED");
+      } finally {
+        await client.dispose();
+      }
+    });
+
     it("runs operations within the limits on both transports (refused only for lack of a session)", async () => {
       const ok = aliases(15);
       const http = await t.gql(ok);

@@ -81,7 +81,9 @@ export function createWsServer(opts: WsOptions) {
         } catch (e) {
           if (!(e instanceof GraphQLError)) throw e;
           await reportRefusal(opts.refusalListeners, { context: contextOf(ctx), source: payload.query, stage: "parse", code: "GRAPHQL_PARSE_FAILED" });
-          return [e];
+          // graphql-js's syntax error has no code (formatError would call it a validation
+          // failure): give it the one Apollo gives it on HTTP.
+          return [new GraphQLError(e.message, { source: e.source, positions: e.positions, extensions: { code: "GRAPHQL_PARSE_FAILED" } })];
         }
         const errors = validate(opts.schema, document, rules);
         if (errors.length) {
