@@ -276,6 +276,23 @@ describe("a development server", () => {
     expect(((await res.body.json()) as { errors: { extensions: { code: string } }[] }).errors[0].extensions.code).toBe("BAD_REQUEST");
   });
 
+  it("refuses a subscription sent over HTTP with 400 BAD_REQUEST, pointing at the WebSocket endpoint, without logging an error", async () => {
+    const logged = t.logs.length;
+    const r = await t.gql(`subscription { postboxStatusChanged { postboxId status } }`);
+    expect(r.status).toBe(400);
+    expect(r.data).toBeUndefined();
+    expect(r.errors?.[0].extensions?.code).toBe("BAD_REQUEST");
+    expect(r.errors?.[0].message).toMatch(/WebSocket.*graphql-ws.*\/graphql/);
+    expect(t.logs.slice(logged).map((l) => JSON.parse(l).level)).not.toContain(50);
+    // Over WebSocket the same operation is a subscription like any other (this one needs a session).
+    const client = wsClient(t.wsUrl);
+    try {
+      expect((await wsExecute(client, `subscription { postboxStatusChanged { postboxId status } }`)).errors?.[0].extensions?.code).toBe("UNAUTHENTICATED");
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it("logs JSON lines with the request id and never the Authorization value", async () => {
     const secret = `pbs_${"S".repeat(43)}`;
     const requestId = `req-${Date.now()}`;

@@ -8,7 +8,7 @@ import { expressMiddleware } from "@as-integrations/express5";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginInlineTraceDisabled } from "@apollo/server/plugin/disabled";
 import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from "@apollo/server/plugin/landingPage/default";
-import type { GraphQLSchema } from "graphql";
+import { GraphQLError, type GraphQLSchema } from "graphql";
 import proxyaddr from "proxy-addr";
 import type { Config, TrustProxy } from "../config.js";
 import { ErrorCode } from "../errors.js";
@@ -61,6 +61,25 @@ function loggingPlugin(): ApolloServerPlugin<GraphQLContext> {
           const ms = Number(process.hrtime.bigint() - start) / 1e6;
           const codes = errors?.map((e) => e.extensions?.code ?? "INTERNAL_SERVER_ERROR");
           ctx.log.info({ requestId: ctx.requestId, operation: operationName ?? null, ms: Math.round(ms * 10) / 10, errors: codes?.length ? codes : undefined, status: response.http.status }, "graphql");
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Refuses subscription operations over HTTP before they run: Apollo would execute one as
+ * a query, calling the event resolver with no event (a TypeError, logged as an internal error).
+ */
+function noHttpSubscriptionsPlugin(): ApolloServerPlugin<GraphQLContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ operation }) {
+          if (operation?.operation !== "subscription") return;
+          throw new GraphQLError("Subscriptions are not served over HTTP: subscribe over WebSocket (the graphql-ws protocol) at this same /graphql path.", {
+            extensions: { code: "BAD_REQUEST", http: { status: 400 } },
+          });
         },
       };
     },
@@ -126,6 +145,7 @@ export async function startHttpServer(deps: HttpServerDeps): Promise<RunningHttp
         ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
         : ApolloServerPluginLandingPageLocalDefault({ embed: true, footer: false }),
       loggingPlugin(),
+      noHttpSubscriptionsPlugin(),
       inflight.plugin<GraphQLContext>(),
       ...deps.limits.plugins,
       refusalPlugin(deps.refusalListeners ?? []),
