@@ -137,6 +137,27 @@ describe("refused pushes write nothing but their audit event", () => {
     expect(JSON.stringify(ev, (_k, v) => (typeof v === "bigint" ? String(v) : v))).not.toContain(marker);
   });
 
+  it("refuses the large-body parser's placeholder sent as postboxId like any other NUL, and audits the attempt, over HTTP and WebSocket", async () => {
+    const input = { ...dataInput(rsa, Buffer.from("x")), postboxId: "\u0000inline-value:0" };
+    const lastPush = () => t.app.db.prisma.auditEvent.findFirstOrThrow({ where: { action: "push.create" }, orderBy: { seq: "desc" } });
+    const before = await counts();
+    const r = await t.gql(PUSH_DATA, { input }, { token: session });
+    expect(r.status).toBe(400);
+    expect(errorCode(r)).toBe("BAD_USER_INPUT");
+    expect(r.errors![0].message).toMatch(/\$input\.postboxId contains a NUL character/);
+    expect(await counts()).toEqual({ ...before, audit: before.audit + 1 });
+    expect(await lastPush()).toMatchObject({ outcome: "REFUSED", reason: "BAD_USER_INPUT:invalid_request", contractId: app.contractId, detail: { stage: "variables" } });
+    const client = wsClient(t.wsUrl, `Bearer ${session}`);
+    try {
+      const ws = collect(client, PUSH_DATA, { input });
+      await expect(ws.next(1, 5000)).rejects.toEqual([expect.objectContaining({ extensions: { code: "BAD_USER_INPUT" } })]);
+    } finally {
+      await client.dispose();
+    }
+    expect(await counts()).toEqual({ ...before, audit: before.audit + 2 });
+    expect(await lastPush()).toMatchObject({ outcome: "REFUSED", reason: "BAD_USER_INPUT:invalid_request", detail: { stage: "variables" } });
+  });
+
   it("audits pushData documents that do not parse or validate, with or without a session; other bad requests are not push attempts", async () => {
     const lastPush = () => t.app.db.prisma.auditEvent.findFirstOrThrow({ where: { action: "push.create" }, orderBy: { seq: "desc" } });
     const unparsable = await t.gql(`mutation { pushData(input: { postboxId: "x" } `, {}, { token: session });

@@ -151,6 +151,16 @@ describe("large inline pushes (base64 or JWE text in a JSON body over 1 MiB)", (
     }
   });
 
+  it("refuses a placeholder the client wrote itself, even one that names content this body left in the buffer", async () => {
+    const before = await counts();
+    // The parser files the first large value it keeps under a token; the client writes what that token once was (an escaped NUL, so parsed as text).
+    const r = await t.gql(PUSH_DATA, { input: input(rsa, { data: randomBytes(MiB + 1).toString("base64"), postboxId: "\u0000inline-value:0" }) }, { token: session });
+    expect(r.status).toBe(400);
+    expect(errorCode(r)).toBe("BAD_USER_INPUT");
+    expect(r.errors![0].message).toMatch(/\$input\.postboxId contains a NUL character/);
+    expect(await counts()).toEqual(before);
+  });
+
   it("refuses bad large content with the same errors as small content, storing nothing", async () => {
     const before = await counts();
     const push = (extra: Record<string, unknown>, target = rsa) => t.gql(PUSH_DATA, { input: input(target, extra) }, { token: session });

@@ -192,6 +192,24 @@ describe("a development server", () => {
         expect(await t.app.db.prisma.auditEvent.count()).toBe(before);
       });
 
+      it("is refused when it is the large-body parser's placeholder, sent by the client, over HTTP and WebSocket", async () => {
+        const logged = t.logs.length;
+        const variables = { input: { appId: "app_x", contractId: "\u0000inline-value:0", assertion: "x.y" } };
+        const http = await t.gql(CREATE, variables);
+        expect(http.status).toBe(400);
+        expect(http.errors?.[0].extensions?.code).toBe("BAD_USER_INPUT");
+        expect(http.errors?.[0].message).toMatch(/^Variable \$input\.contractId contains a NUL character/);
+        const client = wsClient(t.wsUrl);
+        try {
+          const ws = await wsExecute(client, CREATE, variables);
+          expect(ws.errors?.[0].extensions?.code).toBe("BAD_USER_INPUT");
+          expect(ws.errors?.[0].message).toMatch(/\$input\.contractId/);
+        } finally {
+          await client.dispose();
+        }
+        expect(t.logs.slice(logged).map((l) => JSON.parse(l).level)).not.toContain(50);
+      });
+
       it("is refused in a string literal of the query", async () => {
         const r = await t.gql(`mutation { createSession(input: { appId: "app_\\u0000", contractId: "ctr_x", assertion: "x.y" }) { key } }`);
         // Like every other validation rule's refusal (depth, cost, introspection).

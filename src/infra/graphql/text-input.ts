@@ -4,12 +4,8 @@
 // the variables.
 import type { ApolloServerPlugin } from "@apollo/server";
 import { GraphQLError, type ASTVisitor, type ValidationContext, type ValidationRule } from "graphql";
-import { INLINE_VALUE_PREFIX } from "../http/large-json.js";
+import type { InlineValues } from "../http/large-json.js";
 import { isStorableText } from "../text.js";
-
-// The large-body parser's stand-in for content it kept in the body buffer starts with a
-// NUL on purpose (no content can), and is not text of the caller's.
-const INLINE_TOKEN = new RegExp(`^${INLINE_VALUE_PREFIX}\\d+$`);
 
 const MESSAGE = "contains a NUL character or an unpaired UTF-16 surrogate, which cannot be stored; send well-formed Unicode text";
 
@@ -17,13 +13,18 @@ function refusal(where: string): GraphQLError {
   return new GraphQLError(`${where} ${MESSAGE}.`, { extensions: { code: "BAD_USER_INPUT", http: { status: 400 } } });
 }
 
-/** The path of the first string in `value` that isStorableText refuses (its keys as well), or null. */
-export function unstorableTextPath(value: unknown, path = ""): string | null {
-  if (typeof value === "string") return isStorableText(value) || INLINE_TOKEN.test(value) ? null : path;
+/**
+ * The path of the first string in `value` that isStorableText refuses (its keys as well), or null.
+ * The large-body parser's stand-ins for content it kept in the body buffer (`inlineValues`'
+ * keys) start with a NUL on purpose and are not text of the caller's; only this request's
+ * own are exempt, never one a client wrote.
+ */
+export function unstorableTextPath(value: unknown, path = "", inlineValues?: InlineValues): string | null {
+  if (typeof value === "string") return isStorableText(value) || inlineValues?.has(value) ? null : path;
   if (value === null || typeof value !== "object") return null;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const p = unstorableTextPath(value[i], `${path}[${i}]`);
+      const p = unstorableTextPath(value[i], `${path}[${i}]`, inlineValues);
       if (p !== null) return p;
     }
     return null;
@@ -34,15 +35,15 @@ export function unstorableTextPath(value: unknown, path = ""): string | null {
   for (const [k, v] of Object.entries(value)) {
     const here = path ? `${path}.${k}` : k;
     if (!isStorableText(k)) return here;
-    const p = unstorableTextPath(v, here);
+    const p = unstorableTextPath(v, here, inlineValues);
     if (p !== null) return p;
   }
   return null;
 }
 
 /** Refuses variables with unstorable text: the error to answer with, or null. */
-export function checkVariables(variables: Record<string, unknown> | null | undefined): GraphQLError | null {
-  const path = variables ? unstorableTextPath(variables) : null;
+export function checkVariables(variables: Record<string, unknown> | null | undefined, inlineValues?: InlineValues): GraphQLError | null {
+  const path = variables ? unstorableTextPath(variables, "", inlineValues) : null;
   return path === null ? null : refusal(`Variable $${path}`);
 }
 
@@ -54,12 +55,12 @@ export const storableTextRule: ValidationRule = (context: ValidationContext): AS
 });
 
 /** For Apollo (HTTP): the variables check, once the operation is known. */
-export function storableTextPlugin<T extends object>(): ApolloServerPlugin<T> {
+export function storableTextPlugin<T extends { inlineValues?: InlineValues }>(): ApolloServerPlugin<T> {
   return {
     async requestDidStart() {
       return {
         async didResolveOperation(rc) {
-          const error = checkVariables(rc.request.variables);
+          const error = checkVariables(rc.request.variables, rc.contextValue.inlineValues);
           if (error) throw error;
         },
       };

@@ -5,14 +5,16 @@
 // `threshold` bytes this middleware reads it into one buffer and parses that itself:
 // a string under `variables` whose key is one of `keys` (pushData's content fields),
 // at least `minChars` long and free of escapes, is left in the buffer. In its place
-// the variables hold a short token (`INLINE_VALUE_PREFIX` + n) that the buffer slice
-// is filed under in `req.inlineValues`; the resolver reads the content from there in
-// slices (see PushService). Everything else parses exactly as JSON.parse would.
+// the variables hold a short token (`INLINE_VALUE_PREFIX`, a random tag per body, n)
+// that the buffer slice is filed under in `req.inlineValues`; the resolver reads the
+// content from there in slices (see PushService). Everything else parses exactly as
+// JSON.parse would.
 //
 // Smaller bodies, other charsets, compressed bodies and bodies without a
 // Content-Length are left to express.json; a large body of more than MAX_VALUES values
 // (no push has that many) is parsed with JSON.parse, since this parser is several times
 // slower per value and the body is read before anyone is authenticated.
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 
@@ -50,6 +52,9 @@ const MAX_VALUES = 10_000;
 /** JSON.parse over UTF-8 bytes, keeping long escape-free strings of the given keys in the buffer (see above). */
 export function parseJsonWithInlineValues(buf: Buffer, opts: InlineParseOptions): { value: unknown; values: Map<string, Buffer> } {
   const values = new Map<string, Buffer>();
+  // Tokens are exempt from the text check only if they are in `values` (graphql/text-input.ts): the random
+  // tag keeps a client from writing one of this body's tokens (an escaped NUL) into another field.
+  const prefix = `${INLINE_VALUE_PREFIX}${randomUUID()}:`;
   const n = buf.length;
   const maxValues = opts.maxValues ?? Infinity;
   let count = 0;
@@ -94,7 +99,7 @@ export function parseJsonWithInlineValues(buf: Buffer, opts: InlineParseOptions)
     if (c === 0x22) {
       const s = scanString();
       if (place === "variables" && !s.escaped && key !== null && opts.keys.has(key) && s.end - s.start >= opts.minChars) {
-        const token = `${INLINE_VALUE_PREFIX}${values.size}`;
+        const token = `${prefix}${values.size}`;
         values.set(token, buf.subarray(s.start, s.end));
         return token;
       }
