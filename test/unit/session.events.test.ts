@@ -7,10 +7,11 @@ import { SessionService } from "../../src/modules/session/session.service.js";
 const settle = () => new Promise((r) => setTimeout(r, 0));
 const session = (over: Partial<{ expiresAt: Date }> = {}) => ({ sessionId: "ses_1", contractId: "ctr_1", applicationId: "app_1", expiresAt: new Date(Date.now() + 60_000), ...over });
 
-function setup(isLive: (id: string) => Promise<boolean> = async () => true) {
+function setup(isLive: (id: string) => Promise<boolean> = async () => true, publish?: () => unknown) {
   const warnings: unknown[] = [];
   const log = { warn: (o: unknown) => warnings.push(o), error() {}, info() {}, debug() {} };
-  const ends = new SessionEnds(createAppPubSub().pubSub, log as never, isLive);
+  const pubSub = createAppPubSub().pubSub;
+  const ends = new SessionEnds(publish ? ({ ...pubSub, publish } as never) : pubSub, log as never, isLive);
   return { ends, warnings };
 }
 
@@ -48,13 +49,50 @@ describe("SessionEnds.watch", () => {
     await settle();
     expect(ended).toEqual([]);
     expect(warnings).toHaveLength(1);
-    // Streams hear ends through the bus, on every instance alike.
+    // Ends reach this instance's streams, and the bus's echo of them is harmless.
     ends.announce({ sessionId: "ses_1" });
     await settle();
     expect(ended).toEqual(["ses_1"]);
     ends.announce({ contractId: "ctr_1" });
     await settle();
     expect(ended).toEqual(["ses_1", "ses_2"]);
+  });
+});
+
+describe("SessionEnds.announce", () => {
+  // Redis down: the message never comes back, so this instance's streams must end without it.
+  it.each([
+    ["rejects", () => Promise.reject(new Error("redis down"))],
+    [
+      "throws",
+      () => {
+        throw new Error("redis down");
+      },
+    ],
+  ])("ends this instance's matching streams at once when the bus's publish %s", async (_, publish) => {
+    const { ends, warnings } = setup(async () => true, publish);
+    const ended: string[] = [];
+    ends.watch(session(), () => ended.push("ses_1"));
+    ends.watch({ ...session(), sessionId: "ses_2" }, () => ended.push("ses_2"));
+    await settle();
+    ends.announce({ sessionId: "ses_1" });
+    expect(ended).toEqual(["ses_1"]);
+    await settle();
+    expect(warnings).toHaveLength(1);
+    ends.announce({ applicationId: "app_1" });
+    expect(ended).toEqual(["ses_1", "ses_2"]);
+  });
+
+  it("ends a stream once when the bus brings its own announcement back", async () => {
+    const { ends } = setup();
+    let ended = 0;
+    ends.watch(session(), () => ended++);
+    await settle();
+    ends.announce({ sessionId: "ses_1" });
+    expect(ended).toBe(1);
+    ends.announce({ contractId: "ctr_1" });
+    await settle();
+    expect(ended).toBe(1);
   });
 });
 

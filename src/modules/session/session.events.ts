@@ -93,15 +93,26 @@ export class SessionEnds {
 
   /** Ends the matching streams on every instance; call after the change has committed. */
   announce(p: SessionEndedPayload): void {
-    // Here at once, so that this instance's very next request already sees the end; the
-    // bus brings it to the others (and back here, which is harmless).
-    for (const l of this.listeners) l(p);
+    // Here at once and without the bus: with Redis down a publish is lost, and this
+    // instance's streams must not outlive the end for that. The bus brings it to the
+    // others (and back here, where those streams have already ended: fire runs once).
+    this.ended(p);
+    const lost = (err: unknown) => this.log.warn({ err }, "could not announce an ended session");
     try {
-      this.pubSub.publish(SESSION_ENDED_TOPIC, { ...p });
+      // The library's publish returns nothing; a bus whose publish is async may reject.
+      const sent: unknown = this.pubSub.publish(SESSION_ENDED_TOPIC, { ...p });
+      if (sent instanceof Promise) sent.catch(lost);
     } catch (err) {
       // The change is committed; streams elsewhere still end at the session's expiry.
-      this.log.warn({ err }, "could not announce an ended session");
+      lost(err);
     }
+  }
+
+  /** An end, announced here or heard on the bus: the listeners, then the matching streams. */
+  private ended(p: SessionEndedPayload): void {
+    for (const l of this.listeners) l(p);
+    const key = keyOf(p);
+    for (const fire of [...(key ? (this.watchers.get(key) ?? []) : [])]) fire();
   }
 
   /** One bus subscription per instance, for its lifetime. */
@@ -112,10 +123,7 @@ export class SessionEnds {
       for (;;) {
         const r = await it.next();
         if (r.done) return;
-        const p = r.value as SessionEndedPayload;
-        for (const l of this.listeners) l(p);
-        const key = keyOf(p);
-        for (const fire of [...(key ? (this.watchers.get(key) ?? []) : [])]) fire();
+        this.ended(r.value as SessionEndedPayload);
       }
     })().catch((err) => this.log.error({ err }, "session end listener failed"));
   }
