@@ -134,6 +134,18 @@ describe("verify() on a real database", () => {
     expect(await audit.verify()).toMatchObject({ ok: false, firstBroken: { seq: null, id: null, problem: expect.stringMatching(/no event is left/) } });
   });
 
+  it("detects the newest events deleted together with the head row", async () => {
+    const events = await resetWith(5);
+    const head = await db.prisma.auditHead.findUniqueOrThrow({ where: { id: 1 } });
+    await db.prisma.auditEvent.deleteMany({ where: { seq: { gte: events[2].seq } } });
+    await db.prisma.auditHead.deleteMany({});
+    try {
+      expect(await audit.verify()).toMatchObject({ ok: false, checked: 0, firstBroken: { problem: expect.stringMatching(/head row .* is missing/) } });
+    } finally {
+      await db.prisma.auditHead.create({ data: head });
+    }
+  });
+
   it("starts again when pruning removes events ahead of the walk (retention on a busy server), and passes", async () => {
     await resetWith(3);
     await new Promise((r) => setTimeout(r, 5));

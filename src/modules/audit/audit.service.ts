@@ -238,7 +238,13 @@ export class AuditService {
    */
   async verify(checkpoints: Checkpoint[] = [], retention?: { now: Date; retentionMs: number }, restarts = 3): Promise<VerifyResult> {
     // Read first: events appended during the walk come after it, so the walk must meet it.
-    const headHash = (await this.repo.headHash()) ?? GENESIS_HASH;
+    const recorded = await this.repo.headHash();
+    // The migrations create the head row and every append keeps it: without it, nothing
+    // would show that the newest events (or all of them) were deleted.
+    if (recorded === null) {
+      return { ok: false, checked: 0, firstBroken: { seq: null, id: null, problem: 'the audit head row ("AuditHead" id 1) is missing: it was deleted, so the log\'s newest events cannot be checked' } };
+    }
+    const headHash = recorded;
     const pending = new Map(checkpoints.map((c) => [c.seq, c]));
     let prev: string | null = null;
     let afterSeq: bigint | null = null;
