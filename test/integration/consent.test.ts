@@ -80,6 +80,8 @@ describe("createPostbox refuses", () => {
     ["an empty reference", { reference: "" }, /reference must be/],
     ["an over-long reference", { reference: "x".repeat(201) }, /reference must be/],
     ["a reference with control characters", { reference: "a\nb" }, /reference must be/],
+    ["a reference with a C1 control character", { reference: "a\u0085b" }, /reference must be/],
+    ["a reference with a bidirectional override", { reference: "acct-\u202E4321" }, /bidirectional overrides/],
   ];
   it.each(bad)("%s", async (_name, input, message) => {
     const r = await refused(() => t.gql(CREATE, { input }, { token: session }), "BAD_USER_INPUT", message, 1);

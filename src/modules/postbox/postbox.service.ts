@@ -7,6 +7,7 @@
 // status once even with concurrent requests or several instances sweeping. The
 // audit event, the webhook outbox row and grant revocation are written in that
 // same transaction; the pub/sub event is published after it commits.
+import { UNSAFE_DISPLAY_CHARS, UNSAFE_DISPLAY_CHARS_NOTE } from "../../infra/display-text.js";
 import { randomBytes } from "node:crypto";
 import { Repeater } from "@graphql-yoga/subscription";
 import type { JWK } from "jose";
@@ -33,7 +34,7 @@ import { publishUserEvent } from "../user/user.events.js";
 
 const CODE_BYTES = 32; // 256 bits
 const CODE_RE = /^[A-Za-z0-9_-]{43}$/;
-const REFERENCE_RE = /^[^\x00-\x1f\x7f]{1,200}$/;
+
 const MIN_TTL_SECONDS = 60;
 const SWEEP_BATCH = 100;
 const SWEEP_MAX_BATCHES = 50;
@@ -198,8 +199,9 @@ export class PostboxService {
     if (!contract) throw new Refusal(notFound("Contract", session.contractId), "unknown_contract");
 
     const reference = input.reference ?? null;
-    if (reference !== null && !REFERENCE_RE.test(reference)) {
-      throw new Refusal(badInput("reference must be 1–200 characters without control characters.", "reference"), "bad_reference");
+    // Shown to the user on the consent page ("Your account"): it must read as what it is.
+    if (reference !== null && (reference.length < 1 || reference.length > 200 || UNSAFE_DISPLAY_CHARS.test(reference))) {
+      throw new Refusal(badInput(`reference must be 1–200 characters without ${UNSAFE_DISPLAY_CHARS_NOTE}.`, "reference"), "bad_reference");
     }
 
     let callbackUrl: string | null = null;

@@ -4,6 +4,7 @@
 // delivery (pushes, pushStatusChanged); content is deleted at expiry (retention). Every
 // attempt and purge is in the audit log. The user's side (list, fetch, acknowledge) is
 // UserFilesService (push.files.service.ts).
+import { UNSAFE_DISPLAY_CHARS, UNSAFE_DISPLAY_CHARS_NOTE } from "../../infra/display-text.js";
 import { requireServerSecret, type Config } from "../../infra/config.js";
 import { clipText } from "../../infra/text.js";
 import { isUniqueViolation } from "../../infra/db/prisma-errors.js";
@@ -110,9 +111,6 @@ export interface PushView {
 const MAX_LIST = 100;
 const MAX_TEXT = 256;
 const MIME_RE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}(\s*;.{0,200})?$/;
-// Control characters, and the bidirectional embeddings, overrides and isolates, with which
-// "invoice\u202Efdp.exe" shows as "invoiceexe.pdf" (the marks U+200E/U+200F stay allowed).
-const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 const IDEMPOTENCY_RE = /^[\x21-\x7e]{1,255}$/;
 // Characters of JWE text per PushChunk row of an upload.
 const CHUNK_CHARS = 1024 * 1024;
@@ -635,7 +633,7 @@ function validateDescriptor(req: PushDataRequest): Descriptor {
   const text = (v: unknown, field: string, max = MAX_TEXT): string => {
     if (typeof v !== "string" || v.length === 0) throw bad("missing_descriptor_field", `${field} is required.`, field);
     if (v.length > max) throw bad("bad_descriptor_field", `${field} is too long (${max} characters at most).`, field);
-    if (CONTROL_RE.test(v)) throw bad("bad_descriptor_field", `${field} must not contain control characters or bidirectional overrides (U+202A–U+202E, U+2066–U+2069).`, field);
+    if (UNSAFE_DISPLAY_CHARS.test(v)) throw bad("bad_descriptor_field", `${field} must not contain ${UNSAFE_DISPLAY_CHARS_NOTE}.`, field);
     return v;
   };
   const list = (v: (string | null)[] | null | undefined, field: string): string[] => {
