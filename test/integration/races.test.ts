@@ -5,8 +5,10 @@
 // - A state change whose webhook endpoint is deleted meanwhile must still commit
 //   (without the delivery), not fail on the delivery's foreign key.
 // - A session signed with a key that is rotated meanwhile must not outlive the rotation.
+// - A credential reissued while the postbox closes must not outlive the close.
 // PostgreSQL only: the embedded database runs one transaction at a time.
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import { compactDecrypt } from "jose";
 import pg from "pg";
 import { CREATE_SESSION, PUSH_DATA, makeKeyPair, createReadyPostboxForPush, createSession, dataInput, registerApp, signAssertion } from "../helpers/factories.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
@@ -98,5 +100,24 @@ describe("a session created while its contract's key is rotated", () => {
     expect(rotated.status).toBeLessThan(300);
     const keys = (await Promise.all(attempts)).filter((k): k is string => !!k);
     for (const key of keys) expect(errorCode(await t.gql(CURRENT, {}, { token: key }))).toBe("UNAUTHENTICATED");
+  });
+});
+
+describe("a credential reissued while its postbox closes", () => {
+  it("is refused when the close commits while the reissue waits for the postbox", async () => {
+    const session = await createSession(t, await registerApp(t));
+    const target = await createReadyPostboxForPush(t, session, "RSA");
+    const ch = (await t.gql(`mutation($id: ID!) { userKeyChallenge(postboxId: $id) { challengeId jwe } }`, { id: target.postboxId })).data!.userKeyChallenge;
+    const answer = Buffer.from((await compactDecrypt(ch.jwe, target.privateKey)).plaintext).toString("base64url");
+    // Another transaction closes the postbox and revokes its grants, as closePostbox does, held open.
+    await other.query("BEGIN");
+    await other.query(`UPDATE "Postbox" SET "status" = 'CLOSED', "closedAt" = now() WHERE "id" = $1`, [target.postboxId]);
+    await other.query(`UPDATE "UserGrant" SET "revokedAt" = now() WHERE "postboxId" = $1 AND "revokedAt" IS NULL`, [target.postboxId]);
+    const reissue = t.gql(`mutation($c: ID!, $a: String!) { reissueUserCredential(challengeId: $c, answer: $a) { accessToken } }`, { c: ch.challengeId, a: answer });
+    await waitUntil(waitingForLock(other), "the reissue waits for the postbox");
+    await other.query("COMMIT");
+    const r = await reissue;
+    expect(errorCode(r)).toBe("UNAUTHENTICATED");
+    expect(await t.app.db.prisma.userGrant.count({ where: { postboxId: target.postboxId, revokedAt: null } })).toBe(0);
   });
 });

@@ -68,6 +68,13 @@ export class UserRepository {
     });
   }
 
+  /** Locks (FOR SHARE) a postbox that is READY and unexpired until the transaction ends; false if it is not. */
+  async lockReadyPostbox(tx: Tx, postboxId: string, now: Date): Promise<boolean> {
+    const rows = await tx.$queryRaw<unknown[]>`
+      SELECT 1 FROM "Postbox" WHERE "id" = ${postboxId} AND "status" = 'READY' AND "expiresAt" > ${now} FOR SHARE`;
+    return rows.length === 1;
+  }
+
   /** Records a key challenge as answered: false if it already was (each takes one answer). */
   async useChallenge(nonce: string, expiresAt: Date): Promise<boolean> {
     const n = await this.prisma.$executeRaw`

@@ -225,6 +225,9 @@ export class UserService {
       const pb = await this.repo.findPostboxKey(c.postboxId);
       if (!pb || pb.status !== "READY" || pb.expiresAt <= now) throw new Refusal(unauthenticated(`The postbox is ${pb?.status ?? "gone"}; its credentials no longer work.`), "postbox_inactive");
       const credential = await this.repo.transaction(async (tx) => {
+        // Checked above outside the transaction: a close or expiry that commits meanwhile would
+        // otherwise miss this grant. Locked, the close either came first or waits and revokes it.
+        if (!(await this.repo.lockReadyPostbox(tx, pb.id, now))) throw new Refusal(unauthenticated("The postbox is no longer READY; its credentials no longer work."), "postbox_inactive");
         const issued = await this.issueGrant(tx, pb.id, pb.expiresAt, now);
         await this.repo.revokeAllButNewest(tx, pb.id, MAX_LIVE_GRANTS, now);
         await this.audit.record(
