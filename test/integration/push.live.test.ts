@@ -207,4 +207,17 @@ describe("myFilesChanged", () => {
       await b.client.dispose();
     }
   });
+
+  it("ends at once when opened for a credential whose postbox closed between its check and the stream's start", async () => {
+    const target = await createReadyPostboxForPush(t, session, "RSA");
+    // What subscribe does, with the close landing in between: the credential checked first...
+    const u = await t.app.services.users.authenticate(target.accessToken);
+    const closed = await t.gql(`mutation { closeMyPostbox { id status } }`, {}, { token: target.accessToken });
+    expect(closed.data!.closeMyPostbox.status).toBe("CLOSED");
+    // ...then the stream, which heard nothing of the close.
+    const stream = t.app.services.files.subscribeFiles(u, () => t.app.services.users.grantLive(u.grantId))[Symbol.asyncIterator]();
+    const first = await Promise.race([stream.next(), new Promise((r) => setTimeout(() => r("still open"), 3000))]);
+    expect(first).toEqual({ done: true, value: undefined });
+    await stream.return?.();
+  });
 });

@@ -24,6 +24,12 @@ export interface SessionStreamOptions<S, T> {
    * published meanwhile is lost: it waits in the source until the prelude is sent).
    */
   prelude?: () => AsyncIterable<T>;
+  /**
+   * Checked once the source listener is registered: false ends the stream. For a credential
+   * that `until` cannot watch, whose end (an event on the topic) may have come before the
+   * listener did.
+   */
+  stillValid?: () => Promise<boolean>;
   /** The event as the client gets it, or undefined to drop it (scoping and filters live here); `end` ends the stream. */
   select: (event: S, end: () => void) => T | undefined;
   /** Called once the stream is open (the source listener registered) and once when it ends; for open-stream counts. */
@@ -47,7 +53,7 @@ export function endAtExpiry(expiresAt: Date, end: () => void): () => void {
  * The events of `source` that `select` keeps, until the session ends or the
  * client leaves; either way the source subscription is returned.
  */
-export function sessionStream<S, T>({ source, ready, until, prelude, select, onOpen, onClose }: SessionStreamOptions<S, T>): AsyncIterable<T> {
+export function sessionStream<S, T>({ source, ready, until, stillValid, prelude, select, onOpen, onClose }: SessionStreamOptions<S, T>): AsyncIterable<T> {
   return new Repeater<T>(async (push, stop) => {
     const it = source[Symbol.asyncIterator]();
     // The first next() registers the listener; only then does the stream count as open.
@@ -62,6 +68,10 @@ export function sessionStream<S, T>({ source, ready, until, prelude, select, onO
       void it.return?.();
     });
     await ready();
+    if (stillValid && !(await stillValid())) {
+      void stop();
+      return;
+    }
     if (prelude) {
       for await (const x of prelude()) {
         if (stopped) break;

@@ -82,6 +82,8 @@ export class UserFilesService {
       source: this.pubSub.subscribe(userTopic(u.postboxId)),
       ready: () => this.pubSub.ready(userTopic(u.postboxId)),
       until: (end) => endAtExpiry(u.expiresAt, end),
+      // Authenticated before the listener: a close or revocation in between sent its event unheard.
+      stillValid: stillLive,
       prelude: includeCurrent ? () => this.currentFiles(u.postboxId, told, since) : undefined,
       select: (raw, endStream) => {
         const e = asUserEvent(raw);
