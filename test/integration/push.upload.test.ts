@@ -161,6 +161,22 @@ describe("large inline pushes (base64 or JWE text in a JSON body over 1 MiB)", (
     expect(await counts()).toEqual(before);
   });
 
+  it("refuses a large top-level $data used anywhere but as a push's content, and takes it there", async () => {
+    const before = await counts();
+    const big = randomBytes(MiB + 1).toString("base64");
+    const { fileDescriptor } = input(rsa, {});
+    const misused = `mutation($data: String!, $d: FileDescriptorInput!, $p: ID!) { pushData(input: { postboxId: $p, fileName: $data, fileDescriptor: $d, data: $data }) { id } }`;
+    const r = await t.gql(misused, { data: big, d: fileDescriptor, p: rsa.postboxId }, { token: session });
+    expect(r.status).toBe(400);
+    expect(errorCode(r)).toBe("BAD_USER_INPUT");
+    expect(r.errors![0].message).toMatch(/\$data holds a file's content/);
+    expect(await counts()).toEqual(before);
+    const proper = `mutation($data: String!, $d: FileDescriptorInput!, $p: ID!) { pushData(input: { postboxId: $p, fileName: "a.bin", fileDescriptor: $d, data: $data }) { id size } }`;
+    const ok = await t.gql(proper, { data: big, d: fileDescriptor, p: rsa.postboxId }, { token: session });
+    expect(ok.errors).toBeUndefined();
+    expect(ok.data!.pushData.id).toMatch(/^psh_/);
+  });
+
   it("refuses bad large content with the same errors as small content, storing nothing", async () => {
     const before = await counts();
     const push = (extra: Record<string, unknown>, target = rsa) => t.gql(PUSH_DATA, { input: input(target, extra) }, { token: session });

@@ -3,8 +3,8 @@
 // any resolver sees them: in the document's string literals (a validation rule) and in
 // the variables.
 import type { ApolloServerPlugin } from "@apollo/server";
-import { GraphQLError, type ASTVisitor, type ValidationContext, type ValidationRule } from "graphql";
-import type { InlineValues } from "../http/large-json.js";
+import { GraphQLError, Kind, visit, type ASTNode, type ASTVisitor, type DocumentNode, type ValidationContext, type ValidationRule } from "graphql";
+import { INLINE_CONTENT_KEYS, type InlineValues } from "../http/large-json.js";
 import { isStorableText } from "../text.js";
 
 const MESSAGE = "contains a NUL character or an unpaired UTF-16 surrogate, which cannot be stored; send well-formed Unicode text";
@@ -47,6 +47,34 @@ export function checkVariables(variables: Record<string, unknown> | null | undef
   return path === null ? null : refusal(`Variable $${path}`);
 }
 
+/**
+ * A top-level variable the large-body parser replaced with a stand-in (`$data`, for
+ * instance) may be used only where the stand-in is read: as an input field of the same
+ * kind (`{ data: $data }`). Used anywhere else (`postboxId: $data`), the stand-in would
+ * pass for text: the error to answer with, or null.
+ */
+export function checkInlineVariables(document: DocumentNode, variables: Record<string, unknown> | null | undefined, inlineValues?: InlineValues): GraphQLError | null {
+  if (!variables || !inlineValues?.size) return null;
+  const standIns = new Set(Object.keys(variables).filter((name) => typeof variables[name] === "string" && inlineValues.has(variables[name] as string)));
+  if (standIns.size === 0) return null;
+  let misused: string | null = null;
+  visit(document, {
+    Variable(node, _key, parent) {
+      if (!standIns.has(node.name.value)) return;
+      const p = parent as ASTNode | readonly ASTNode[] | undefined;
+      if (p && !Array.isArray(p) && "kind" in p) {
+        if (p.kind === Kind.VARIABLE_DEFINITION) return;
+        if (p.kind === Kind.OBJECT_FIELD && INLINE_CONTENT_KEYS.has(p.name.value)) return;
+      }
+      misused = node.name.value;
+    },
+  });
+  if (misused === null) return null;
+  return new GraphQLError(`Variable $${misused} holds a file's content (a long data or encryptedData value) and may be passed only as a push's data or encryptedData.`, {
+    extensions: { code: "BAD_USER_INPUT", http: { status: 400 } },
+  });
+}
+
 /** Refuses string literals with unstorable text. */
 export const storableTextRule: ValidationRule = (context: ValidationContext): ASTVisitor => ({
   StringValue(node) {
@@ -60,7 +88,7 @@ export function storableTextPlugin<T extends { inlineValues?: InlineValues }>():
     async requestDidStart() {
       return {
         async didResolveOperation(rc) {
-          const error = checkVariables(rc.request.variables, rc.contextValue.inlineValues);
+          const error = checkVariables(rc.request.variables, rc.contextValue.inlineValues) ?? checkInlineVariables(rc.document, rc.request.variables, rc.contextValue.inlineValues);
           if (error) throw error;
         },
       };

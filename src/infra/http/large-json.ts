@@ -23,6 +23,9 @@ export const INLINE_VALUE_PREFIX = "\u0000inline-value:";
 
 export type InlineValues = ReadonlyMap<string, Buffer>;
 
+/** The keys whose long strings stay in the buffer: pushData's content fields. */
+export const INLINE_CONTENT_KEYS: ReadonlySet<string> = new Set(["data", "encryptedData"]);
+
 export interface RequestWithInlineValues extends IncomingMessage {
   inlineValues?: InlineValues;
 }

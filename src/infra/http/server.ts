@@ -20,13 +20,12 @@ import { refusalPlugin, type RefusalListener } from "../graphql/refusals.js";
 import { bodyTooLargeMessage, sendError } from "./http-errors.js";
 import { graphqlMultipart } from "./multipart.js";
 import { InflightOperations } from "./inflight.js";
-import { largeJsonBodies, type RequestWithInlineValues } from "./large-json.js";
+import { INLINE_CONTENT_KEYS, largeJsonBodies, type RequestWithInlineValues } from "./large-json.js";
 import { createWsServer } from "./ws.js";
 import { expressObjectClasses } from "./express-objects.js";
 
 const LARGE_BODY_BYTES = 1024 * 1024;
 // pushData's content fields, and how long a value must be to stay in the body's buffer.
-const INLINE_CONTENT_KEYS: ReadonlySet<string> = new Set(["data", "encryptedData"]);
 const INLINE_MIN_CHARS = 64 * 1024;
 
 export interface HttpServerDeps {
