@@ -6,7 +6,7 @@
 // for data → the browser shares a file → the app decrypts it with its READ
 // private key to the same bytes. Also: the key backup restores in a second
 // browser context, the link states (used, unknown, expired, network failure),
-// the inbox staying live across token renewals and a network outage, and the
+// an accept whose answer is lost (the key saved first, proven on a retry), the inbox staying live across token renewals and a network outage, and the
 // security headers the app is served with.
 //
 // Runs in the pglite project only (jest.config.js): what it tests is the browser ↔ API contract,
@@ -115,6 +115,35 @@ async function shot(page: Page, name: string) {
     await mkdir(path.join(ROOT, "docs/screenshots"), { recursive: true });
     await copyFile(file, path.join(ROOT, "docs/screenshots", name));
   }
+}
+
+/** What the page's IndexedDB holds for a postbox: whether it is a key still pending confirmation, its kid, its access token. */
+async function storedRecord(page: Page, postboxId: string) {
+  return page.evaluate(
+    (id) =>
+      new Promise<{ pending: boolean; kid: string; accessToken: string | undefined } | null>((resolve, reject) => {
+        const req = indexedDB.open("postbox");
+        req.onerror = () => reject(req.error);
+        req.onsuccess = () => {
+          const get = req.result.transaction("postboxes").objectStore("postboxes").get(id);
+          get.onsuccess = () => resolve(get.result ? { pending: get.result.pending === true, kid: get.result.publicJwk.kid, accessToken: get.result.accessToken } : null);
+          get.onerror = () => reject(get.error);
+        };
+      }),
+    postboxId,
+  );
+}
+
+/** Routes the page's first acceptPostbox so that its answer is lost: sent to the server (`reaches`) or not, then failed in the page. */
+async function loseFirstAccept(page: Page, reaches: boolean): Promise<{ lost: number }> {
+  const state = { lost: 0 };
+  await page.route("**/graphql", async (route: Route) => {
+    if (state.lost > 0 || !/acceptPostbox/.test(route.request().postData() ?? "")) return route.continue();
+    state.lost++;
+    if (reaches) await route.fetch();
+    await route.abort("connectionreset");
+  });
+  return state;
 }
 
 async function fitsPhoneWidth(page: Page): Promise<boolean> {
@@ -644,6 +673,105 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         expect(await item.locator("pre.content").textContent()).toBe("read with P-256");
       } finally {
         await other.close();
+      }
+    }, 60_000);
+
+    it("finishes an acceptance whose answer was lost: Accept again offers the same key, proves it, and the page reads the postbox", async () => {
+      const other = await browser!.newContext({ viewport: PHONE, acceptDownloads: true });
+      try {
+        const created = await t.gql(CREATE, { input: {} }, { token: session });
+        const id = created.data!.createPostbox.id;
+        const p2 = await other.newPage();
+        const w2 = watch(p2);
+        // The first acceptPostbox reaches the server, which takes the key; its answer never reaches the page.
+        const route = await loseFirstAccept(p2, true);
+        await p2.goto(created.data!.createPostbox.consentUrl);
+        await p2.getByRole("button", { name: "Accept" }).click();
+        const failed = p2.getByText(/Could not reach the Postbox server/);
+        await failed.waitFor();
+        const said = await failed.textContent();
+        expect(route.lost).toBe(1);
+        expect(await storedRecord(p2, id)).toMatchObject({ pending: true });
+        const taken = (await t.gql(POSTBOX, { id }, { token: session })).data!.postbox;
+        expect(taken.status).toBe("READY");
+
+        await p2.getByRole("button", { name: "Accept" }).click();
+        await p2.getByRole("heading", { name: "Postbox accepted" }).waitFor();
+        // The page had not claimed that nothing was accepted.
+        expect(said).toMatch(/may or may not have reached the server\. Press Accept again/);
+        // The credential came from proving the key (the lost answer's credential is not known to the page).
+        expect(await t.app.db.prisma.auditEvent.count({ where: { action: "user.reissue", outcome: "SUCCESS", postboxId: id } })).toBe(1);
+        // Same page, same key: the backup is still offered, and it holds the key the server took.
+        const [download] = await Promise.all([p2.waitForEvent("download"), p2.getByRole("button", { name: "Download key backup" }).click()]);
+        const backup = JSON.parse(await readFile((await download.path())!, "utf8"));
+        expect(backup).toMatchObject({ postboxId: id, publicKey: { kid: taken.publicKey.kid } });
+        expect(await storedRecord(p2, id)).toEqual({ pending: false, kid: taken.publicKey.kid, accessToken: expect.stringMatching(/^pbu_/) });
+
+        await pushText(t, session, id, "after-lost-answer.txt", "read after a lost answer");
+        await p2.goto(`${t.url}/app`);
+        const item = p2.locator(".file", { hasText: "after-lost-answer.txt" });
+        await item.locator("pre.content").waitFor({ timeout: 10_000 });
+        expect(await item.locator("pre.content").textContent()).toBe("read after a lost answer");
+        // The aborted request is the only thing the console reports.
+        expect(w2.problems.filter((m) => !m.includes("net::ERR_CONNECTION_RESET"))).toEqual([]);
+      } finally {
+        await other.close();
+      }
+    }, 60_000);
+
+    it("after a lost answer and a reload, the consent page finishes the acceptance with the saved key, saying no backup is possible", async () => {
+      const other = await browser!.newContext({ viewport: PHONE });
+      try {
+        const created = await t.gql(CREATE, { input: { callbackUrl: `${site.url}/postbox/done` } }, { token: session });
+        const id = created.data!.createPostbox.id;
+        const p2 = await other.newPage();
+        await loseFirstAccept(p2, true);
+        await p2.goto(created.data!.createPostbox.consentUrl);
+        await p2.getByRole("button", { name: "Accept" }).click();
+        await p2.getByText(/Could not reach the Postbox server/).waitFor();
+        await p2.unrouteAll();
+
+        await p2.reload(); // the code stayed in this tab's sessionStorage
+        await p2.getByRole("heading", { name: "Postbox accepted" }).waitFor();
+        await p2.getByText("No key backup can be downloaded").waitFor();
+        await p2.getByText("Go back to Acme Health yourself").waitFor();
+        expect(await p2.getByRole("button", { name: "Download key backup" }).count()).toBe(0);
+        const pb = (await t.gql(POSTBOX, { id }, { token: session })).data!.postbox;
+        expect(await storedRecord(p2, id)).toEqual({ pending: false, kid: pb.publicKey.kid, accessToken: expect.stringMatching(/^pbu_/) });
+      } finally {
+        await other.close();
+      }
+    }, 60_000);
+
+    it("says plainly when the postbox was accepted meanwhile with another key, and drops the key it saved", async () => {
+      const first = await browser!.newContext({ viewport: PHONE });
+      const second = await browser!.newContext({ viewport: PHONE });
+      try {
+        const created = await t.gql(CREATE, { input: {} }, { token: session });
+        const id = created.data!.createPostbox.id;
+        const consent = created.data!.createPostbox.consentUrl;
+        // This device's accept never reaches the server; another browser accepts the postbox.
+        const p1 = await first.newPage();
+        await loseFirstAccept(p1, false);
+        await p1.goto(consent);
+        await p1.getByRole("button", { name: "Accept" }).click();
+        await p1.getByText(/Could not reach the Postbox server/).waitFor();
+        expect(await storedRecord(p1, id)).toMatchObject({ pending: true });
+        const p2 = await second.newPage();
+        await p2.goto(consent);
+        await p2.getByRole("button", { name: "Accept" }).click();
+        await p2.getByRole("heading", { name: "Postbox accepted" }).waitFor();
+
+        await p1.getByRole("button", { name: "Accept" }).click();
+        await p1.getByRole("heading", { name: "This link was already used" }).waitFor();
+        await p1.getByText("was accepted with a different key than the one this device made").waitFor();
+        // Removed in the background as the message shows.
+        const deadline = Date.now() + 5_000;
+        while ((await storedRecord(p1, id)) !== null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        expect(await storedRecord(p1, id)).toBeNull();
+      } finally {
+        await first.close();
+        await second.close();
       }
     }, 60_000);
 

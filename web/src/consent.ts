@@ -3,13 +3,38 @@
 // backup offered) or declines. The code is moved out of the address bar at once
 // (kept in this tab's sessionStorage only until answered), so it stays out of
 // the history, bookmarks and anything shared from the address bar.
+//
+// The key pair is saved (as a PendingKey) before acceptPostbox is sent and reused on every
+// retry: if the server took the key but its answer was lost, a retry is refused as "already
+// used", and proving the saved key (userKeyChallenge) then gets the credential instead.
 import { ApiError, NetworkError, gql } from "./api.js";
 import { SERVER, path, route } from "./base.js";
+import { KeyMismatch, proveKey, type IssuedTokens } from "./credential.js";
 import { downloadBlob, formatDate, h, notice, relative, render } from "./dom.js";
-import { BACKUP_FORMAT, BACKUP_WARNING, backupFileName, generateUserKey, type KeyBackup } from "./keys.js";
-import { getPostbox, savePostbox, updatePostbox } from "./store.js";
+import { BACKUP_FORMAT, BACKUP_WARNING, backupFileName, generateUserKey, type KeyBackup, type PrivateJwk, type PublicJwk } from "./keys.js";
+import { deletePendingKey, getPendingKey, getPostbox, savePostbox, saveUnlessConfirmed, updatePostbox } from "./store.js";
 
 const CODE_KEY = "postbox.consentCode";
+
+/** The key pair offered for a postbox. `backupJwk` only while this page still holds the exported copy it made. */
+interface OfferedKey {
+  privateKey: CryptoKey;
+  publicJwk: PublicJwk;
+  backupJwk?: PrivateJwk;
+}
+
+/** Keys made on this page, by postboxId: a retry offers the same one (and the backup stays possible). */
+const madeHere = new Map<string, OfferedKey>();
+
+/** This page's key for the postbox, else one saved by an earlier page that never learnt the outcome. */
+async function offeredKey(postboxId: string): Promise<OfferedKey | undefined> {
+  return madeHere.get(postboxId) ?? (await getPendingKey(postboxId).catch(() => undefined));
+}
+
+function dropKey(postboxId: string) {
+  madeHere.delete(postboxId);
+  void deletePendingKey(postboxId).catch(() => {});
+}
 
 interface ConsentRequest {
   postboxId: string;
@@ -140,12 +165,20 @@ function showLoadError(e: unknown, code: string) {
 }
 
 async function showFinalState(req: ConsentRequest) {
-  forgetCode();
   const app = req.applicationName;
   const held = await getPostbox(req.postboxId).catch(() => undefined);
+  if (req.status === "READY" && !held) {
+    // Perhaps accepted with this device's key by an attempt whose answer was lost.
+    const key = await offeredKey(req.postboxId);
+    if (key) return recoverAccepted(req, key);
+  }
+  forgetCode();
+  // A postbox that will never be READY: a key saved for it is of no use (expired: below).
+  if (req.status === "DECLINED" || req.status === "CLOSED") dropKey(req.postboxId);
   const inbox = h("p", {}, h("a", { href: path("app"), class: "button primary" }, "Go to your inbox"));
   const expired = req.status === "EXPIRED" || (req.status === "PENDING" && Date.parse(req.consentExpiresAt) <= Date.now());
   if (expired) {
+    dropKey(req.postboxId);
     render(h("h1", {}, "This link has expired"), notice("warning", `The consent link from ${app} expired ${relative(req.consentExpiresAt)} (${formatDate(req.consentExpiresAt)}). Ask ${app} for a new one.`), inbox);
   } else if (req.status === "READY") {
     render(
@@ -213,28 +246,48 @@ function showRequest(code: string, req: ConsentRequest) {
 
 async function onAccept(code: string, req: ConsentRequest, status: HTMLElement, busy: (on: boolean) => void) {
   busy(true);
-  status.replaceChildren(h("p", { class: "loading", role: "status" }, "Creating your key on this device…"));
-  let key;
-  try {
-    key = await generateUserKey();
-  } catch (e) {
-    busy(false);
-    status.replaceChildren(notice("error", `This browser could not create a key: ${(e as Error).message}`));
-    return;
+  let key = await offeredKey(req.postboxId);
+  if (!key) {
+    status.replaceChildren(h("p", { class: "loading", role: "status" }, "Creating your key on this device…"));
+    try {
+      key = await generateUserKey();
+    } catch (e) {
+      busy(false);
+      status.replaceChildren(notice("error", `This browser could not create a key: ${(e as Error).message}`));
+      return;
+    }
+    madeHere.set(req.postboxId, key);
+    // Before the server hears of it: if the server takes the key and the answer is lost, this copy recovers the postbox.
+    // Refused storage (private browsing) still leaves this page's copy for a retry.
+    const { privateKey, publicJwk } = key;
+    await saveUnlessConfirmed({ postboxId: req.postboxId, pending: true, privateKey, publicJwk, applicationName: req.applicationName, consentExpiresAt: req.consentExpiresAt, savedAt: new Date().toISOString() }).catch(() => false);
   }
   let result: AcceptResult;
   try {
     status.replaceChildren(h("p", { class: "loading", role: "status" }, "Registering your public key…"));
     result = (await gql<{ acceptPostbox: AcceptResult }>(ACCEPT, { input: { code, publicKey: key.publicJwk } })).acceptPostbox;
   } catch (e) {
+    if (e instanceof ApiError && e.code === "CONFLICT") {
+      // Already used: possibly by an earlier try of this key whose answer was lost. Ask what the postbox is now.
+      await load(code);
+      return;
+    }
     busy(false);
     if (e instanceof ApiError && e.code !== "INTERNAL_SERVER_ERROR" && e.code !== "RATE_LIMITED") {
-      // The link can no longer be used (expired, already used, declined): show that state.
+      // The link can no longer be used (expired, unknown, key refused): show that state.
       forgetCode();
+      dropKey(req.postboxId);
       status.replaceChildren(notice("error", e.message), h("p", {}, h("a", { href: path("app") }, "Go to your inbox")));
       return;
     }
-    status.replaceChildren(notice("error", e instanceof NetworkError ? `${e.message} Nothing was accepted yet.` : (e as Error).message));
+    status.replaceChildren(
+      notice(
+        "error",
+        e instanceof NetworkError
+          ? `${e.message} Your answer may or may not have reached the server. Press Accept again: this device offers the same key, so a second try completes the same acceptance.`
+          : (e as Error).message,
+      ),
+    );
     return;
   }
   forgetCode();
@@ -242,23 +295,62 @@ async function onAccept(code: string, req: ConsentRequest, status: HTMLElement, 
     status.replaceChildren(notice("error", "The server registered a different key than this device made. Do not use this postbox; contact the application."));
     return;
   }
-  const cred = result.credential;
-  const backup: KeyBackup = {
-    format: BACKUP_FORMAT,
-    version: 1,
-    warning: BACKUP_WARNING,
-    server: SERVER,
-    postboxId: result.postboxId,
-    applicationName: req.applicationName,
-    createdAt: new Date().toISOString(),
-    privateKey: key.backupJwk,
-    publicKey: key.publicJwk,
-    credential: { accessToken: cred.accessToken, accessExpiresAt: cred.accessTokenExpiresAt, refreshToken: cred.refreshToken, refreshExpiresAt: cred.refreshTokenExpiresAt },
-  };
+  await finishAccept(req, key, result.postboxId, result.credential, result.redirectUrl, false);
+}
+
+/** The postbox is READY and this device has the key it offered: proving that key gets the credential the lost answer carried. */
+async function recoverAccepted(req: ConsentRequest, key: OfferedKey): Promise<void> {
+  const app = req.applicationName;
+  render(h("h1", {}, "Finishing your acceptance…"), h("p", { class: "loading", role: "status" }, "This postbox was already accepted. Checking that it holds the key this device made…"));
+  let tokens: IssuedTokens;
+  try {
+    tokens = await proveKey(req.postboxId, key.privateKey, key.publicJwk);
+  } catch (e) {
+    const inbox = h("p", {}, h("a", { href: path("app") }, "Go to your inbox"));
+    if (e instanceof KeyMismatch || (e instanceof ApiError && e.code === "NOT_FOUND")) {
+      forgetCode();
+      dropKey(req.postboxId);
+      render(
+        h("h1", {}, "This link was already used"),
+        e instanceof KeyMismatch
+          ? notice("warning", `This postbox from ${app} was accepted with a different key than the one this device made (on another device or browser). Its files can be read only where it was accepted, not here.`)
+          : notice("warning", `This postbox from ${app} can no longer be opened: it is no longer active.`),
+        inbox,
+      );
+      return;
+    }
+    render(
+      h("h1", {}, "Could not finish accepting"),
+      notice("error", `${(e as Error).message} This postbox was accepted with this device's key; try again to finish.`),
+      h("div", { class: "actions" }, h("button", { type: "button", class: "primary", onclick: () => void recoverAccepted(req, key) }, "Try again")),
+    );
+    return;
+  }
+  forgetCode();
+  await finishAccept(req, key, req.postboxId, tokens, null, true);
+}
+
+/** Keeps the key with its credential on this device (replacing the pending copy) and shows the result. */
+async function finishAccept(req: ConsentRequest, key: OfferedKey, postboxId: string, cred: IssuedTokens, redirectUrl: string | null, recovered: boolean) {
+  madeHere.delete(postboxId);
+  const backup: KeyBackup | null = key.backupJwk
+    ? {
+        format: BACKUP_FORMAT,
+        version: 1,
+        warning: BACKUP_WARNING,
+        server: SERVER,
+        postboxId,
+        applicationName: req.applicationName,
+        createdAt: new Date().toISOString(),
+        privateKey: key.backupJwk,
+        publicKey: key.publicJwk,
+        credential: { accessToken: cred.accessToken, accessExpiresAt: cred.accessTokenExpiresAt, refreshToken: cred.refreshToken, refreshExpiresAt: cred.refreshTokenExpiresAt },
+      }
+    : null;
   let stored = true;
   try {
     await savePostbox({
-      postboxId: result.postboxId,
+      postboxId,
       privateKey: key.privateKey,
       publicJwk: key.publicJwk,
       accessToken: cred.accessToken,
@@ -272,25 +364,25 @@ async function onAccept(code: string, req: ConsentRequest, status: HTMLElement, 
   } catch {
     stored = false;
   }
-  showAccepted(req, result, backup, stored);
+  showAccepted(req, postboxId, redirectUrl, backup, stored, recovered);
 }
 
-function showAccepted(req: ConsentRequest, result: AcceptResult, backup: KeyBackup, stored: boolean) {
+function showAccepted(req: ConsentRequest, postboxId: string, target: string | null, backup: KeyBackup | null, stored: boolean, recovered: boolean) {
   const app = req.applicationName;
   let backedUp = false;
   const saved = h("div", { "aria-live": "polite" });
   const download = h("button", { type: "button", class: "primary", id: "download-backup" }, "Download key backup");
   download.addEventListener("click", () => {
-    downloadBlob(new Blob([JSON.stringify(backup, null, 2)], { type: "application/json" }), backupFileName(backup.postboxId));
+    if (!backup) return;
+    downloadBlob(new Blob([JSON.stringify(backup, null, 2)], { type: "application/json" }), backupFileName(postboxId));
     backedUp = true;
-    void updatePostbox(backup.postboxId, { backedUp: true }).catch(() => {});
-    saved.replaceChildren(notice("success", `Saved as ${backupFileName(backup.postboxId)}. Keep it somewhere safe and private.`));
+    void updatePostbox(postboxId, { backedUp: true }).catch(() => {});
+    saved.replaceChildren(notice("success", `Saved as ${backupFileName(postboxId)}. Keep it somewhere safe and private.`));
   });
 
-  const target = result.redirectUrl;
   const continueButton = h("button", { type: "button", id: "continue" }, target ? `Continue to ${app}` : "Open your inbox");
   continueButton.addEventListener("click", () => {
-    if (!backedUp && !confirm("Continue without a key backup? If this browser's data is cleared, the files sent to you can no longer be read.")) return;
+    if (backup && !backedUp && !confirm("Continue without a key backup? If this browser's data is cleared, the files sent to you can no longer be read.")) return;
     // The exported private key is dropped with this page; what remains is the non-extractable copy.
     if (target) location.assign(target);
     else location.assign(path("app"));
@@ -299,20 +391,27 @@ function showAccepted(req: ConsentRequest, result: AcceptResult, backup: KeyBack
   render(
     h("h1", {}, "Postbox accepted"),
     notice("success", `${app} can now send you files. They are encrypted to a key that only this device holds.`),
-    stored ? null : notice("error", "This browser refused to store your key (private browsing or storage disabled). Download the key backup now: it is the only copy."),
-    h(
-      "section",
-      { class: "card secret", "aria-labelledby": "backup-h" },
-      h("h2", { id: "backup-h" }, "Save your key backup (secret)"),
-      h(
-        "p",
-        {},
-        "Only this browser can decrypt your files. To read them in another browser, or after clearing this one, you need the key backup. It can be downloaded only now: afterwards this browser keeps the key in a form that cannot be exported.",
-      ),
-      h("p", { class: "small" }, h("strong", {}, "Treat the file like a password: "), "anyone with it can read what is sent to you. Do not email or share it."),
-      h("div", { class: "actions" }, download),
-      saved,
-    ),
+    // The return link came with the answer that was lost; the server gives it only once.
+    recovered && req.hasCallback ? notice("info", `Go back to ${app} yourself to carry on there.`) : null,
+    stored ? null : notice("error", backup ? "This browser refused to store your key (private browsing or storage disabled). Download the key backup now: it is the only copy." : "This browser refused to store your key (private browsing or storage disabled)."),
+    backup
+      ? h(
+          "section",
+          { class: "card secret", "aria-labelledby": "backup-h" },
+          h("h2", { id: "backup-h" }, "Save your key backup (secret)"),
+          h(
+            "p",
+            {},
+            "Only this browser can decrypt your files. To read them in another browser, or after clearing this one, you need the key backup. It can be downloaded only now: afterwards this browser keeps the key in a form that cannot be exported.",
+          ),
+          h("p", { class: "small" }, h("strong", {}, "Treat the file like a password: "), "anyone with it can read what is sent to you. Do not email or share it."),
+          h("div", { class: "actions" }, download),
+          saved,
+        )
+      : notice(
+          "warning",
+          "No key backup can be downloaded: the key was made before this page was reloaded, and this browser keeps it only in a form that cannot be exported. Only this browser can decrypt your files; if its data is cleared, they can no longer be read.",
+        ),
     h("div", { class: "actions" }, continueButton),
   );
 }
@@ -323,6 +422,7 @@ async function onDecline(code: string, req: ConsentRequest, status: HTMLElement,
   try {
     const r = (await gql<{ declinePostbox: { redirectUrl: string | null } }>(DECLINE, { input: { code } })).declinePostbox;
     forgetCode();
+    dropKey(req.postboxId);
     render(
       h("h1", {}, "Declined"),
       notice("info", `You declined. ${req.applicationName} has been told, and nothing was stored on this device.`),

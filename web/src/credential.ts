@@ -4,9 +4,11 @@
 // and keeps the new pair in IndexedDB. When the server has revoked the credential
 // (its refresh token was used twice) or no longer knows it (restored from an old
 // backup), a new one is obtained by decrypting a challenge with this device's key.
+// The same proof finishes an acceptance whose answer was lost (see PendingKey).
+import { decodeProtectedHeader } from "jose";
 import { ApiError, NetworkError, gql } from "./api.js";
 import { BASE } from "./base.js";
-import { decryptJwe } from "./keys.js";
+import { decryptJwe, type PublicJwk } from "./keys.js";
 import { getPostbox, savePostbox, type StoredPostbox } from "./store.js";
 
 const CHALLENGE = /* GraphQL */ `
@@ -18,7 +20,7 @@ const REISSUE = /* GraphQL */ `
   }
 `;
 
-interface IssuedTokens {
+export interface IssuedTokens {
   accessToken: string;
   accessTokenExpiresAt: string;
   refreshToken: string;
@@ -59,7 +61,7 @@ function refresh(postboxId: string, force: boolean, usedToken: string): Promise<
         tokens = (await gql<{ refreshUserToken: IssuedTokens }>(REFRESH, { refreshToken: current.refreshToken })).refreshUserToken;
       } catch (e) {
         if (!(e instanceof ApiError && e.reissue)) throw e;
-        tokens = await reissue(current);
+        tokens = await proveKey(current.postboxId, current.privateKey, current.publicJwk);
       }
       const next: StoredPostbox = {
         ...current,
@@ -76,10 +78,29 @@ function refresh(postboxId: string, force: boolean, usedToken: string): Promise<
   return p;
 }
 
-/** A new credential for whoever can decrypt the server's challenge: this device's key proves it is the user's. */
-async function reissue(p: StoredPostbox): Promise<IssuedTokens> {
-  const { userKeyChallenge: ch } = await gql<{ userKeyChallenge: { challengeId: string; jwe: string } }>(CHALLENGE, { postboxId: p.postboxId });
-  const code = await decryptJwe(ch.jwe, p.privateKey, p.publicJwk);
+/** The postbox is READY with a public key other than this device's: this device cannot read it. */
+export class KeyMismatch extends Error {
+  constructor(readonly serverKid: string | undefined) {
+    super("This postbox holds a different key than this device's.");
+    this.name = "KeyMismatch";
+  }
+}
+
+/**
+ * A new credential for whoever can decrypt the server's challenge: this device's key proves it is the user's.
+ * The challenge is encrypted to the postbox's key and names it (kid, its thumbprint) in its header,
+ * so a postbox that holds another key is told apart from a failure (KeyMismatch).
+ */
+export async function proveKey(postboxId: string, privateKey: CryptoKey, publicJwk: PublicJwk): Promise<IssuedTokens> {
+  const { userKeyChallenge: ch } = await gql<{ userKeyChallenge: { challengeId: string; jwe: string } }>(CHALLENGE, { postboxId });
+  let kid: string | undefined;
+  try {
+    kid = decodeProtectedHeader(ch.jwe).kid;
+  } catch {
+    throw new NetworkError("The server's key challenge could not be read. Try again in a moment.");
+  }
+  if (kid !== publicJwk.kid) throw new KeyMismatch(kid);
+  const code = await decryptJwe(ch.jwe, privateKey, publicJwk);
   const answer = btoa(String.fromCharCode(...code)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   return (await gql<{ reissueUserCredential: IssuedTokens }>(REISSUE, { challengeId: ch.challengeId, answer })).reissueUserCredential;
 }
