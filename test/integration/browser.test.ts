@@ -743,6 +743,29 @@ if (!HAVE_CHROMIUM && process.env.CI) {
       }
     }, 60_000);
 
+    it("after a lost answer and the consent page left, the inbox finishes the acceptance with the saved key", async () => {
+      const other = await browser!.newContext({ viewport: PHONE });
+      try {
+        const created = await t.gql(CREATE, { input: {} }, { token: session });
+        const id = created.data!.createPostbox.id;
+        const p2 = await other.newPage();
+        await loseFirstAccept(p2, true);
+        await p2.goto(created.data!.createPostbox.consentUrl);
+        await p2.getByRole("button", { name: "Accept" }).click();
+        await p2.getByText(/Could not reach the Postbox server/).waitFor();
+        await p2.unrouteAll();
+
+        await p2.goto(`${t.url}/app`);
+        await pushText(t, session, id, "settled.txt", "read after the inbox settled the key");
+        const item = p2.locator(".file", { hasText: "settled.txt" });
+        await item.locator("pre.content").waitFor({ timeout: 10_000 });
+        expect(await item.locator("pre.content").textContent()).toBe("read after the inbox settled the key");
+        expect(await storedRecord(p2, id)).toMatchObject({ pending: false, kid: (await t.gql(POSTBOX, { id }, { token: session })).data!.postbox.publicKey.kid });
+      } finally {
+        await other.close();
+      }
+    }, 60_000);
+
     it("says plainly when the postbox was accepted meanwhile with another key, and drops the key it saved", async () => {
       const first = await browser!.newContext({ viewport: PHONE });
       const second = await browser!.newContext({ viewport: PHONE });

@@ -9,7 +9,7 @@ import { decodeProtectedHeader } from "jose";
 import { ApiError, NetworkError, gql } from "./api.js";
 import { BASE } from "./base.js";
 import { decryptJwe, type PublicJwk } from "./keys.js";
-import { getPostbox, savePostbox, type StoredPostbox } from "./store.js";
+import { deletePendingKey, getPostbox, listPendingKeys, saveUnlessConfirmed, savePostbox, type StoredPostbox } from "./store.js";
 
 const CHALLENGE = /* GraphQL */ `
   mutation Challenge($postboxId: ID!) { userKeyChallenge(postboxId: $postboxId) { challengeId jwe } }
@@ -103,6 +103,46 @@ export async function proveKey(postboxId: string, privateKey: CryptoKey, publicJ
   const code = await decryptJwe(ch.jwe, privateKey, publicJwk);
   const answer = btoa(String.fromCharCode(...code)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   return (await gql<{ reissueUserCredential: IssuedTokens }>(REISSUE, { challengeId: ch.challengeId, answer })).reissueUserCredential;
+}
+
+/**
+ * Settles the keys the consent page saved before accepting whose outcome it never learnt (the
+ * tab was closed after a lost answer): a postbox READY with such a key becomes a postbox of
+ * this device; a key the server does not hold and never will is removed. Anything else (the
+ * network, a postbox still PENDING) leaves the key for a later try.
+ */
+export function settlePendingKeys(): Promise<boolean> {
+  settling ??= settle().finally(() => (settling = undefined));
+  return settling;
+}
+
+let settling: Promise<boolean> | undefined;
+
+/** True if a postbox was added. */
+async function settle(): Promise<boolean> {
+  let added = false;
+  for (const k of await listPendingKeys()) {
+    try {
+      const t = await proveKey(k.postboxId, k.privateKey, k.publicJwk);
+      added = (await saveUnlessConfirmed({
+        postboxId: k.postboxId,
+        privateKey: k.privateKey,
+        publicJwk: k.publicJwk,
+        accessToken: t.accessToken,
+        accessExpiresAt: t.accessTokenExpiresAt,
+        refreshToken: t.refreshToken,
+        refreshExpiresAt: t.refreshTokenExpiresAt,
+        applicationName: k.applicationName,
+        savedAt: new Date().toISOString(),
+        backedUp: false,
+      })) || added;
+    } catch (e) {
+      // NOT_FOUND: not READY. Past the consent deadline it cannot become READY with this key any more.
+      const over = e instanceof KeyMismatch || (e instanceof ApiError && e.code === "NOT_FOUND" && Date.parse(k.consentExpiresAt) <= Date.now());
+      if (over) await deletePendingKey(k.postboxId);
+    }
+  }
+  return added;
 }
 
 export class Credential {

@@ -3,7 +3,7 @@
 // a postbox from a key backup.
 import { ApiError, NetworkError } from "./api.js";
 import { SERVER } from "./base.js";
-import { Credential } from "./credential.js";
+import { Credential, settlePendingKeys } from "./credential.js";
 import { downloadBlob, fill, formatBytes, formatDate, h, notice, relative, render } from "./dom.js";
 import { BackupError, decryptJwe, encryptTo, parseBackup, type PublicJwk } from "./keys.js";
 import { stopAllWatchers, watchFiles, type FileEvent } from "./live.js";
@@ -90,6 +90,9 @@ function errorText(e: unknown): string {
 
 export async function inboxPage(flash?: HTMLElement): Promise<void> {
   stopAllWatchers(); // the cards they update are about to go
+  // An acceptance whose answer was lost and whose consent page was closed: settled in the background (a slow
+  // server must not hold the inbox up), and a postbox that gains a credential so shows on a fresh render.
+  void settlePendingKeys().then((added) => (added ? inboxPage(flash) : undefined), () => {});
   let postboxes: StoredPostbox[];
   try {
     postboxes = await listPostboxes();
