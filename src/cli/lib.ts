@@ -48,6 +48,25 @@ export class ApiError extends CliError {
   }
 }
 
+/** The request never reached the server (the connection itself was refused, or the address did not resolve). */
+export class NotSent extends CliError {
+  constructor(message: string, exitCode = 1) {
+    super(message, exitCode);
+    this.name = "NotSent";
+  }
+}
+
+/**
+ * True when the server certainly did not carry out a request that failed with `e`:
+ * it refused it with an error answer (4xx, or a GraphQL error other than an internal
+ * one), or the request never left. A timeout, a dropped connection, a 5xx or an
+ * internal error leave the outcome unknown: the server may have committed it.
+ */
+export function certainlyNotDone(e: unknown): boolean {
+  if (e instanceof NotSent) return true;
+  return e instanceof ApiError && e.status < 500 && e.code !== "INTERNAL_SERVER_ERROR";
+}
+
 // ---------------------------------------------------------------- commands
 
 export interface OptionSpec {
@@ -157,7 +176,9 @@ export class AdminClient {
     } catch (e) {
       throw connectionError(this.baseUrl, e);
     }
-    const text = await res.body.text();
+    const text = await res.body.text().catch(() => {
+      throw new CliError(`The answer from ${this.baseUrl} to ${method} /admin${p} broke off.`);
+    });
     let json: unknown;
     try {
       json = text ? JSON.parse(text) : undefined;
@@ -176,16 +197,18 @@ export class AdminClient {
   }
 }
 
+const NOT_SENT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN"]);
+
 function connectionError(baseUrl: string, e: unknown): CliError {
   const err = e as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
   const code = err.code ?? err.cause?.code;
   if (e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError) {
     return new CliError(`The server at ${baseUrl} did not answer within 30 s.`);
   }
-  if (e instanceof undiciErrors.InvalidArgumentError) return new CliError(`POSTBOX_URL is not a usable URL (${baseUrl}).`, 2);
-  return new CliError(
-    `Cannot reach the Postbox server${code ? ` (${code})` : ""}: is the server running at ${baseUrl}? Start it with \`npm start\`, or set POSTBOX_URL to its address.`,
-  );
+  if (e instanceof undiciErrors.InvalidArgumentError) return new NotSent(`POSTBOX_URL is not a usable URL (${baseUrl}).`, 2);
+  const message = `Cannot reach the Postbox server${code ? ` (${code})` : ""}: is the server running at ${baseUrl}? Start it with \`npm start\`, or set POSTBOX_URL to its address.`;
+  // Only a failed connect proves the request never left; a connection lost later (UND_ERR_SOCKET) may have carried it.
+  return NOT_SENT_CODES.has(code ?? "") ? new NotSent(message) : new CliError(message);
 }
 
 /** ADMIN_TOKEN, or the token the server wrote into `<DATA_DIR or ./data>/admin-token`. */

@@ -9,10 +9,11 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { importPKCS8 } from "jose";
+import { calculateJwkThumbprint, exportJWK, importPKCS8 } from "jose";
 import { operation } from "../documents/index.js";
 import type { CreateSessionMutation, CurrentSessionQuery } from "../generated/graphql.js";
 import { signAssertion, type Alg } from "../helpers/factories.js";
+import { answerDropper } from "../helpers/relay.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -266,6 +267,28 @@ describe("managing applications", () => {
     expect((await session(app.appId, app.contractId, "ES256", await readFile(next, "utf8"))).data?.createSession.key).toMatch(/^pbs_/);
     const keys = json(await cli(["app", "show", app.appId, "--json"])).contracts[0].keys;
     expect(keys.filter((k: { revokedAt: string | null }) => k.revokedAt === null)).toHaveLength(1);
+  });
+
+  it("keeps a generated key file when the answer to a rotation is lost: the server did rotate, and the file is the only copy of the new key", async () => {
+    const proxy = await answerDropper(Number(new URL(t.url).port), (req) => req.method === "POST" && /\/keys$/.test(req.url ?? ""));
+    try {
+      const next = path.join(dir, "rotated-lost.pem");
+      const r = await cli(["app", "rotate-key", app.contractId, "--generate-key", next, "--alg", "ES256", "--json"], { POSTBOX_URL: proxy.url });
+      expect(proxy.dropped()).toBe(1);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe("");
+      expect(existsSync(next)).toBe(true);
+      const pem = await readFile(next, "utf8");
+      const kid = await calculateJwkThumbprint(await exportJWK(await importPKCS8(pem, "ES256", { extractable: true })), "sha256");
+      expect(r.stderr).toContain(`Its private key stays in ${next}`);
+      expect(r.stderr).toContain(`if key ${kid} is listed`);
+      // The check the message names: the new key is the contract's only active one, and it signs sessions.
+      const keys = json(await cli(["app", "show", app.appId, "--json"])).contracts[0].keys as { keyId: string; revokedAt: string | null }[];
+      expect(keys.filter((k) => k.revokedAt === null).map((k) => k.keyId)).toEqual([kid]);
+      expect((await session(app.appId, app.contractId, "ES256", pem)).data?.createSession.key).toMatch(/^pbs_/);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it("adds a READ contract and updates a contract's settings", async () => {

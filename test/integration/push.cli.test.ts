@@ -9,8 +9,9 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, jest } from "@jest/globals";
+import { calculateJwkThumbprint } from "jose";
 import { DESCRIPTOR, PUSH_DATA, createSession, dataInput, registerApp } from "../helpers/factories.js";
-import { relay } from "../helpers/relay.js";
+import { answerDropper, relay } from "../helpers/relay.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -164,6 +165,57 @@ describe("user files / fetch / ack", () => {
     const reissued = JSON.parse(await readFile(keyFile, "utf8"));
     expect(reissued.credential.accessToken).not.toBe(after.credential.accessToken);
     expect(await t.app.db.prisma.auditEvent.count({ where: { action: "user.reissue", outcome: "SUCCESS", postboxId } })).toBe(1);
+  });
+
+  it("user accept keeps the key file when the answer is lost; `user files` then gets a credential by proof of the key", async () => {
+    const created = await t.gql(`mutation { createPostbox { id consentUrl } }`, {}, { token: session });
+    const pbId = created.data!.createPostbox.id as string;
+    // The acceptance reaches the server and is committed; its answer never comes back.
+    const proxy = await answerDropper(Number(new URL(t.url).port), (_req, body) => body.includes("acceptPostbox"));
+    try {
+      const consentUrl = created.data!.createPostbox.consentUrl.replace(new URL(t.url).origin, proxy.url);
+      const lostKey = path.join(dir, "lost-answer.key.json");
+      const r = await cli(["user", "accept", consentUrl, "--key-out", lostKey, "--json"]);
+      expect(proxy.dropped()).toBe(1);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toMatch(/UND_ERR_SOCKET/);
+      expect(r.stderr).toContain(`The private key stays in ${lostKey}`);
+
+      // The server holds the public key of the private key kept in the file.
+      const row = await t.app.db.prisma.postbox.findUniqueOrThrow({ where: { id: pbId } });
+      expect(row.status).toBe("READY");
+      const kept = JSON.parse(await readFile(lostKey, "utf8"));
+      expect(kept).toMatchObject({ postboxId: pbId, status: "UNCONFIRMED" });
+      expect(row.publicKeyThumbprint).toBe(await calculateJwkThumbprint(kept.privateKey, "sha256"));
+      expect((await stat(lostKey)).mode & 0o777).toBe(0o600);
+
+      // The check the message suggests, then the recovery it suggests.
+      expect(json(await cli(["user", "show", consentUrl, "--json"])).status).toBe("READY");
+      const id = await (async () => {
+        const bytes = Buffer.from("after a lost answer");
+        const pushed = await t.gql(PUSH_DATA, { input: { ...dataInput({ postboxId: pbId }, bytes), fileName: "x.txt" } }, { token: session });
+        return pushed.data!.pushData.id as string;
+      })();
+      const listed = await cli(["user", "files", "--key-file", lostKey, "--json"]);
+      expect(listed.stderr).toMatch(/had no credential yet; one was issued by proof of the postbox key/);
+      expect(json(listed).files.map((f: any) => f.id)).toEqual([id]);
+      const recovered = JSON.parse(await readFile(lostKey, "utf8"));
+      expect(recovered).toMatchObject({ postboxId: pbId, status: "READY", privateKey: kept.privateKey });
+      expect(recovered.credential.accessToken).toMatch(/^pbu_/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("a key file with no credential for a postbox that was never accepted says so", async () => {
+    const created = await t.gql(`mutation { createPostbox { id consentUrl } }`, {}, { token: session });
+    const orphan = path.join(dir, "never-accepted.key.json");
+    const mine = JSON.parse(await readFile(keyFile, "utf8"));
+    await writeFile(orphan, JSON.stringify({ postboxId: created.data!.createPostbox.id, graphqlUrl: mine.graphqlUrl, privateKey: mine.privateKey, status: "UNCONFIRMED" }), { mode: 0o600 });
+    const r = await cli(["user", "files", "--key-file", orphan]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/holds no credential .* is not READY: it was not accepted with this key/);
   });
 
   it("names a file that is not in this postbox", async () => {

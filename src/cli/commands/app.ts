@@ -1,6 +1,7 @@
 // `app` commands: register applications, list and inspect them, disable/enable,
 // rotate a contract's key. All through the admin API (/admin/applications…).
-import { defineGroup, formatSeconds, table, type Ctx } from "../lib.js";
+import { calculateJwkThumbprint, type JWK } from "jose";
+import { ApiError, certainlyNotDone, CliError, defineGroup, formatSeconds, PROG, table, type Ctx } from "../lib.js";
 import { chooseKey, KEY_OPTIONS } from "../keys.js";
 import { CONTRACT_OPTIONS, contractSettings, kindOption } from "../contract-options.js";
 
@@ -39,14 +40,38 @@ interface Created {
   alg: string;
 }
 
-/** Registers a key-carrying request; a generated private key file is removed if the server refuses. */
-export async function withKey<T>(ctx: Ctx, send: (key: { publicKey: unknown; alg?: string }) => Promise<T>): Promise<{ result: T; privateKeyFile?: string }> {
+/**
+ * Registers a key-carrying request. A generated private key file is removed only when
+ * the request certainly was not carried out (the server refused it, or it never left).
+ * When the answer is lost (timeout, dropped connection, 5xx) the server may have
+ * registered the key, and revoked the old ones on a rotation: the file may then be the
+ * only copy of the contract's private key, so it stays, and the error says how to check.
+ * `check` says which command shows whether the key was registered.
+ */
+export async function withKey<T>(
+  ctx: Ctx,
+  send: (key: { publicKey: unknown; alg?: string }) => Promise<T>,
+  check: string,
+): Promise<{ result: T; privateKeyFile?: string }> {
   const key = await chooseKey(ctx);
   try {
     return { result: await send({ publicKey: key.publicKey, alg: key.alg }), privateKeyFile: key.privateKeyFile };
   } catch (e) {
-    await key.discard();
-    throw e;
+    if (!key.privateKeyFile) throw e;
+    if (certainlyNotDone(e)) {
+      await key.discard();
+      throw e;
+    }
+    const keyId = await calculateJwkThumbprint(key.publicKey as JWK, "sha256");
+    const cause = e instanceof ApiError ? `${e.message} [${e.code}]` : e instanceof Error ? e.message : String(e);
+    throw new CliError(
+      [
+        cause,
+        `No clear answer came back, so the server may have registered the new key ${keyId} all the same. Its private key stays in ${key.privateKeyFile}.`,
+        `Check with ${check}: if key ${keyId} is listed (not revoked), the request went through and that file is the key to hand over;`,
+        `if it is not, delete the file and run the command again.`,
+      ].join("\n"),
+    );
   }
 }
 
@@ -91,7 +116,7 @@ export default defineGroup({
         const name = ctx.requireString("name");
         const kind = kindOption(ctx, "WRITE");
         const settings = contractSettings(ctx);
-        const { result, privateKeyFile } = await withKey(ctx, (key) => ctx.admin.post<Created>("/applications", { name, kind, ...settings, ...key }));
+        const { result, privateKeyFile } = await withKey(ctx, (key) => ctx.admin.post<Created>("/applications", { name, kind, ...settings, ...key }), `\`${PROG} app list --json\``);
         const out = { appId: result.appId, contractId: result.contractId, name: result.name, kind: result.kind, keyId: result.keyId, alg: result.alg, ...(privateKeyFile ? { privateKeyFile } : {}) };
         ctx.print(out, (o) =>
           [
@@ -157,6 +182,7 @@ export default defineGroup({
         const contractId = ctx.args.contractId;
         const { result, privateKeyFile } = await withKey(ctx, (key) =>
           ctx.admin.post<{ contractId: string; keyId: string; alg: string; sessionsEnded: number }>(`/contracts/${encodeURIComponent(contractId)}/keys`, key),
+          `\`${PROG} app show <appId>\` for the application of contract ${contractId} (\`${PROG} app list\` names it)`,
         );
         const out = { ...result, ...(privateKeyFile ? { privateKeyFile } : {}) };
         ctx.print(out, (o) =>

@@ -1,6 +1,6 @@
 // `contract` commands: add a contract (e.g. the READ contract) to an application,
 // and change a contract's postbox settings.
-import { defineGroup, formatSeconds, UsageError } from "../lib.js";
+import { defineGroup, formatSeconds, PROG, UsageError } from "../lib.js";
 import { KEY_OPTIONS } from "../keys.js";
 import { CONTRACT_OPTIONS, contractSettings, kindOption } from "../contract-options.js";
 import { privateKeyNote, withKey } from "./app.js";
@@ -31,6 +31,7 @@ export default defineGroup({
             ...settings,
             ...key,
           }),
+          `\`${PROG} app show ${appId}\``,
         );
         const out = { appId, ...result, ...(privateKeyFile ? { privateKeyFile } : {}) };
         ctx.print(out, (o) =>

@@ -28,7 +28,8 @@ interface KeyFile {
   postboxId: string;
   graphqlUrl: string;
   privateKey: JWK;
-  credential: Credential;
+  /** Absent when the `user accept` that wrote the file got no answer: see UserClient.ensureCredential. */
+  credential?: Credential;
   [other: string]: unknown;
 }
 
@@ -99,8 +100,8 @@ class UserClient {
     } catch {
       throw new CliError(`${file} is not a key file (not JSON). Use the file \`user accept --key-out\` wrote.`);
     }
-    if (!key?.graphqlUrl || !key.privateKey || !key.credential?.accessToken || !key.credential.refreshToken) {
-      throw new CliError(`${file} is not a key file written by \`user accept --key-out\` (graphqlUrl, privateKey or credential missing).`);
+    if (!key?.graphqlUrl || !key.postboxId || !key.privateKey || (key.credential && (!key.credential.accessToken || !key.credential.refreshToken))) {
+      throw new CliError(`${file} is not a key file written by \`user accept --key-out\` (graphqlUrl, postboxId, privateKey or credential missing).`);
     }
     return new UserClient(file, key);
   }
@@ -118,8 +119,33 @@ class UserClient {
 
   /** An access token that works now: renewed first when it is about to expire, or always with `force` (the server refused it). */
   async accessToken(note?: (m: string) => void, force = false): Promise<string> {
-    if (force || Date.parse(this.key.credential.accessTokenExpiresAt) - Date.now() < EARLY_REFRESH_MS) await this.refresh(note);
-    return this.key.credential.accessToken;
+    const credential = await this.ensureCredential(note);
+    if (force || Date.parse(credential.accessTokenExpiresAt) - Date.now() < EARLY_REFRESH_MS) await this.refresh(note);
+    return this.credential.accessToken;
+  }
+
+  private get credential(): Credential {
+    if (!this.key.credential) throw new Error("no credential yet: ensureCredential first");
+    return this.key.credential;
+  }
+
+  /**
+   * A key file without a credential was written by a `user accept` whose answer was
+   * lost: if the server did accept that key, proof of it buys the credential.
+   */
+  private async ensureCredential(note?: (m: string) => void): Promise<Credential> {
+    if (this.key.credential) return this.key.credential;
+    try {
+      await this.reestablish(note);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === "NOT_FOUND") {
+        throw new CliError(
+          `${this.file} holds no credential (the \`user accept\` that wrote it got no answer), and postbox ${this.key.postboxId} is not READY: it was not accepted with this key, or it has ended since.`,
+        );
+      }
+      throw e;
+    }
+    return this.credential;
   }
 
   async decrypt(jwe: string): Promise<Uint8Array> {
@@ -133,30 +159,31 @@ class UserClient {
   }
 
   async gql<T>(query: string, variables: Record<string, unknown> = {}, note?: (m: string) => void): Promise<T> {
-    if (Date.parse(this.key.credential.accessTokenExpiresAt) - Date.now() < EARLY_REFRESH_MS) await this.refresh(note);
+    const credential = await this.ensureCredential(note);
+    if (Date.parse(credential.accessTokenExpiresAt) - Date.now() < EARLY_REFRESH_MS) await this.refresh(note);
     try {
-      return await this.post<T>(query, variables, this.key.credential.accessToken);
+      return await this.post<T>(query, variables, this.credential.accessToken);
     } catch (e) {
       // The server may consider the token expired before our clock does.
       if (e instanceof ApiError && e.code === "UNAUTHENTICATED" && /expired/i.test(e.message) && !/postbox/i.test(e.message)) {
         await this.refresh(note);
-        return this.post<T>(query, variables, this.key.credential.accessToken);
+        return this.post<T>(query, variables, this.credential.accessToken);
       }
       if (e instanceof ApiError && e.reissue) {
         await this.reestablish(note);
-        return this.post<T>(query, variables, this.key.credential.accessToken);
+        return this.post<T>(query, variables, this.credential.accessToken);
       }
       throw e;
     }
   }
 
   private async refresh(note?: (m: string) => void): Promise<void> {
-    if (Date.parse(this.key.credential.refreshTokenExpiresAt) <= Date.now()) {
+    if (Date.parse(this.credential.refreshTokenExpiresAt) <= Date.now()) {
       throw new CliError("Both tokens in the key file have expired (the refresh token lives as long as the postbox): the postbox is over.");
     }
     let renewed: Credential;
     try {
-      renewed = (await this.post<{ refreshUserToken: Credential }>(REFRESH, { refreshToken: this.key.credential.refreshToken })).refreshUserToken;
+      renewed = (await this.post<{ refreshUserToken: Credential }>(REFRESH, { refreshToken: this.credential.refreshToken })).refreshUserToken;
     } catch (e) {
       if (e instanceof ApiError && e.reissue) return this.reestablish(note);
       throw e;
@@ -172,12 +199,18 @@ class UserClient {
    * postbox key by decrypting a challenge, and take the new credential it buys.
    */
   private async reestablish(note?: (m: string) => void): Promise<void> {
+    const had = this.key.credential !== undefined;
     const { userKeyChallenge: ch } = await this.post<{ userKeyChallenge: { challengeId: string; jwe: string } }>(CHALLENGE, { postboxId: this.key.postboxId });
     const answer = Buffer.from(await this.decrypt(ch.jwe)).toString("base64url");
     const { reissueUserCredential } = await this.post<{ reissueUserCredential: Credential }>(REISSUE, { challengeId: ch.challengeId, answer });
-    this.key = { ...this.key, credential: reissueUserCredential };
+    // A file from an unanswered accept said UNCONFIRMED: a reissue proves the postbox READY with this key.
+    this.key = { ...this.key, credential: reissueUserCredential, ...(had ? {} : { status: "READY" }) };
     await this.save();
-    note?.(`The key file's credential no longer worked; a new one was issued by proof of the postbox key, and ${this.file} updated.`);
+    note?.(
+      had
+        ? `The key file's credential no longer worked; a new one was issued by proof of the postbox key, and ${this.file} updated.`
+        : `The key file had no credential yet; one was issued by proof of the postbox key, and ${this.file} updated.`,
+    );
   }
 
   /** Rewrites the key file atomically (same directory, mode 0600), since the old refresh token no longer works. */
@@ -201,7 +234,7 @@ class UserClient {
   async download(url: string): Promise<string> {
     let res;
     try {
-      res = await request(url, { headers: { authorization: `Bearer ${this.key.credential.accessToken}` }, headersTimeout: 60_000, bodyTimeout: 300_000 });
+      res = await request(url, { headers: { authorization: `Bearer ${this.credential.accessToken}` }, headersTimeout: 60_000, bodyTimeout: 300_000 });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? (e as { cause?: NodeJS.ErrnoException }).cause?.code;
       throw new Unreachable(`Cannot download from ${url}${code ? ` (${code})` : ""}.`);

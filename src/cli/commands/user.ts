@@ -3,11 +3,11 @@
 // link is the credential, and the server's GraphQL address is derived from it
 // (`<base>/consent/<code>` → `<base>/graphql`). The key pair is generated here,
 // on the user's machine; only the public key is sent.
-import { open, unlink } from "node:fs/promises";
+import { open, rename, unlink } from "node:fs/promises";
 import path from "node:path";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { errors as undiciErrors, request } from "undici";
-import { ApiError, CliError, UsageError, defineGroup } from "../lib.js";
+import { ApiError, CliError, NotSent, PROG, UsageError, certainlyNotDone, defineGroup } from "../lib.js";
 
 const ALGS = ["RSA-OAEP-256", "ECDH-ES+A256KW"] as const;
 type Alg = (typeof ALGS)[number];
@@ -46,9 +46,13 @@ async function gql<T>(url: string, query: string, variables: Record<string, unkn
   } catch (e) {
     if (e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError) throw new CliError(`The server at ${url} did not answer within 30 s.`);
     const code = (e as NodeJS.ErrnoException).code ?? (e as { cause?: NodeJS.ErrnoException }).cause?.code;
-    throw new CliError(`Cannot reach the Postbox server at ${url}${code ? ` (${code})` : ""}. Check the consent link and your connection.`);
+    const message = `Cannot reach the Postbox server at ${url}${code ? ` (${code})` : ""}. Check the consent link and your connection.`;
+    // Only a failed connect proves the request never left; a connection lost later may have carried it.
+    throw code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN" ? new NotSent(message) : new CliError(message);
   }
-  const text = await res.body.text();
+  const text = await res.body.text().catch(() => {
+    throw new CliError(`The answer from ${url} broke off.`);
+  });
   let body: { data?: T | null; errors?: { message: string; extensions?: { code?: string; field?: string } }[] };
   try {
     body = JSON.parse(text);
@@ -111,6 +115,24 @@ async function makeKeyPair(alg: Alg): Promise<{ publicJwk: JWK; privateJwk: JWK 
   return { publicJwk: { ...pub, alg, use: "enc", kid }, privateJwk: { ...(await exportJWK(privateKey)), alg, use: "enc", kid } };
 }
 
+/** Replaces `file` with `text` so that a crash leaves the old or the new content, never a part: temp file, fsync, rename. */
+async function replaceFile(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fh = await open(tmp, "wx", 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, file);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+}
+
 function describe(c: ConsentInfo): string {
   return [
     `${c.applicationName} asks to open a postbox for you${c.reference ? ` (their reference: ${c.reference})` : ""}.`,
@@ -141,6 +163,7 @@ export default defineGroup({
       help: [
         "The file holds the private key and the tokens: anyone with it can read this postbox. Keep it safe.",
         "Prints { postboxId, status } (with --json, one JSON object).",
+        "If no clear answer comes back, the file keeps the private key without a credential; the error says how to check and recover.",
       ].join("\n"),
       async run(ctx) {
         const link = parseConsentUrl(ctx.args.consentUrl);
@@ -157,31 +180,57 @@ export default defineGroup({
           if (code === "EEXIST") throw new CliError(`${keyOut} already exists; it may hold another postbox's key. Choose a new file.`);
           throw new CliError(`Cannot create ${keyOut}: ${(e as Error).message}`);
         }
-        let saved = false;
+        // True once the server may hold the public key (it accepted, or gave no clear answer):
+        // the file is then the only copy of the private key, so it stays.
+        let keep = false;
+        let closed = false;
         try {
           const { consentRequest: info } = await gql<{ consentRequest: ConsentInfo }>(link.graphqlUrl, CONSENT_REQUEST, { code: link.code });
           ctx.note(`Accepting a postbox from ${info.applicationName} (${info.postboxId}).`);
           const keys = await makeKeyPair(alg);
-          const { acceptPostbox: r } = await gql<{ acceptPostbox: Accepted }>(link.graphqlUrl, ACCEPT, { input: { code: link.code, publicKey: keys.publicJwk } });
+          const base = { postboxId: info.postboxId, applicationName: info.applicationName, serverUrl: link.serverUrl, graphqlUrl: link.graphqlUrl, privateKey: keys.privateJwk };
+          // The private key is on disk before the public one leaves, so a lost answer cannot lose it.
+          await file.writeFile(JSON.stringify({ ...base, status: "UNCONFIRMED" }, null, 2) + "\n");
+          await file.sync();
+          await file.close();
+          closed = true;
+          let r: Accepted;
+          try {
+            ({ acceptPostbox: r } = await gql<{ acceptPostbox: Accepted }>(link.graphqlUrl, ACCEPT, { input: { code: link.code, publicKey: keys.publicJwk } }));
+          } catch (e) {
+            if (certainlyNotDone(e)) throw e;
+            keep = true;
+            throw new CliError(
+              [
+                e instanceof ApiError ? `${e.message} [${e.code}]` : (e as Error).message,
+                `No clear answer came back, so the server may have accepted postbox ${info.postboxId} with this key. The private key stays in ${keyOut} (mode 0600).`,
+                `Check with \`${PROG} user show ${ctx.args.consentUrl}\`: if the postbox is READY, it was accepted, and`,
+                `\`${PROG} user files --key-file ${keyOut}\` gets a credential by proof of the key and saves it in that file.`,
+                `If it is still PENDING, delete the file and run \`user accept\` again.`,
+              ].join("\n"),
+            );
+          }
+          keep = true;
           const record = {
-            postboxId: r.postboxId,
+            ...base,
             status: r.status,
-            applicationName: info.applicationName,
-            serverUrl: link.serverUrl,
-            graphqlUrl: link.graphqlUrl,
             publicKeyThumbprint: r.publicKeyThumbprint,
-            privateKey: keys.privateJwk,
             credential: r.credential,
             redirectUrl: r.redirectUrl,
             acceptedAt: new Date().toISOString(),
           };
-          await file.writeFile(JSON.stringify(record, null, 2) + "\n");
-          saved = true;
+          try {
+            await replaceFile(keyOut, JSON.stringify(record, null, 2) + "\n");
+          } catch (e) {
+            throw new CliError(
+              `Postbox ${r.postboxId} is ${r.status}, but the credential could not be saved in ${keyOut} (${(e as Error).message}). The file holds the private key: \`${PROG} user files --key-file ${keyOut}\` gets a credential by proof of it.`,
+            );
+          }
           ctx.note(`Private key and credential written to ${keyOut} (mode 0600).`);
           ctx.print({ postboxId: r.postboxId, status: r.status, keyFile: keyOut, redirectUrl: r.redirectUrl }, (v) => `Postbox ${v.postboxId} is ${v.status}.${v.redirectUrl ? `\nReturn to the application: ${v.redirectUrl}` : ""}`);
         } finally {
-          await file.close();
-          if (!saved) await unlink(keyOut).catch(() => {});
+          if (!closed) await file.close();
+          if (!keep) await unlink(keyOut).catch(() => {});
         }
       },
     },
