@@ -178,8 +178,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     const migrated = await db.migrate();
     if (migrated.applied.length) log.info({ applied: migrated.applied }, "database migrated");
 
-    const adminToken = config.ADMIN_TOKEN ?? (await loadOrCreateSecret(config.DATA_DIR, "admin-token", "pba"));
-    config.SERVER_SECRET ??= await loadOrCreateSecret(config.DATA_DIR, "server-secret", "pbk");
+    const adminToken = config.ADMIN_TOKEN ?? (await loadOrCreateSecret(config.DATA_DIR, "admin-token", "pba", log));
+    config.SERVER_SECRET ??= await loadOrCreateSecret(config.DATA_DIR, "server-secret", "pbk", log);
     pubsub = createAppPubSub(config.REDIS_URL, log);
     const wired = wire(config, db, pubsub, log);
     const schema = await buildAppSchema(wired.resolvers, pubsub.pubSub);
