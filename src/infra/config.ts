@@ -129,7 +129,7 @@ export const SPEC = {
     default: "true",
     parse: bool,
   },
-  DATABASE_POOL_SIZE: { doc: "PostgreSQL connections per instance.", default: "10", parse: int(1, 200) },
+  DATABASE_POOL_SIZE: { doc: "PostgreSQL connections per instance, 2 to 200. At least 2: while starting, one connection holds the migration lock while the migrations run on another.", default: "10", parse: int(2, 200) },
   REDIS_URL: { doc: "Unset: subscriptions are delivered in-process. A `redis://` URL: events cross instances through Redis, and so do rate-limit counts.", default: "", parse: url("redis:", "rediss:") },
   ADMIN_TOKEN: { doc: "Bearer token of the admin API the CLI uses (32+ characters). Unset: generated on first start into `<DATA_DIR>/admin-token` (mode 0600).", default: "", parse: secret(32) },
   SERVER_SECRET: { doc: "Key for the server's keyed hashes (idempotency fingerprints) and sealed key challenges, 32+ characters. Unset: generated into `<DATA_DIR>/server-secret`. Several instances must share one.", default: "", parse: secret(32) },

@@ -152,6 +152,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     },
     withLock: async (fn) => {
       // Several instances may start at once: one migrates, the others wait and find nothing to do.
+      // fn's queries take other clients from the pool, so it needs 2 or more (DATABASE_POOL_SIZE ≥ 2).
       const client = await pool.connect();
       try {
         await client.query("SELECT pg_advisory_lock(727274)");
