@@ -13,6 +13,7 @@ import { calculateJwkThumbprint, exportJWK, importPKCS8 } from "jose";
 import { operation } from "../documents/index.js";
 import type { CreateSessionMutation, CurrentSessionQuery } from "../generated/graphql.js";
 import { signAssertion, type Alg } from "../helpers/factories.js";
+import { request } from "undici";
 import { answerDropper } from "../helpers/relay.js";
 import { errorCode, startTestServer, type TestServer } from "../helpers/server.js";
 
@@ -339,6 +340,52 @@ describe("connection and credentials", () => {
     const r = await cli(["app", "list"], { ADMIN_TOKEN: "x".repeat(40) });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/refused the admin token.*\[UNAUTHENTICATED\]/);
+  });
+});
+
+describe("the admin API over HTTP", () => {
+  const big = JSON.stringify({ name: "x".repeat(2 * 1024 * 1024) });
+  async function post(body: string, token?: string) {
+    const res = await request(`${t.url}/admin/applications`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body,
+    });
+    return { status: res.statusCode, body: (await res.body.json()) as { error: { code: string; message: string } } };
+  }
+  const errorLines = (from: number) => t.logs.slice(from).filter((l) => JSON.parse(l).level >= 50);
+
+  it.each([
+    ["a 2 MB body", big],
+    ["malformed JSON", "{not json"],
+  ])("checks the token before reading the body: %s without a token gets 401", async (_what, body) => {
+    const logged = t.logs.length;
+    for (const token of [undefined, "x".repeat(40)]) {
+      const r = await post(body, token);
+      expect(r.status).toBe(401);
+      expect(r.body.error.code).toBe("UNAUTHENTICATED");
+    }
+    expect(errorLines(logged)).toEqual([]);
+  });
+
+  it("answers a body it cannot take with a 4xx in its error shape, without an error log line", async () => {
+    const logged = t.logs.length;
+    const before = await appCount();
+    const large = await post(big, t.adminToken);
+    expect(large.status).toBe(413);
+    expect(large.body.error).toEqual({ code: "PAYLOAD_TOO_LARGE", message: expect.stringMatching(/larger than the admin API accepts \(1048576 bytes\)/) });
+    const malformed = await post("{not json", t.adminToken);
+    expect(malformed.status).toBe(400);
+    expect(malformed.body.error).toEqual({ code: "BAD_USER_INPUT", message: "The request body is not valid JSON." });
+    const charset = await request(`${t.url}/admin/applications`, {
+      method: "POST",
+      headers: { "content-type": "application/json; charset=klingon", authorization: `Bearer ${t.adminToken}` },
+      body: "{}",
+    });
+    expect(charset.statusCode).toBe(415);
+    expect(((await charset.body.json()) as { error: { code: string } }).error.code).toBe("BAD_USER_INPUT");
+    expect(errorLines(logged)).toEqual([]);
+    expect(await appCount()).toBe(before);
   });
 });
 
