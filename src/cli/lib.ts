@@ -148,8 +148,9 @@ export class AdminClient {
     this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
   }
 
-  get<T = unknown>(p: string): Promise<T> {
-    return this.request<T>("GET", p);
+  /** `timeoutMs`: how long to wait for the answer (30 s unless the route is known to take longer). */
+  get<T = unknown>(p: string, opts: { timeoutMs?: number } = {}): Promise<T> {
+    return this.request<T>("GET", p, undefined, opts);
   }
   post<T = unknown>(p: string, body?: unknown): Promise<T> {
     return this.request<T>("POST", p, body ?? {});
@@ -161,7 +162,7 @@ export class AdminClient {
     return this.request<T>("DELETE", p);
   }
 
-  async request<T>(method: "GET" | "POST" | "PATCH" | "PUT" | "DELETE", p: string, body?: unknown): Promise<T> {
+  async request<T>(method: "GET" | "POST" | "PATCH" | "PUT" | "DELETE", p: string, body?: unknown, { timeoutMs = DEFAULT_TIMEOUT_MS }: { timeoutMs?: number } = {}): Promise<T> {
     const token = await (this.tokenPromise ??= this.opts.token());
     const url = `${this.baseUrl}/admin${p}`;
     let res;
@@ -170,11 +171,11 @@ export class AdminClient {
         method,
         headers: { authorization: `Bearer ${token}`, accept: "application/json", ...(body !== undefined ? { "content-type": "application/json" } : {}) },
         body: body !== undefined ? JSON.stringify(body) : undefined,
-        headersTimeout: 30_000,
-        bodyTimeout: 30_000,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
       });
     } catch (e) {
-      throw connectionError(this.baseUrl, e);
+      throw connectionError(this.baseUrl, e, timeoutMs);
     }
     const text = await res.body.text().catch(() => {
       throw new CliError(`The answer from ${this.baseUrl} to ${method} /admin${p} broke off.`);
@@ -197,13 +198,14 @@ export class AdminClient {
   }
 }
 
+const DEFAULT_TIMEOUT_MS = 30_000;
 const NOT_SENT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN"]);
 
-function connectionError(baseUrl: string, e: unknown): CliError {
+function connectionError(baseUrl: string, e: unknown, timeoutMs = DEFAULT_TIMEOUT_MS): CliError {
   const err = e as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
   const code = err.code ?? err.cause?.code;
   if (e instanceof undiciErrors.HeadersTimeoutError || e instanceof undiciErrors.BodyTimeoutError) {
-    return new CliError(`The server at ${baseUrl} did not answer within 30 s.`);
+    return new CliError(`The server at ${baseUrl} did not answer within ${Math.round(timeoutMs / 1000)} s.`);
   }
   if (e instanceof undiciErrors.InvalidArgumentError) return new NotSent(`POSTBOX_URL is not a usable URL (${baseUrl}).`, 2);
   const message = `Cannot reach the Postbox server${code ? ` (${code})` : ""}: is the server running at ${baseUrl}? Start it with \`npm start\`, or set POSTBOX_URL to its address.`;
