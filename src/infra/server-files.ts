@@ -44,7 +44,7 @@ async function readSecret(file: string): Promise<string | undefined> {
  * `create`: only if `file` does not exist yet (link fails on an existing one, so two
  * processes starting together keep one secret); otherwise it replaces `file` (rename).
  */
-async function writeAtomically(file: string, text: string, create: boolean): Promise<void> {
+export async function writeAtomically(file: string, text: string, create: boolean): Promise<void> {
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
   try {
     const fh = await open(tmp, "wx", 0o600);

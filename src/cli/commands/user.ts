@@ -3,10 +3,11 @@
 // link is the credential, and the server's GraphQL address is derived from it
 // (`<base>/consent/<code>` → `<base>/graphql`). The key pair is generated here,
 // on the user's machine; only the public key is sent.
-import { open, rename, unlink } from "node:fs/promises";
+import { open, unlink } from "node:fs/promises";
 import path from "node:path";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { errors as undiciErrors, request } from "undici";
+import { writeAtomically } from "../../infra/server-files.js";
 import { ApiError, CliError, NotSent, PROG, UsageError, certainlyNotDone, defineGroup } from "../lib.js";
 
 const ALGS = ["RSA-OAEP-256", "ECDH-ES+A256KW"] as const;
@@ -115,24 +116,6 @@ async function makeKeyPair(alg: Alg): Promise<{ publicJwk: JWK; privateJwk: JWK 
   return { publicJwk: { ...pub, alg, use: "enc", kid }, privateJwk: { ...(await exportJWK(privateKey)), alg, use: "enc", kid } };
 }
 
-/** Replaces `file` with `text` so that a crash leaves the old or the new content, never a part: temp file, fsync, rename. */
-async function replaceFile(file: string, text: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fh = await open(tmp, "wx", 0o600);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-}
-
 function describe(c: ConsentInfo): string {
   return [
     `${c.applicationName} asks to open a postbox for you${c.reference ? ` (their reference: ${c.reference})` : ""}.`,
@@ -220,7 +203,8 @@ export default defineGroup({
             acceptedAt: new Date().toISOString(),
           };
           try {
-            await replaceFile(keyOut, JSON.stringify(record, null, 2) + "\n");
+            // Atomically: a crash leaves the old record (the key alone) or the new one, never a part.
+            await writeAtomically(keyOut, JSON.stringify(record, null, 2) + "\n", false);
           } catch (e) {
             throw new CliError(
               `Postbox ${r.postboxId} is ${r.status}, but the credential could not be saved in ${keyOut} (${(e as Error).message}). The file holds the private key: \`${PROG} user files --key-file ${keyOut}\` gets a credential by proof of it.`,
