@@ -137,7 +137,8 @@ describe("the whole flow", () => {
     expect(`${redirect.origin}${redirect.pathname}`).toBe("https://app.example.com/cb/return");
     expect(Object.fromEntries(redirect.searchParams)).toEqual({ state: "xyz", postboxId: pb.id, result: "ACCEPTED" });
     expect(a.credential.accessToken).toMatch(/^pbu_[A-Za-z0-9_-]{43}$/);
-    expect(a.credential.refreshToken).toMatch(/^pbr_[A-Za-z0-9_-]{43}$/);
+    // Named after its grant (pbr_<grantId>.<secret>), so that an old one is known as a reuse.
+    expect(a.credential.refreshToken).toMatch(/^pbr_grt_[a-z2-7]{26}\.[A-Za-z0-9_-]{43}$/);
     expect(a.credential.tokenType).toBe("Bearer");
     expect(a.credential.postboxId).toBe(pb.id);
     expect(new Date(a.credential.accessTokenExpiresAt).getTime() - acceptedAt).toBeLessThanOrEqual(3_600_000 + 5_000);
@@ -362,7 +363,7 @@ describe("user credentials", () => {
     expect(await t.app.db.prisma.usedRefreshToken.count({ where: { grantId: grant.id } })).toBe(0);
   });
 
-  it("remembers a grant's 100 newest exchanged refresh tokens, not every one", async () => {
+  it("remembers a grant's 100 newest exchanged refresh tokens, not every one, and still catches an older one's reuse", async () => {
     const pb = await createPostbox(t, session);
     const a = await accept(t, pb.consentUrl, (await makeUserKeyPair("RSA")).publicJwk);
     const grant = await t.app.db.prisma.userGrant.findFirstOrThrow({ where: { postboxId: pb.id } });
@@ -378,8 +379,13 @@ describe("user credentials", () => {
     expect(hashes.has(old[119].hash)).toBe(true);
     expect(hashes.has(old[20].hash)).toBe(false); // the oldest 21 went
     expect(hashes.has(old[21].hash)).toBe(true);
-    // The token just exchanged is still caught when it comes back.
+    // A token no longer on record is still caught by the grant it names: say a thief refreshed
+    // more than 100 times before the device came back with the token both had.
+    await t.app.db.prisma.usedRefreshToken.deleteMany({ where: { grantId: grant.id } });
     expect((await t.gql(REFRESH, { refreshToken: a.credential.refreshToken })).errors![0].message).toMatch(/already used once/);
+    expect((await t.app.db.prisma.userGrant.findUniqueOrThrow({ where: { id: grant.id } })).revokedAt).toBeInstanceOf(Date);
+    // One that names no grant of this server stays unknown.
+    expect((await t.gql(REFRESH, { refreshToken: "pbr_grt_aaaaaaaaaaaaaaaaaaaaaaaaaa.x" })).errors![0].message).toMatch(/Unknown refresh token/);
   });
 
   it("a used refresh token presented after the postbox closed says the postbox is over, not to get a new credential", async () => {

@@ -34,11 +34,16 @@ export interface IssuedCredential {
 /** A challenge lives this long: enough to decrypt it on a slow device. */
 const CHALLENGE_TTL_MS = 5 * 60 * 1000;
 /**
- * Exchanged refresh tokens remembered per grant, to catch a reuse. A device refreshing
- * hourly on a year-long postbox would otherwise leave 8,760 rows; a token older than
- * this many rotations is refused as unknown (with the reissue hint) instead.
+ * Exchanged refresh tokens remembered per grant (a device refreshing hourly on a year-long
+ * postbox would otherwise leave 8,760 rows). An older one is still caught as a reuse by the
+ * grant id it carries (GRANT_OF_TOKEN); the record also serves tokens issued before that.
  */
 const USED_REFRESH_KEPT = 100;
+/**
+ * The grant a refresh token names. Not a secret: whoever knows a grant id (its application,
+ * from the audit log) can only get that grant revoked, as closing the postbox would.
+ */
+const GRANT_OF_TOKEN = /^pbr_(grt_[a-z0-9]{1,40})\./;
 /** Live grants per postbox (devices); a reissue beyond it revokes the oldest. */
 const MAX_LIVE_GRANTS = 10;
 
@@ -82,7 +87,7 @@ export class UserService {
   /** Creates the grant inside the acceptance transaction; the tokens are returned once. */
   async issueGrant(tx: Tx, postboxId: string, postboxExpiresAt: Date, now = new Date()): Promise<IssuedCredential & { grantId: string }> {
     const grantId = newId("grt");
-    const tokens = this.newTokens(postboxExpiresAt, now);
+    const tokens = this.newTokens(grantId, postboxExpiresAt, now);
     await this.repo.createGrant(tx, {
       id: grantId,
       postboxId,
@@ -147,7 +152,8 @@ export class UserService {
     const oldHash = sha256Hex(refreshToken);
     const g = await this.repo.findByRefreshHash(oldHash);
     if (!g) {
-      const reused = await this.repo.findByUsedRefreshHash(oldHash);
+      const named = GRANT_OF_TOKEN.exec(refreshToken)?.[1];
+      const reused = (await this.repo.findByUsedRefreshHash(oldHash)) ?? (named ? await this.repo.findGrant(named) : null);
       if (!reused) throw new Refusal(reissuable(`Unknown refresh token (from an old backup, or not issued here). ${REISSUE_HINT}`), "unknown");
       // Exchanged once already: whoever holds the current pair got it with this token, and
       // we cannot tell which holder is the user's device. Stop both.
@@ -165,7 +171,7 @@ export class UserService {
     const over = postboxOver(g.postbox, now);
     if (over) throw new Refusal(over, "postbox_inactive", g);
 
-    const tokens = this.newTokens(g.postbox.expiresAt, now);
+    const tokens = this.newTokens(g.id, g.postbox.expiresAt, now);
     const rotated = await this.repo.transaction(async (tx) => {
       const n = await this.repo.rotate(tx, g.id, oldHash, {
         accessTokenHash: sha256Hex(tokens.accessToken),
@@ -268,12 +274,14 @@ export class UserService {
     return requireServerSecret(this.config.SERVER_SECRET);
   }
 
-  private newTokens(postboxExpiresAt: Date, now: Date) {
+  private newTokens(grantId: string, postboxExpiresAt: Date, now: Date) {
     const accessTokenExpiresAt = new Date(Math.min(now.getTime() + this.config.USER_ACCESS_TTL, postboxExpiresAt.getTime()));
     return {
       accessToken: newSecret(USER_TOKEN_PREFIX),
       accessTokenExpiresAt,
-      refreshToken: newSecret(REFRESH_TOKEN_PREFIX),
+      // Named after its grant (pbr_<grantId>.<secret>): an old token of a grant is then known
+      // as a reuse even once its hash has left the used-token record (see USED_REFRESH_KEPT).
+      refreshToken: `${REFRESH_TOKEN_PREFIX}_${grantId}.${randomBytes(32).toString("base64url")}`,
       refreshTokenExpiresAt: postboxExpiresAt,
       tokenType: "Bearer" as const,
     };
