@@ -68,7 +68,8 @@ export function sessionStream<S, T>({ source, ready, until, stillValid, prelude,
       void it.return?.();
     });
     await ready();
-    if (stillValid && !(await stillValid())) {
+    // A failed check (a database hiccup) leaves the stream open, as the checks on its events do.
+    if (stillValid && !(await stillValid().catch(() => true))) {
       void stop();
       return;
     }

@@ -155,7 +155,7 @@ export function graphqlMultipart({ maxBodyBytes }: MultipartOptions): RequestHan
       }
       // Answered already (refused before its file arrived): nobody will read it, so discard
       // it here; left paused, it would stop the body and hold the connection open.
-      if (res.writableFinished) {
+      if (res.writableEnded) {
         stream.resume();
         return;
       }
