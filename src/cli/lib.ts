@@ -199,7 +199,8 @@ export class AdminClient {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
-const NOT_SENT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN"]);
+/** Connection errors that prove a request never left: the connect itself failed. */
+export const NOT_SENT_CODES: ReadonlySet<string> = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN"]);
 
 function connectionError(baseUrl: string, e: unknown, timeoutMs = DEFAULT_TIMEOUT_MS): CliError {
   const err = e as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };

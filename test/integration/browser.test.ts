@@ -146,6 +146,16 @@ async function loseFirstAccept(page: Page, reaches: boolean): Promise<{ lost: nu
   return state;
 }
 
+/** Opens the consent page and presses Accept with the first answer lost (see loseFirstAccept); returns the error the page shows. */
+async function acceptLosingAnswer(page: Page, consentUrl: string, reaches: boolean): Promise<{ lost: number; said: string | null }> {
+  const route = await loseFirstAccept(page, reaches);
+  await page.goto(consentUrl);
+  await page.getByRole("button", { name: "Accept" }).click();
+  const failed = page.getByText(/Could not reach the Postbox server/);
+  await failed.waitFor();
+  return { lost: route.lost, said: await failed.textContent() };
+}
+
 async function fitsPhoneWidth(page: Page): Promise<boolean> {
   return page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
 }
@@ -684,13 +694,8 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         const p2 = await other.newPage();
         const w2 = watch(p2);
         // The first acceptPostbox reaches the server, which takes the key; its answer never reaches the page.
-        const route = await loseFirstAccept(p2, true);
-        await p2.goto(created.data!.createPostbox.consentUrl);
-        await p2.getByRole("button", { name: "Accept" }).click();
-        const failed = p2.getByText(/Could not reach the Postbox server/);
-        await failed.waitFor();
-        const said = await failed.textContent();
-        expect(route.lost).toBe(1);
+        const { lost, said } = await acceptLosingAnswer(p2, created.data!.createPostbox.consentUrl, true);
+        expect(lost).toBe(1);
         expect(await storedRecord(p2, id)).toMatchObject({ pending: true });
         const taken = (await t.gql(POSTBOX, { id }, { token: session })).data!.postbox;
         expect(taken.status).toBe("READY");
@@ -725,10 +730,7 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         const created = await t.gql(CREATE, { input: { callbackUrl: `${site.url}/postbox/done` } }, { token: session });
         const id = created.data!.createPostbox.id;
         const p2 = await other.newPage();
-        await loseFirstAccept(p2, true);
-        await p2.goto(created.data!.createPostbox.consentUrl);
-        await p2.getByRole("button", { name: "Accept" }).click();
-        await p2.getByText(/Could not reach the Postbox server/).waitFor();
+        await acceptLosingAnswer(p2, created.data!.createPostbox.consentUrl, true);
         await p2.unrouteAll();
 
         await p2.reload(); // the code stayed in this tab's sessionStorage
@@ -749,10 +751,7 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         const created = await t.gql(CREATE, { input: {} }, { token: session });
         const id = created.data!.createPostbox.id;
         const p2 = await other.newPage();
-        await loseFirstAccept(p2, true);
-        await p2.goto(created.data!.createPostbox.consentUrl);
-        await p2.getByRole("button", { name: "Accept" }).click();
-        await p2.getByText(/Could not reach the Postbox server/).waitFor();
+        await acceptLosingAnswer(p2, created.data!.createPostbox.consentUrl, true);
         await p2.unrouteAll();
 
         await p2.goto(`${t.url}/app`);
@@ -775,10 +774,7 @@ if (!HAVE_CHROMIUM && process.env.CI) {
         const consent = created.data!.createPostbox.consentUrl;
         // This device's accept never reaches the server; another browser accepts the postbox.
         const p1 = await first.newPage();
-        await loseFirstAccept(p1, false);
-        await p1.goto(consent);
-        await p1.getByRole("button", { name: "Accept" }).click();
-        await p1.getByText(/Could not reach the Postbox server/).waitFor();
+        await acceptLosingAnswer(p1, consent, false);
         expect(await storedRecord(p1, id)).toMatchObject({ pending: true });
         const p2 = await second.newPage();
         await p2.goto(consent);

@@ -1,8 +1,8 @@
 // `npm run cli -- audit …`: the audit log's hash chain, through the admin API.
+import { CliError, defineGroup } from "../lib.js";
 
 /** How long `audit verify` waits for the server's walk of the chain. */
 const VERIFY_TIMEOUT_MS = 2 * 60 * 60 * 1000;
-import { CliError, defineGroup } from "../lib.js";
 
 interface VerifyResult {
   ok: boolean;

@@ -5,7 +5,7 @@
 // ciphertext. An expired access token is renewed with the refresh token, and the
 // key file is rewritten with the new pair (refresh tokens are single use).
 import { createHash } from "node:crypto";
-import { open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { open, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { createClient } from "graphql-ws";
 import { compactDecrypt, importJWK, type JWK } from "jose";
@@ -13,6 +13,7 @@ import { errors as undiciErrors, request } from "undici";
 import WebSocket from "ws";
 import type { FileDescriptor as Descriptor } from "../../modules/push/push.crypto.js";
 import { credentialRefused } from "../../infra/graphql/credential-refused.js";
+import { writeAtomically } from "../../infra/server-files.js";
 import { CHANGE_ORDER, currentChange } from "../../modules/user/user.events.js";
 import { ApiError, Backoff, CliError, UsageError, table, type Command, type CommandGroup, type Ctx } from "../lib.js";
 
@@ -215,18 +216,10 @@ class UserClient {
 
   /** Rewrites the key file atomically (same directory, mode 0600), since the old refresh token no longer works. */
   private async save(): Promise<void> {
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    const fh = await open(tmp, "wx", 0o600);
     try {
-      await fh.writeFile(JSON.stringify(this.key, null, 2) + "\n");
-    } finally {
-      await fh.close();
-    }
-    try {
-      await rename(tmp, this.file);
+      await writeAtomically(this.file, JSON.stringify(this.key, null, 2) + "\n", false);
     } catch (e) {
-      await unlink(tmp).catch(() => {});
-      throw new CliError(`Renewed the access token but could not update ${this.file}: ${(e as Error).message}. The new tokens were not saved.`);
+      throw new CliError(`Got a new credential but could not update ${this.file}: ${(e as Error).message}. The new tokens were not saved.`);
     }
   }
 

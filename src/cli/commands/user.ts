@@ -8,7 +8,7 @@ import path from "node:path";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import { errors as undiciErrors, request } from "undici";
 import { writeAtomically } from "../../infra/server-files.js";
-import { ApiError, CliError, NotSent, PROG, UsageError, certainlyNotDone, defineGroup } from "../lib.js";
+import { ApiError, CliError, NOT_SENT_CODES, NotSent, PROG, UsageError, certainlyNotDone, defineGroup } from "../lib.js";
 
 const ALGS = ["RSA-OAEP-256", "ECDH-ES+A256KW"] as const;
 type Alg = (typeof ALGS)[number];
@@ -49,7 +49,7 @@ async function gql<T>(url: string, query: string, variables: Record<string, unkn
     const code = (e as NodeJS.ErrnoException).code ?? (e as { cause?: NodeJS.ErrnoException }).cause?.code;
     const message = `Cannot reach the Postbox server at ${url}${code ? ` (${code})` : ""}. Check the consent link and your connection.`;
     // Only a failed connect proves the request never left; a connection lost later may have carried it.
-    throw code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN" ? new NotSent(message) : new CliError(message);
+    throw NOT_SENT_CODES.has(code ?? "") ? new NotSent(message) : new CliError(message);
   }
   const text = await res.body.text().catch(() => {
     throw new CliError(`The answer from ${url} broke off.`);
